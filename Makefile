@@ -1,0 +1,27 @@
+# Set-up and the two everyday jobs. Everything installs into $(VENV) from this project's own files.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+EXTRAS ?= dev
+# CPU wheel on machines without CUDA, so that pip never pulls a multi-GB CUDA build.
+CPU_TORCH ?= torch==2.13.0
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
+		$(PIP) install "$(CPU_TORCH)"; fi
+	$(PIP) install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,93 @@
+"""Tiny checkpoints and tokenizers built locally from configs, so no test ever touches a hub."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_DECODER = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                num_key_value_heads=1, vocab_size=320, max_position_embeddings=64)
+
+# model_type -> (config class name, kwargs). Small enough that a test builds one in milliseconds.
+FAMILIES: dict[str, tuple[str, dict]] = {
+    "llama": ("LlamaConfig", _DECODER),
+    "mistral": ("MistralConfig", _DECODER),
+    "qwen2": ("Qwen2Config", _DECODER),
+    "qwen3": ("Qwen3Config", {**_DECODER, "head_dim": 8}),
+    "gemma": ("GemmaConfig", {**_DECODER, "head_dim": 8}),
+    "gemma2": ("Gemma2Config", {**_DECODER, "head_dim": 8}),
+    "gemma3_text": ("Gemma3TextConfig", {**_DECODER, "head_dim": 8}),
+    "phi3": ("Phi3Config", {**_DECODER, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}),
+    "gpt2": ("GPT2Config", dict(n_embd=16, n_layer=3, n_head=2, vocab_size=320, n_positions=64,
+                                bos_token_id=1, eos_token_id=2)),
+    "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                                      num_attention_heads=2, vocab_size=320, max_position_embeddings=64)),
+    "opt": ("OPTConfig", dict(hidden_size=16, ffn_dim=32, num_hidden_layers=3, num_attention_heads=2,
+                              vocab_size=320, word_embed_proj_dim=16, max_position_embeddings=64)),
+    "falcon": ("FalconConfig", dict(hidden_size=16, num_hidden_layers=3, num_attention_heads=2, vocab_size=320)),
+}
+
+
+def tiny_config(family: str, **overrides):
+    import transformers
+
+    cls_name, kwargs = FAMILIES[family]
+    return getattr(transformers, cls_name)(**{**kwargs, **overrides})
+
+
+def tiny_model(family: str, seed: int = 0, head: str = "causal_lm", dtype=torch.float32, **overrides):
+    """A randomly initialised tiny model; `head` is 'causal_lm' or 'seq_cls'."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = tiny_config(family, **overrides)
+    if head == "seq_cls":
+        config.num_labels = overrides.get("num_labels", 1)
+        if config.pad_token_id is None:
+            config.pad_token_id = 0
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    return model.to(dtype)
+
+
+def perturbed_copy(model, seed: int, scale: float = 0.05):
+    """A 'fine-tuned' policy: the same model with every floating parameter moved by seeded noise."""
+    import copy
+
+    gen = torch.Generator().manual_seed(seed)
+    policy = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.is_floating_point():
+                p.add_(torch.randn(p.shape, generator=gen, dtype=torch.float32).to(p.dtype) * scale)
+    return policy
+
+
+def save(model, path: Path, max_shard_size: str | None = None) -> Path:
+    kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.save_pretrained(str(path), **kwargs)
+    return Path(path)
+
+
+def tiny_tokenizer(path: Path | None = None, vocab_size: int = 320):
+    """A byte-level BPE trained in memory on a few sentences, with pad/eos/bos tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["the food was great and the staff were friendly",
+              "the soup was cold and the service was slow",
+              "we waited an hour for a table", "a lovely place with a view of the river"] * 4
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    if path is not None:
+        fast.save_pretrained(str(path))
+    return fast
