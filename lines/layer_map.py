@@ -38,6 +38,8 @@ class ArchitectureSpec:
     final: tuple[re.Pattern, ...]
     head: tuple[re.Pattern, ...]
     tied_head: re.Pattern | None
+    # Checkpoint name -> in-memory module name, where transformers renames on load (regex, replacement).
+    module_renames: tuple[tuple[re.Pattern, str], ...] = ()
 
 
 @lru_cache(maxsize=None)
@@ -56,6 +58,7 @@ def architecture_specs() -> dict[str, ArchitectureSpec]:
             final=tuple(re.compile(p) for p in data["final"]),
             head=tuple(re.compile(p) for p in data["head"]),
             tied_head=re.compile(data["tied_head"]) if data.get("tied_head") else None,
+            module_renames=tuple((re.compile(a), b) for a, b in data.get("module_renames", [])),
         )
         for model_type in spec.model_types:
             if model_type in specs:
@@ -115,6 +118,12 @@ class LayerMap:
             f"tensor {name!r} matches no rule of architecture {self.spec.name!r} "
             f"(model_type={self.model_type!r}); add a pattern for it to "
             f"{ARCHITECTURES_DIR / (self.spec.name + '.json')}")
+
+    def module_name_candidates(self, name: str) -> list[str]:
+        """Names under which a checkpoint tensor may appear in a loaded model."""
+        names = [name] + [pattern.sub(repl, name) for pattern, repl in self.spec.module_renames
+                          if pattern.search(name)]
+        return names
 
     def _is_output_embedding(self, name: str) -> bool:
         if self.spec.tied_head is not None:

@@ -74,7 +74,7 @@ def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpe
     """
     merger = TensorMerger(spec, inputs)
     resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
-    targets = module_tensors(model, inputs.base)
+    targets = module_tensors(model, inputs)
     with torch.no_grad():
         for name, rows, block in merger.iter_merged(resolved, {n: t.dtype for n, t in targets.items()},
                                                     progress, desc="merging into model"):
@@ -83,15 +83,16 @@ def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpe
     return resolved
 
 
-def module_tensors(model: torch.nn.Module, checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
+def module_tensors(model: torch.nn.Module, inputs: MergeInputs) -> dict[str, torch.Tensor]:
     """Checkpoint tensor name -> the model's parameter/buffer it is loaded into (shapes checked)."""
     state = dict(model.named_parameters(remove_duplicate=False))
     state.update(dict(model.named_buffers(remove_duplicate=False)))
     prefix = getattr(model, "base_model_prefix", "")
     found: dict[str, torch.Tensor] = {}
-    for name, info in checkpoint.tensors.items():
-        candidates = [name, f"{prefix}.{name}" if prefix else name,
-                      name.removeprefix(f"{prefix}.") if prefix else name]
+    for name, info in inputs.base.tensors.items():
+        candidates = []
+        for alias in inputs.layer_map.module_name_candidates(name):
+            candidates += [alias, f"{prefix}.{alias}", alias.removeprefix(f"{prefix}.")] if prefix else [alias]
         key = next((c for c in candidates if c in state), None)
         if key is None:
             raise LinesError(f"checkpoint tensor {name!r} has no counterpart in the model "

@@ -81,7 +81,7 @@ def dare_seed(seed: int, tensor_name: str, model_index: int) -> int:
 def dare_keep_mask(shape: tuple[int, ...], density: float, seed: int) -> torch.Tensor:
     """Bernoulli(density) keep mask drawn from a CPU generator seeded by `seed` (deterministic)."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=gen, dtype=torch.float64) < density
+    return torch.rand(shape, generator=gen) < density
 
 
 def dare_drop(tvs: torch.Tensor, density: float, seeds: list[int]) -> torch.Tensor:
