@@ -2,7 +2,9 @@
 
 Safetensors headers are parsed directly (8-byte length + JSON), which gives every tensor's dtype, shape and
 location up front and lets a corrupt or truncated file be rejected before anything is written. Tensor data is
-read through safetensors' memory map, one tensor (or one block of rows) at a time.
+read with positioned reads straight into a fresh tensor, one tensor (or one block of rows) at a time. Unlike a
+memory map, this leaves nothing of the input files resident in the process, so memory stays flat however large
+the checkpoints are.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from .errors import LinesError
 
@@ -104,7 +105,7 @@ class Checkpoint:
             raise LinesError(f"{config_path}: unreadable JSON ({exc})") from None
         self.is_pickle = False
         self.tensors: dict[str, TensorInfo] = {}
-        self._handles: dict[Path, object] = {}
+        self._fds: dict[Path, int] = {}
         self._pickle_state: dict[Path, dict] = {}
         files = self._weight_files(allow_pickle)
         for file in files:
@@ -168,19 +169,36 @@ class Checkpoint:
             if self.is_pickle:
                 tensor = self._pickle_state[info.file][name]
                 return tensor if rows is None else tensor[rows[0]:rows[1]]
-            handle = self._handles.get(info.file)
-            if handle is None:
-                handle = self._handles[info.file] = safe_open(str(info.file), framework="pt")
-            if rows is None:
-                return handle.get_tensor(name)
-            return handle.get_slice(name)[rows[0]:rows[1]]
+            return self._read_safetensors(info, rows)
         except LinesError:
             raise
         except Exception as exc:
             raise LinesError(f"{info.file}: cannot read tensor {name!r} ({type(exc).__name__}: {exc})") from None
 
+    def _read_safetensors(self, info: TensorInfo, rows: tuple[int, int] | None) -> torch.Tensor:
+        shape = list(info.shape)
+        offset = info.offset
+        if rows is not None:
+            row_bytes = info.nbytes // shape[0] if shape[0] else 0
+            offset += rows[0] * row_bytes
+            shape[0] = rows[1] - rows[0]
+        out = torch.empty(shape, dtype=info.dtype)
+        buffer = memoryview(out.view(-1).view(torch.uint8).numpy()) if out.numel() else memoryview(b"")
+        fd = self._fds.get(info.file)
+        if fd is None:
+            fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
+        done = 0
+        while done < len(buffer):  # a single read may return less than asked for
+            n = os.preadv(fd, [buffer[done:]], offset + done)
+            if n <= 0:
+                raise LinesError(f"{info.file}: unexpected end of file while reading tensor {info.name!r}")
+            done += n
+        return out
+
     def close(self) -> None:
-        self._handles.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
         self._pickle_state.clear()
 
     def weight_file_names(self) -> set[str]:

@@ -15,14 +15,15 @@ from tqdm.auto import tqdm
 
 from . import merge_methods as mm
 from .errors import LinesError
+from .prefetch import prefetched
 from .recipe import MergeSpec
 from .schedule import LinesSchedule
 from .task_vectors import COMPUTE_DTYPES, MergeInputs
 
-# Elementwise methods stream large tensors in row blocks of at most this many elements per model, which
-# keeps memory flat as models grow. Methods with per-tensor statistics (TIES top-k, DARE masks, SLERP
-# angles) see whole tensors.
-BLOCK_ELEMENTS = 1 << 22
+# Elementwise methods stream large tensors in row blocks of at most this many elements per model: memory stays
+# flat as models grow, and a block small enough to stay in the CPU cache makes the several passes over it
+# nearly free. Methods with per-tensor statistics (TIES top-k, DARE masks, SLERP angles) see whole tensors.
+BLOCK_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class TensorMerger:
         self.dtype = COMPUTE_DTYPES[spec.compute_dtype]
         self.weights = torch.tensor(spec.weights, dtype=self.dtype)
         self.block_elements = block_elements
+        self.coefficients = mm.linear_coefficients(spec.method, self.weights, spec.parameters)
 
     # -- per tensor ---------------------------------------------------------------------------------------
     def row_blocks(self, name: str) -> list[tuple[int, int] | None]:
@@ -74,26 +76,34 @@ class TensorMerger:
             return mm.slerp(tvs, spec.slerp_t())
         raise LinesError(f"unknown merge method {method!r}")
 
+    def blocks(self) -> list[tuple[str, tuple[int, int] | None]]:
+        """Every (tensor, rows) work item of one pass, in θ0's storage order."""
+        return [(name, rows) for name in self.inputs.names for rows in self.row_blocks(name)]
+
     def iter_merged(self, lines: ResolvedLines | None, out_dtype: dict[str, torch.dtype] | None = None,
                     progress: bool = True, desc: str = "merging") -> Iterator[tuple[str, tuple[int, int] | None,
                                                                                      torch.Tensor]]:
-        """Yield (name, rows, merged block) for every tensor of θ0, in θ0's storage order."""
+        """Yield (name, rows, merged block) for every tensor of θ0, in θ0's storage order; inputs are read
+        ahead in a background thread."""
         inputs = self.inputs
         total = sum(inputs.base.info(n).nbytes for n in inputs.names)
         with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
-            for name in inputs.names:
+            for (name, rows), raw in prefetched(self.blocks(), lambda item: inputs.read_block(*item)):
                 info = inputs.base.info(name)
-                target = (out_dtype or {}).get(name, info.dtype)
                 if not info.dtype.is_floating_point:
-                    yield name, None, inputs.read_non_float(name)
-                    bar.update(info.nbytes)
-                    continue
-                scale = 1.0 if lines is None else lines.schedule.scale(inputs.roles[name])
-                for rows in self.row_blocks(name):
-                    base, tvs = inputs.base_and_task_vectors(name, rows, self.dtype)
-                    merged = base + scale * self.merged_update(name, tvs)
-                    yield name, rows, merged.to(target)
-                    bar.update(merged.numel() * info.dtype.itemsize)
+                    yield name, rows, inputs.identical_non_float(name, raw)
+                else:
+                    scale = 1.0 if lines is None else lines.schedule.scale(inputs.roles[name])
+                    yield name, rows, self.merged_block(name, raw, scale).to((out_dtype or {}).get(name, info.dtype))
+                bar.update(raw[0].numel() * info.dtype.itemsize)
+
+    def merged_block(self, name: str, raw: list[torch.Tensor], scale: float) -> torch.Tensor:
+        """θ0 + scale·τ_merged for a block read by `MergeInputs.read_block`, in the compute dtype."""
+        if self.coefficients is not None:
+            c = (scale * self.coefficients).tolist()
+            return self.inputs.linear_combination(name, raw, self.dtype, 1.0 - sum(c), c)
+        base, tvs = self.inputs.task_vectors(name, raw, self.dtype)
+        return base + scale * self.merged_update(name, tvs)
 
     # -- LiNeS -------------------------------------------------------------------------------------------
     def resolve_lines(self, progress: bool = True) -> ResolvedLines | None:
@@ -112,12 +122,12 @@ class TensorMerger:
         sum_norm = torch.zeros((), dtype=torch.float64)
         merged_norm = torch.zeros((), dtype=torch.float64)
         inputs = self.inputs
-        names = [n for n in inputs.names if inputs.base.info(n).dtype.is_floating_point]
-        for name in tqdm(names, desc="alpha: auto", disable=not progress, leave=False):
-            for rows in self.row_blocks(name):
-                _, tvs = inputs.base_and_task_vectors(name, rows, self.dtype)
-                sum_norm += tvs.sum(0).abs().sum(dtype=torch.float64)
-                merged_norm += self.merged_update(name, tvs).abs().sum(dtype=torch.float64)
+        items = [(n, r) for n, r in self.blocks() if inputs.base.info(n).dtype.is_floating_point]
+        loaded = prefetched(items, lambda item: inputs.read_block(*item))
+        for (name, _), raw in tqdm(loaded, total=len(items), desc="alpha: auto", disable=not progress, leave=False):
+            _, tvs = inputs.task_vectors(name, raw, self.dtype)
+            sum_norm += tvs.sum(0).abs().sum(dtype=torch.float64)
+            merged_norm += self.merged_update(name, tvs).abs().sum(dtype=torch.float64)
         if merged_norm == 0:
             raise LinesError("lines.alpha: auto is undefined because the merged task vector is zero "
                              "(policies identical to the base?); give a number instead")

@@ -30,6 +30,16 @@ def linear(tvs: torch.Tensor, weights: torch.Tensor, normalize: bool = True) -> 
     return task_arithmetic(tvs, normalized(weights) if normalize else weights)
 
 
+def linear_coefficients(method: str, weights: torch.Tensor, params: dict) -> torch.Tensor | None:
+    """c with τ_merged = Σ_i c_i τ_i for the methods that are linear in the task vectors, else None.
+    The engine then computes θ0 + λ·τ_merged as (1 − λΣc)·θ0 + Σ λc_i·θ_i in one pass per input."""
+    if method == "linear":
+        return normalized(weights) if params.get("normalize", True) else weights
+    if method == "task_arithmetic":
+        return weights
+    return None
+
+
 # -- TIES (Yadav et al. 2023): trim, elect sign, disjoint mean ----------------------------------------------
 
 def trim_to_density(tv: torch.Tensor, density: float) -> torch.Tensor:

@@ -12,6 +12,17 @@ from .layer_map import LayerMap, ParamRole
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Exact and cheap: a sum is finite iff every element is, unless finite values overflow the sum, which
+    only the (slower) elementwise check can tell apart."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
+def non_finite_error(checkpoint: Checkpoint, name: str) -> LinesError:
+    return LinesError(f"{checkpoint.tensors[name].file}: tensor {name!r} has non-finite values (NaN or inf); "
+                      f"fix or re-export that checkpoint")
+
+
 class MergeInputs:
     """θ0 and N policies as Hugging Face directories, validated to be the same architecture and layout."""
 
@@ -64,26 +75,43 @@ class MergeInputs:
                 raise LinesError(f"{info.file}: tensor {name!r} is {info.dtype}, the base model's is "
                                  f"{base.tensors[name].dtype}")
 
-    def read_checked(self, checkpoint: Checkpoint, name: str, rows: tuple[int, int] | None,
-                     dtype: torch.dtype) -> torch.Tensor:
-        tensor = checkpoint.read(name, rows).to(dtype)
-        if not torch.isfinite(tensor).all():
-            raise LinesError(f"{checkpoint.tensors[name].file}: tensor {name!r} has non-finite values "
-                             f"(NaN or inf); fix or re-export that checkpoint")
-        return tensor
+    def read_block(self, name: str, rows: tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """(Rows of) tensor `name` from θ0 and then every policy, in their stored dtypes."""
+        return [checkpoint.read(name, rows) for checkpoint in [self.base, *self.policies]]
 
-    def base_and_task_vectors(self, name: str, rows: tuple[int, int] | None,
-                              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """θ0 (rows of) tensor `name` and the stacked task vectors τ_i = θ_i − θ0, in `dtype`."""
-        base = self.read_checked(self.base, name, rows, dtype)
-        tvs = torch.stack([self.read_checked(p, name, rows, dtype) - base for p in self.policies])
+    def raise_for_non_finite(self, name: str, raw: list[torch.Tensor]) -> None:
+        """Called when a merged block is not finite: name the input file at fault (or report overflow)."""
+        for checkpoint, tensor in zip([self.base, *self.policies], raw):
+            if not torch.isfinite(tensor).all():
+                raise non_finite_error(checkpoint, name)
+        raise LinesError(f"tensor {name!r}: the merged values overflow (inf) although every input is finite; "
+                         f"use smaller weights or compute_dtype: float64")
+
+    def linear_combination(self, name: str, raw: list[torch.Tensor], dtype: torch.dtype,
+                           base_coefficient: float, coefficients: list[float]) -> torch.Tensor:
+        """c0·θ0 + Σ_i c_i·θ_i from a block read by `read_block`, accumulated in `dtype`, one pass per input."""
+        out = raw[0].to(dtype, copy=True)  # raw[0] must stay intact for error reporting
+        out.mul_(base_coefficient)
+        for coefficient, tensor in zip(coefficients, raw[1:]):
+            out.add_(tensor, alpha=coefficient)
+        if not all_finite(out):
+            self.raise_for_non_finite(name, raw)
+        return out
+
+    def task_vectors(self, name: str, raw: list[torch.Tensor], dtype: torch.dtype
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """θ0 and the stacked task vectors τ_i = θ_i − θ0 from a block read by `read_block`."""
+        base = raw[0].to(dtype)
+        tvs = torch.stack([tensor.to(dtype) - base for tensor in raw[1:]])
+        if not all_finite(tvs) or not all_finite(base):
+            self.raise_for_non_finite(name, raw)
         return base, tvs
 
-    def read_non_float(self, name: str) -> torch.Tensor:
+    def identical_non_float(self, name: str, raw: list[torch.Tensor]) -> torch.Tensor:
         """Integer/bool tensors (masks, position ids) are not merged: they must be identical everywhere."""
-        base = self.base.read(name)
-        for policy in self.policies:
-            if not torch.equal(policy.read(name), base):
+        base = raw[0]
+        for policy, tensor in zip(self.policies, raw[1:]):
+            if not torch.equal(tensor, base):
                 raise LinesError(f"{policy.tensors[name].file}: non-floating tensor {name!r} differs from the "
                                  f"base model's; integer buffers cannot be merged")
         return base
