@@ -25,3 +25,8 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
+
+.PHONY: bench
+bench: install
+	$(PIP) install -q -e ".[bench,dev]"
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py

@@ -33,16 +33,23 @@ ALPHA, BETA = 0.3, 0.6
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
 def run_measured(cmd: list[str]) -> dict:
-    """Wall seconds and peak RSS (MiB) of one process."""
+    """Wall seconds and peak RSS (MiB) of one process.
+
+    Peak RSS comes from GNU time, whose tiny process is the parent: the kernel's max-RSS counter survives
+    exec, so a child forked straight from this (large) Python process would report our size instead."""
+    if GNU_TIME is None:
+        raise RuntimeError("GNU time (/usr/bin/time) is needed to measure peak RSS: apt-get install time")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([GNU_TIME, "-f", "@@maxrss_kb=%M", *cmd], env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    stdout, stderr = proc.stdout.read().decode(), proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": stdout.strip()}
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    maxrss_kb = int(proc.stderr.rsplit("@@maxrss_kb=", 1)[1].split()[0])
+    return {"wall_s": wall, "peak_rss_mib": maxrss_kb / 1024, "stdout": proc.stdout.strip()}
 
 
 def median_run(cmd: list[str], repeats: int, before=None) -> dict:
@@ -78,23 +85,35 @@ def mergekit_config(base: Path, policies: list[Path], path: Path) -> Path:
     return path
 
 
-def compare_outputs(a: Path, b: Path) -> dict:
-    """Max abs difference between two merged checkpoints, tensor by tensor, and how many bf16 ulps it is."""
-    ca, cb = Checkpoint(a), Checkpoint(b)
-    worst, worst_ulps, differing, total, worst_name = 0.0, 0.0, 0, 0, ""
-    for name in ca.tensors:
-        x, y = ca.read(name).float(), cb.read(name).float()
-        diff = (x - y).abs()
-        # One bf16 ulp at |x| is 2^(exponent − 7); a difference of a few ulps is rounding, not a different merge.
-        ulp = torch.exp2(torch.floor(torch.log2(torch.maximum(x.abs(), y.abs()).clamp_min(1e-30))) - 7)
-        m = float(diff.max())
-        if m > worst:
-            worst, worst_name = m, name
-        worst_ulps = max(worst_ulps, float((diff / ulp).max()))
-        differing += int((diff > 0).sum())
-        total += diff.numel()
-    return {"max_abs_diff": worst, "max_diff_bf16_ulps": worst_ulps, "worst_tensor": worst_name,
-            "fraction_differing": differing / total}
+def bf16_ulps(values: torch.Tensor, reference: torch.Tensor, terms_scale: torch.Tensor) -> torch.Tensor:
+    """|values − reference| in bf16 spacings at the scale of the inputs, max(|θ0|, |θ_i|, |reference|): 0.5
+    means correctly rounded. (At the result alone, cancellation near zero would make any rounding look huge.)"""
+    scale = torch.maximum(reference.abs(), terms_scale).clamp_min(2.0 ** -126)
+    return (values - reference).abs() / torch.exp2(torch.floor(torch.log2(scale)) - 7)
+
+
+def compare_outputs(out_lines: Path, out_mergekit: Path, base: Path, policies: list[Path]) -> dict:
+    """Both merged checkpoints against an fp64 evaluation of the same LiNeS soup, tensor by tensor."""
+    from lines.layer_map import LayerMap
+    from lines.schedule import LinesSchedule
+
+    ca, cb, c0 = Checkpoint(out_lines), Checkpoint(out_mergekit), Checkpoint(base)
+    cps = [Checkpoint(p) for p in policies]
+    layer_map = LayerMap.from_config(c0.config, str(base))
+    schedule = LinesSchedule(ALPHA, BETA, layer_map.num_layers)
+    weights = weight_schedule(len(policies))
+    worst = {"max_abs_diff_between_tools": 0.0, "lines_max_ulps": 0.0, "mergekit_max_ulps": 0.0}
+    for name in c0.tensors:
+        theta0 = c0.read(name).double()
+        thetas = [c.read(name).double() for c in cps]
+        update = sum(w * (t - theta0) for w, t in zip(weights, thetas))
+        terms_scale = torch.stack([theta0, *thetas]).abs().amax(0)
+        reference = theta0 + schedule.scale(layer_map.role(name)) * update
+        a, b = ca.read(name).double(), cb.read(name).double()
+        worst["max_abs_diff_between_tools"] = max(worst["max_abs_diff_between_tools"], float((a - b).abs().max()))
+        worst["lines_max_ulps"] = max(worst["lines_max_ulps"], float(bf16_ulps(a, reference, terms_scale).max()))
+        worst["mergekit_max_ulps"] = max(worst["mergekit_max_ulps"], float(bf16_ulps(b, reference, terms_scale).max()))
+    return worst
 
 
 def bench_size(size: str, work: Path, repeats: int, with_mergekit: bool, policies: int = 2) -> dict:
@@ -119,7 +138,7 @@ def bench_size(size: str, work: Path, repeats: int, with_mergekit: bool, policie
         result["mergekit"] = median_run(
             [str(BIN / "mergekit-yaml"), str(config), str(out_mk), "--no-copy-tokenizer", "--out-shard-size",
              shard_params], repeats, before=lambda: clear(out_mk))
-        result["agreement"] = compare_outputs(out_lines, out_mk)
+        result["agreement"] = compare_outputs(out_lines, out_mk, base, pols)
         result["lines_over_mergekit"] = result["lines"]["wall_s"] / result["mergekit"]["wall_s"]
         clear(out_mk)
     result["lines_over_floor"] = result["lines"]["wall_s"] / floor["wall_s"]
