@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -102,6 +103,24 @@ def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpe
             target = targets[name] if rows is None else targets[name][rows[0]:rows[1]]
             target.copy_(block.to(target.device))
     return resolved
+
+
+def iter_merged_tensors(inputs: MergeInputs, spec: MergeSpec, *, lines: ResolvedLines | None | str = "resolve",
+                        progress: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, merged tensor) for every tensor of θ0, whole (row blocks joined), in θ0's dtypes: what a serving
+    engine's in-place weight loader takes (e.g. vLLM's). Memory holds one tensor at a time."""
+    merger = TensorMerger(spec, inputs)
+    resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
+    pending_name, parts = None, []
+    for name, rows, block in merger.iter_merged(resolved, progress=progress):
+        if rows is None:
+            yield name, block
+            continue
+        parts.append(block)
+        pending_name = name
+        if rows[1] == inputs.base.info(name).shape[0]:
+            yield pending_name, torch.cat(parts)
+            parts = []
 
 
 def module_tensors(model: torch.nn.Module, inputs: MergeInputs) -> dict[str, torch.Tensor]:

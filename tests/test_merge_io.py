@@ -153,3 +153,33 @@ def test_cli_merge_and_force(tmp_path, capsys):
     second = load_state(tmp_path / "out")
     assert not torch.equal(first["model.layers.0.mlp.up_proj.weight"], second["model.layers.0.mlp.up_proj.weight"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "out", "p0", "p1", "recipe.yaml"]
+
+
+def test_iter_merged_tensors_gives_whole_tensors_equal_to_the_disk_merge(tmp_path, monkeypatch):
+    import importlib
+
+    root = make(tmp_path)
+    r = recipe(root)
+    disk = load_state(lines.merge(r, tmp_path / "out", progress=False))
+    merge_module = importlib.import_module("lines.merge")
+    original = merge_module.TensorMerger
+    monkeypatch.setattr(merge_module, "TensorMerger", lambda spec, inp: original(spec, inp, block_elements=64))
+    with MergeInputs(r.base_model, [m.model for m in r.models]) as inputs:
+        assert len(original(r.spec(), inputs, block_elements=64).row_blocks("model.embed_tokens.weight")) > 1
+        streamed = dict(lines.iter_merged_tensors(inputs, r.spec()))
+    assert streamed.keys() == disk.keys()
+    assert all(torch.equal(streamed[k], disk[k]) for k in disk)
+
+
+def test_layer_diagnostics_against_direct_computation(tmp_path):
+    root = make(tmp_path)
+    base, p0, p1 = (load_state(root / n) for n in ["base", "p0", "p1"])
+    with MergeInputs(root / "base", [root / "p0", root / "p1"]) as inputs:
+        diag = lines.layer_diagnostics(inputs)
+    assert diag.groups == [0, 1, 2, "outside"]
+    keys = [k for k in base if ".layers.1." in k]
+    t0 = torch.cat([(p0[k] - base[k]).double().flatten() for k in keys])
+    t1 = torch.cat([(p1[k] - base[k]).double().flatten() for k in keys])
+    assert diag.norms[1][0] == pytest.approx(float(t0.norm()), rel=1e-6)
+    assert diag.cosines[1][0][1] == pytest.approx(float(t0 @ t1 / (t0.norm() * t1.norm())), abs=1e-6)
+    assert diag.cosines[1][0][0] == pytest.approx(1.0)
