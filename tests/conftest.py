@@ -1,3 +1,4 @@
+"""Tests import tests/tiny.py as `tiny`; everything runs offline on CPU."""
 import os
 import sys
 from pathlib import Path

@@ -91,3 +91,33 @@ def tiny_tokenizer(path: Path | None = None, vocab_size: int = 320):
     if path is not None:
         fast.save_pretrained(str(path))
     return fast
+
+
+# A minimal chat template (user/assistant turns, generation prompt) for tokenizers in tests.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token if m['role'] == 'assistant' else '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+def with_chat_template(tokenizer):
+    """The same tokenizer with CHAT_TEMPLATE set (returns it for chaining)."""
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_reward_model_dir(path: Path, family: str = "llama", num_labels: int = 1, id2label: dict | None = None,
+                          seed: int = 0, chat_template: bool = False) -> Path:
+    """A tiny sequence-classification checkpoint with its tokenizer, saved like a real RM."""
+    overrides = {"num_labels": num_labels}
+    if id2label is not None:
+        overrides["id2label"] = {int(k): v for k, v in id2label.items()}
+        overrides["label2id"] = {v: int(k) for k, v in id2label.items()}
+    model = tiny_model(family, seed=seed, head="seq_cls", **overrides)
+    model.config.pad_token_id = 0
+    save(model, path)
+    tokenizer = tiny_tokenizer()
+    if chat_template:
+        with_chat_template(tokenizer)
+    tokenizer.save_pretrained(str(path))
+    return Path(path)

@@ -1,0 +1,365 @@
+"""Rewards and policy metrics, each checked against an independent computation."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import reward_models as rm
+from reward_models import PolicyHandle, RewardError
+from tiny import perturbed_copy, tiny_model, tiny_reward_model_dir, tiny_tokenizer, with_chat_template
+
+PROMPTS = ["how was the food", "tell me about the staff", "was the soup good", "the view", "a table for two"]
+RESPONSES = ["the food was great", "the staff were friendly and the food was great and the view was lovely",
+             "the soup was cold", "", "we waited an hour for a table and the service was slow"]
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tmp_path_factory):
+    return tiny_reward_model_dir(tmp_path_factory.mktemp("rm"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def labelled_rm_dir(tmp_path_factory):
+    return tiny_reward_model_dir(tmp_path_factory.mktemp("rm3"), num_labels=3, seed=2,
+                                 id2label={0: "hallucinated", 1: "neutral", 2: "faithful"})
+
+
+def direct_logits(path, texts, add_special_tokens=True):
+    """Unbatched forward passes with transformers alone: the reference for every RM score."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    with torch.no_grad():
+        return [model(input_ids=torch.tensor([tok(t, add_special_tokens=add_special_tokens)["input_ids"]])).logits[0]
+                for t in texts]
+
+
+# ---------------------------------------------------------------- Hugging Face reward models
+def test_hf_single_matches_direct_forward(rm_dir):
+    reward = rm.build_reward({"name": "helpful", "type": "hf", "path": str(rm_dir), "batch_size": 2, "device": "cpu"})
+    expected = [l[0].item() for l in direct_logits(rm_dir, [p + "\n" + r for p, r in zip(PROMPTS, RESPONSES)])]
+    np.testing.assert_allclose(reward.score(PROMPTS, RESPONSES), expected, rtol=1e-5, atol=1e-5)
+    assert reward.higher_is_better and reward.input_format == "concat"
+
+
+def test_hf_batch_size_and_order_do_not_change_scores(rm_dir):
+    scores = {bs: rm.HFRewardModel(str(rm_dir), batch_size=bs, device="cpu").score(PROMPTS, RESPONSES)
+              for bs in (1, 2, 16)}
+    np.testing.assert_allclose(scores[1], scores[2], atol=1e-5)
+    np.testing.assert_allclose(scores[1], scores[16], atol=1e-5)
+    assert np.ptp(scores[1]) > 0  # distinct inputs, distinct scores: order is observable
+    perm = [3, 0, 4, 2, 1]
+    permuted = rm.HFRewardModel(str(rm_dir), batch_size=2, device="cpu").score(
+        [PROMPTS[i] for i in perm], [RESPONSES[i] for i in perm])
+    np.testing.assert_allclose(permuted, scores[1][perm], atol=1e-5)
+
+
+def test_hf_label_by_name_and_diff(labelled_rm_dir):
+    logits = direct_logits(labelled_rm_dir, [p + "\n" + r for p, r in zip(PROMPTS, RESPONSES)])
+    by_name = rm.build_reward({"type": "hf", "path": str(labelled_rm_dir), "mode": "label", "label": "faithful"})
+    by_index = rm.build_reward({"type": "hf", "path": str(labelled_rm_dir), "mode": "label", "label": 1})
+    diff = rm.build_reward({"type": "hf", "path": str(labelled_rm_dir), "mode": "diff",
+                            "positive": "faithful", "negative": "hallucinated"})
+    np.testing.assert_allclose(by_name.score(PROMPTS, RESPONSES), [l[2].item() for l in logits], atol=1e-5)
+    np.testing.assert_allclose(by_index.score(PROMPTS, RESPONSES), [l[1].item() for l in logits], atol=1e-5)
+    np.testing.assert_allclose(diff.score(PROMPTS, RESPONSES), [(l[2] - l[0]).item() for l in logits], atol=1e-5)
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"mode": "single"}, "mode single needs a model with one output but it has 3 outputs"),
+    ({"mode": "label", "label": 7}, "label index 7 is out of range"),
+    ({"mode": "label", "label": "toxic"}, "'toxic' is not a label"),
+])
+def test_hf_wrong_labels_for_mode_is_one_line(labelled_rm_dir, config, fragment):
+    with pytest.raises(RewardError, match=fragment) as info:
+        rm.build_reward({"type": "hf", "path": str(labelled_rm_dir), **config})
+    assert "\n" not in str(info.value)
+
+
+def test_hf_diff_on_single_output_model_is_refused(rm_dir):
+    with pytest.raises(RewardError, match="mode diff needs at least two labels"):
+        rm.build_reward({"type": "hf", "path": str(rm_dir), "mode": "diff", "positive": 0, "negative": 1})
+
+
+def test_hf_missing_path_is_one_line(tmp_path):
+    with pytest.raises(RewardError, match="does not exist") as info:
+        rm.build_reward({"name": "helpful", "type": "hf", "path": str(tmp_path / "nowhere")})
+    assert "\n" not in str(info.value)
+
+
+def test_hf_truncates_long_inputs_and_counts_them(rm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(rm_dir))
+    long = " ".join(["the food was great and the staff were friendly"] * 6)
+    reward = rm.HFRewardModel(str(rm_dir), max_length=12, device="cpu")
+    scores = reward.score(["hi", "hi"], [long, "ok"])
+    assert reward.last_truncated == 1
+    ids = tok("hi\n" + long)["input_ids"]
+    assert len(ids) > 12
+    model = reward.model
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor([ids[:12]])).logits[0, 0].item()  # right side is cut
+    assert scores[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_hf_empty_response_is_defined(rm_dir):
+    reward = rm.HFRewardModel(str(rm_dir), device="cpu")
+    score = reward.score(["how was it"], [""])[0]
+    assert score == pytest.approx(direct_logits(rm_dir, ["how was it\n"])[0][0].item(), abs=1e-5)
+    assert np.isfinite(reward.score([""], [""])[0])
+
+
+def test_hf_tokenizer_without_pad_token_uses_eos(tmp_path):
+    path = tiny_reward_model_dir(tmp_path / "rm", seed=3)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.pad_token = None
+    tok.save_pretrained(str(path))
+    reward = rm.HFRewardModel(str(path), batch_size=4, device="cpu")
+    assert reward.pad_action == "eos" and reward.tokenizer.pad_token == "</s>"
+    assert reward.model.config.pad_token_id == reward.tokenizer.eos_token_id
+    expected = [l[0].item() for l in direct_logits(path, [p + "\n" + r for p, r in zip(PROMPTS, RESPONSES)])]
+    np.testing.assert_allclose(reward.score(PROMPTS, RESPONSES), expected, atol=1e-5)
+
+
+def test_hf_chat_template_is_used(tmp_path):
+    path = tiny_reward_model_dir(tmp_path / "rm", seed=4, chat_template=True)
+    reward = rm.HFRewardModel(str(path), device="cpu")
+    assert reward.input_format == "chat"
+    tok = with_chat_template(tiny_tokenizer())
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                     tokenize=False) for p, r in zip(PROMPTS, RESPONSES)]
+    assert texts[0] == "<s>user: how was the food\nassistant: the food was great</s>"
+    expected = [l[0].item() for l in direct_logits(path, texts, add_special_tokens=False)]
+    np.testing.assert_allclose(reward.score(PROMPTS, RESPONSES), expected, atol=1e-5)
+
+
+def test_hf_pair_input_format(rm_dir):
+    reward = rm.HFRewardModel(str(rm_dir), input_format="pair", device="cpu")
+    tok = reward.tokenizer
+    with torch.no_grad():
+        expected = [reward.model(input_ids=torch.tensor([tok(p, r)["input_ids"]])).logits[0, 0].item()
+                    for p, r in zip(PROMPTS, RESPONSES)]
+    np.testing.assert_allclose(reward.score(PROMPTS, RESPONSES), expected, atol=1e-5)
+
+
+class _ScoreOutputModel(torch.nn.Module):
+    """Stands in for an ArmoRM-style custom model whose output carries `score` rather than logits."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config = inner, inner.config
+
+    def forward(self, input_ids, attention_mask):
+        logits = self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+        return {"score": 10 * logits[:, 0], "rewards": logits}
+
+
+def test_hf_output_field_selects_custom_output(rm_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    inner = AutoModelForSequenceClassification.from_pretrained(str(rm_dir))
+    plain = rm.HFRewardModel(str(rm_dir), device="cpu").score(PROMPTS, RESPONSES)
+    custom = rm.HFRewardModel(model=_ScoreOutputModel(inner), tokenizer=AutoTokenizer.from_pretrained(str(rm_dir)),
+                              output="score", device="cpu")
+    np.testing.assert_allclose(custom.score(PROMPTS, RESPONSES), 10 * plain, rtol=1e-5, atol=1e-5)
+    missing = rm.HFRewardModel(model=_ScoreOutputModel(inner), tokenizer=AutoTokenizer.from_pretrained(str(rm_dir)),
+                               output="preference", device="cpu")
+    with pytest.raises(RewardError, match="no field 'preference'"):
+        missing.score(PROMPTS, RESPONSES)
+
+
+# ---------------------------------------------------------------- rule-based rewards
+def test_vader_compound_hand_checked():
+    reward = rm.build_reward({"name": "positive", "type": "vader"})
+    scores = reward.score(["q"] * 4, ["the food was great", "the food was terrible", "", "the table"])
+    assert scores[0] > 0.5 and scores[1] < -0.4
+    assert scores[2] == 0.0 and scores[3] == 0.0
+    assert reward.describe()["higher_is_better"] is True
+
+
+def test_length_counts_characters_and_resists_hacks():
+    reward = rm.build_reward({"type": "length"})
+    texts = ["hello world", "  hello    world  ", "hello", "", "..... .....", "...... ok fine"]
+    assert reward.score(["q"] * 6, texts).tolist() == [11.0, 11.0, 0.0, 0.0, 0.0, 14.0]
+
+
+def test_conciseness_forms():
+    negative = rm.build_reward({"type": "conciseness"})
+    inverse = rm.build_reward({"type": "conciseness", "form": "inverse"})
+    assert negative.score(["q", "q"], ["ab cd", ""]).tolist() == [-5.0, 0.0]
+    np.testing.assert_allclose(inverse.score(["q", "q"], ["ab cd", ""]), [1 / 6, 1.0])
+
+
+def test_lexical_diversity_hand_checked():
+    distinct = rm.build_reward({"type": "diversity"})
+    assert distinct.score(["q"] * 3, ["The cat the dog", "", "a b c"]).tolist() == [0.75, 0.0, 1.0]
+    mtld = rm.build_reward({"type": "diversity", "method": "mtld"})
+    # "a a a a": the TTR hits 0.5 <= 0.72 after every second token -> 2 factors, 4 / 2 = 2 both ways.
+    # "a b a b a b": TTR 1, 1, 2/3 (factor), then again 1, 1, 2/3 -> 6 / 2 = 3 (backwards the same).
+    assert mtld.score(["q", "q"], ["a a a a", "a b a b a b"]).tolist() == [2.0, 3.0]
+
+
+def test_readability_flesch_hand_checked():
+    reward = rm.build_reward({"type": "readability"})
+    # 6 one-syllable words, 1 sentence: 206.835 - 1.015 * 6 - 84.6 * 1 = 116.145
+    # two sentences of 3 words each, 6 syllables: 206.835 - 1.015 * 3 - 84.6 = 119.19
+    scores = reward.score(["q"] * 3, ["The cat sat on the mat.", "The cat sat. The dog ran!", ""])
+    np.testing.assert_allclose(scores, [116.145, 119.19, 0.0])
+
+
+def test_keyword_presence_modes():
+    texts = ["Thank you, please sit", "thanks, pleased", "thank you thank you", ""]
+    def run(mode):
+        return rm.build_reward({"type": "keywords", "keywords": ["thank you", "please"], "mode": mode}).score(
+            ["q"] * 4, texts).tolist()
+    assert run("any") == [1.0, 0.0, 1.0, 0.0]
+    assert run("fraction") == [1.0, 0.0, 0.5, 0.0]
+    assert run("count") == [2.0, 0.0, 2.0, 0.0]
+
+
+# ---------------------------------------------------------------- callables
+@pytest.fixture()
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(textwrap.dedent("""
+        def exclaim(prompts, responses):
+            return [r.count("!") + 0.5 * len(p) for p, r in zip(prompts, responses)]
+        def short(prompts, responses):
+            return [1.0]
+        def nan(prompts, responses):
+            return [float("nan")] * len(responses)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_rewards"
+
+
+def test_callable_reward_by_dotted_path(user_module):
+    reward = rm.build_reward({"name": "bang", "type": "callable", "target": f"{user_module}:exclaim", "batch_size": 2})
+    assert reward.score(["ab", "", "abcd"], ["wow!!", "no", "!"]).tolist() == [3.0, 0.0, 3.0]
+
+
+@pytest.mark.parametrize("target, fragment", [
+    ("my_rewards:short", "returned 1 values for 2 responses"),
+    ("my_rewards:nan", "non-finite score"),
+    ("my_rewards:missing", "has no attribute 'missing'"),
+    ("no_such_module_xyz:fn", "cannot import module"),
+])
+def test_callable_reward_validation(user_module, target, fragment):
+    with pytest.raises(RewardError, match=fragment):
+        rm.build_reward({"type": "callable", "target": target}).score(["a", "b"], ["x", "y"])
+
+
+# ---------------------------------------------------------------- normalisation and scoring
+def test_zscore_against_reference_file(tmp_path):
+    reference = ["hello there friend", "a much longer reference answer here", "ok then"]
+    path = tmp_path / "ref.jsonl"
+    path.write_text("".join(json.dumps({"prompt": "q", "response": r}) + "\n" for r in reference))
+    reward = rm.build_reward({"name": "len_z", "type": "length", "normalize": {"method": "zscore", "reference": str(path)}})
+    ref_lengths = np.array([18.0, 35.0, 7.0])
+    scores = rm.score_rewards([reward], ["q", "q"], ["good food", "x"])["len_z"]
+    np.testing.assert_allclose(scores.raw, [9.0, 0.0])
+    np.testing.assert_allclose(scores.values, (np.array([9.0, 0.0]) - ref_lengths.mean()) / ref_lengths.std())
+    assert scores.normalization == {"method": "zscore", "mean": pytest.approx(ref_lengths.mean()),
+                                    "std": pytest.approx(ref_lengths.std()), "n_reference": 3}
+
+
+def test_zscore_fitted_on_pipeline_reference_and_raw_recorded():
+    z = rm.build_reward({"name": "z", "type": "length", "normalize": "zscore"})
+    raw = rm.build_reward({"name": "raw", "type": "length"})
+    with pytest.raises(RewardError, match="no reference statistics"):
+        rm.score_rewards([z], ["q"], ["good food"])
+    rm.fit_normalizers([z, raw], ["q"] * 2, ["ab cd", "abc def gh"])
+    out = rm.score_rewards([z, raw], ["q"], ["good food"])
+    assert out["z"].values[0] == pytest.approx((9 - 7.5) / 2.5)
+    assert out["raw"].normalization["method"] == "raw" and out["raw"].values[0] == 9.0
+
+
+# ---------------------------------------------------------------- policy metrics
+@pytest.fixture(scope="module")
+def policies():
+    tok = tiny_tokenizer()
+    base = tiny_model("llama", seed=5).eval()
+    return tok, base, perturbed_copy(base, seed=6, scale=0.2).eval()
+
+
+def reference_kl(policy, base, tok, prompt, response):
+    """Unbatched, unpadded: Σ over response tokens of log p_policy − log p_base."""
+    head, tail = tok(prompt)["input_ids"], tok(response, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([head + tail])
+    with torch.no_grad():
+        lp = [torch.log_softmax(m(ids).logits[0].double(), -1) for m in (policy, base)]
+    return sum((lp[0][t - 1, ids[0, t]] - lp[1][t - 1, ids[0, t]]).item() for t in range(len(head), ids.shape[1]))
+
+
+def test_kl_is_zero_for_the_base_policy(policies):
+    tok, base, _ = policies
+    kl = rm.KLToBase(base_model=base, batch_size=2)
+    assert kl.higher_is_better is False and kl.needs_policy
+    np.testing.assert_allclose(kl.score(PROMPTS, RESPONSES, policy=PolicyHandle(base, tok)), 0.0, atol=1e-9)
+
+
+def test_kl_matches_hand_computation(policies):
+    tok, base, policy = policies
+    kl = rm.build_reward({"name": "kl", "type": "kl", "batch_size": 2}, base_model=base)
+    scores = kl.score(PROMPTS, RESPONSES, policy=PolicyHandle(policy, tok))
+    expected = [reference_kl(policy, base, tok, p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    assert scores[3] == 0.0 and np.abs(scores).max() > 1e-3  # empty response: no tokens, KL 0
+
+
+def test_policy_metric_without_policy_is_refused(policies):
+    _, base, _ = policies
+    with pytest.raises(RewardError, match="policy=PolicyHandle"):
+        rm.KLToBase(base_model=base).score(["a"], ["b"])
+
+
+def test_perplexity_matches_exp_mean_nll(policies, tmp_path):
+    tok, _, policy = policies
+    texts = ["the food was great and the staff were friendly", "we waited an hour", "a lovely place"]
+    path = tmp_path / "heldout.txt"
+    path.write_text("\n".join(texts) + "\n")
+    ppl = rm.build_reward({"name": "ppl", "type": "perplexity", "texts": str(path), "batch_size": 2})
+    total_nll, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor([tok(text)["input_ids"]])
+            loss = policy(input_ids=ids, labels=ids).loss.item()  # mean NLL over the predicted tokens
+            total_nll += loss * (ids.shape[1] - 1)
+            total_tokens += ids.shape[1] - 1
+    scores = ppl.score(["q", "q"], ["a", "b"], policy=PolicyHandle(policy, tok))
+    np.testing.assert_allclose(scores, math.exp(total_nll / total_tokens), rtol=1e-5)
+    assert ppl.higher_is_better is False
+
+
+# ---------------------------------------------------------------- config validation
+@pytest.mark.parametrize("config, fragment", [
+    ({"type": "sentiment"}, "field 'type' is missing or unknown"),
+    ({"type": "hf"}, "field 'path' is required"),
+    ({"type": "hf", "path": "x", "mode": "label"}, "mode label needs `label`"),
+    ({"type": "hf", "path": "x", "mode": "logit"}, "field 'mode'"),
+    ({"type": "vader", "colour": "red"}, "field 'colour' is not a setting"),
+    ({"type": "callable", "target": "not a path"}, "field 'target'"),
+    ({"type": "kl"}, "field 'base' is required"),
+])
+def test_config_errors_are_one_line_naming_the_field(config, fragment):
+    with pytest.raises(RewardError, match=fragment) as info:
+        rm.build_rewards([config])
+    assert "\n" not in str(info.value) and str(info.value).startswith("rewards[0]")
+
+
+def test_duplicate_names_are_refused():
+    with pytest.raises(RewardError, match="used twice"):
+        rm.build_rewards([{"name": "a", "type": "vader"}, {"name": "a", "type": "length"}])
+
+
+def test_reward_length_mismatch_is_refused():
+    with pytest.raises(RewardError, match="2 prompts but 1 responses"):
+        rm.build_reward({"type": "vader"}).score(["a", "b"], ["c"])
