@@ -1,0 +1,204 @@
+"""Write runs/<name>/report/: report.md, report.html (self-contained), points.csv, pareto.png/.svg and figures."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import yaml
+
+from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from .plots import diagnostics_figure, forgetting_figure, pareto_figure
+
+PACKAGES = ["lines-soups", "torch", "transformers", "trl", "peft", "accelerate", "safetensors", "vaderSentiment",
+            "vllm", "deepspeed"]
+
+
+def fmt(x) -> str:
+    """The one number format shared by points.csv and report.md, so the two always agree."""
+    return f"{x:.6g}" if isinstance(x, (int, float)) else str(x)
+
+
+def point_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
+    names = data.rewards + data.metrics
+    header = ["front", "variant", "candidate"] + [f"w_{r}" for r in data.rewards]
+    for n in names:
+        header += [f"{n}_mean", f"{n}_stderr", f"{n}_n"]
+    rows = []
+    for p in data.points:
+        row = [p["front"], p["variant"], p["candidate"]] + [fmt(w) for w in p["weights"]]
+        for n in names:
+            o = p["objectives"][n]
+            row += [fmt(o["mean"]), fmt(o["stderr"]), fmt(o["n"])]
+        rows.append(row)
+    return header, rows
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def sample_section(data: RunData, k: int) -> list[str]:
+    """A few generations of θ0, each single policy and each front at its middle weight."""
+    if k == 0:
+        return []
+    chosen = list(data.references().items())
+    for name, pts in data.fronts().items():
+        chosen.append((f"{name} at {'/'.join(f'{w:g}' for w in pts[len(pts) // 2]['weights'])}", pts[len(pts) // 2]))
+    out = ["## Sample generations", ""]
+    for label, point in chosen:
+        path = data.run_dir / "sweep" / "samples" / f"{point['gen_key']}.jsonl"
+        if not path.exists():
+            continue
+        rows = [json.loads(line) for line in path.read_text().splitlines()[:k]]
+        out += [f"**{label}**", ""]
+        out += [f"- *{r['prompt']}* → {r['response']!r}" for r in rows]
+        out.append("")
+    return out
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory."""
+    data = load_run(run_dir)
+    out = data.run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = point_rows(data)
+    with open(out / "points.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    pareto_figure(data, out / "pareto.png", out / "pareto.svg")
+    has_diag = diagnostics_figure(data, out / "diagnostics.png")
+    has_forgetting = forgetting_figure(data, out / "forgetting.png")
+    analysis = hypervolume_analysis(data)
+    md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(render_html(md, out))
+    return out
+
+
+def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool, has_forgetting: bool) -> str:
+    fronts = list(data.fronts())
+    level = int(round(analysis["level"] * 100))
+    lines = [f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", "", "## Verdict", ""]
+    lines_variants = [n for n in fronts if n not in ("uniform",) and
+                      any(p["merge"].get("lines") for p in data.fronts()[n])]
+    plain = [n for n in fronts if n != "uniform" and not any(p["merge"].get("lines") for p in data.fronts()[n])]
+    for lv in lines_variants:
+        for other in plain + (["uniform"] if "uniform" in fronts else []):
+            lines.append(f"- {verdict(analysis, lv, other)}")
+    if not lines_variants:
+        lines.append("- No LiNeS variant in this run.")
+    lines += ["", f"Hypervolume of each front over the rewards ({', '.join(data.rewards)}), as a fraction of the "
+                  f"box between the reference point (the worst observed value of each reward: "
+                  f"{', '.join(fmt(x) for x in analysis['reference'])}) and the best observed values. Intervals: "
+                  f"{level}% paired bootstrap over evaluation prompts (the same resampled prompts for every front).",
+              "", "| front | hypervolume | CI low | CI high | non-dominated points |", "|---|---|---|---|---|"]
+    for name in fronts:
+        hv = analysis["hv"][name]
+        lines.append(f"| {name} | {hv.estimate:.4f} | {hv.low:.4f} | {hv.high:.4f} | "
+                     f"{len(analysis['non_dominated'][name])}/{len(data.fronts()[name])} |")
+    lines += ["", "Points of one front dominated by the other front (row dominated by column):", "",
+              "| | " + " | ".join(fronts) + " |", "|---|" + "---|" * len(fronts)]
+    for a in fronts:
+        lines.append(f"| {a} | " + " | ".join("–" if a == b else str(analysis["dominated"][(a, b)]) for b in fronts)
+                     + " |")
+    lines += ["", "## The trade-off between the single policies", ""]
+    for t in policy_tradeoff(data):
+        lines.append(f"{t['a']} − {t['b']}: " + "; ".join(
+            f"{r['reward']} {r['diff']:+.4g} (s.e. {r['se']:.3g}, z = {r['z']:+.1f})" for r in t["rows"])
+            + (". They differ in opposite directions by more than twice the standard error on every reward."
+               if t["opposite"] else ". They do **not** differ in opposite directions by more than 2 s.e. on every "
+                                     "reward."))
+    selection = data.plan.get("selection") or {}
+    if selection:
+        lines += ["", "## Selection on validation prompts", ""]
+        for variant, s in selection.items():
+            hvs = ", ".join(f"{c}: {v:.4f}" for c, v in s["hypervolumes"].items())
+            lines.append(f"- **{variant}**: chose `{s['chosen']}` by {s['rule']}; validation hypervolumes {hvs}; "
+                         f"margin over the runner-up {s['margin']:.4f}.")
+    lines += ["", "## Fronts", "", "![pareto](pareto.png)", "",
+              "Each front is one variant swept over the weights (labels: weights of "
+              f"{'/'.join(data.rewards)}); ★ θ0, ◆ the single policies; error bars ±1 standard error over prompts. "
+              "The right-hand panels show closeness to θ0 for every front: a merge that buys reward by degrading "
+              "the text shows up there.", ""]
+    if has_diag:
+        lines += ["## Task-vector diagnostics per decoder block", "", "![diagnostics](diagnostics.png)", ""]
+    if has_forgetting:
+        lines += ["## Forgetting study: LiNeS edit vs uniform scaling of each policy", "",
+                  "![forgetting](forgetting.png)", ""]
+    lines += ["## All points (same numbers as points.csv)", ""] + md_table(header, rows) + [""]
+    lines += sample_section(data, (data.config.get("report") or {}).get("samples_shown", 3))
+    lines += ["## Configuration", "", "```yaml", yaml.safe_dump(data.config, sort_keys=False).rstrip(), "```", "",
+              "## Package versions", ""]
+    lines += [f"- {k}: {v}" for k, v in package_versions().items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(md: str, out_dir: Path) -> str:
+    """A self-contained page: the markdown rendered simply, images inlined as base64."""
+    body = []
+    in_code = in_table = False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            body.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            body.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("!["):
+            name = line[line.index("(") + 1:line.index(")")]
+            data = base64.b64encode((out_dir / name).read_bytes()).decode()
+            body.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%">')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:12px}td{border:1px solid #ccc;padding:2px 6px}"
+             "pre{background:#f6f6f6;padding:1em;overflow:auto}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>")
+
+
+def _inline(text: str) -> str:
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return text

@@ -1,0 +1,139 @@
+"""Load what a report needs from a run directory (nothing is recomputed) and derive its numbers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import PipelineError
+from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, hypervolume, orient, pareto_front
+
+FRONT_KINDS_EXCLUDED = ("base", "policy", "forget_lines", "forget_uniform")
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    config: dict
+    plan: dict
+    points: list[dict]  # evaluation results, with per-prompt means
+    diagnostics: dict | None
+
+    @property
+    def rewards(self) -> list[str]:
+        return self.plan["rewards"]
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.plan["metrics"]
+
+    def fronts(self) -> dict[str, list[dict]]:
+        """variant -> its front's points, in weight order (the swept variants only)."""
+        out: dict[str, list[dict]] = {}
+        for p in self.points:
+            if p["variant"] not in FRONT_KINDS_EXCLUDED:
+                out.setdefault(p["variant"], []).append(p)
+        return out
+
+    def references(self) -> dict[str, dict]:
+        refs = {"θ0": next(p for p in self.points if p["variant"] == "base")}
+        for p in self.points:
+            if p["variant"] == "policy":
+                refs[f"policy: {p['candidate']}"] = p
+        return refs
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    run_dir = Path(run_dir)
+    plan_path = run_dir / "sweep" / "plan.json"
+    if not plan_path.exists():
+        raise PipelineError(f"{run_dir}: no sweep/plan.json; run the sweep first "
+                            f"(accelerate launch pipelines/merge_policies.py --config ...)")
+    plan = json.loads(plan_path.read_text())
+    points = []
+    for key in plan["evaluation_keys"]:
+        path = run_dir / "sweep" / "points" / f"{key}.json"
+        if not path.exists():
+            raise PipelineError(f"{path}: a point of the sweep is missing from the cache; re-run the sweep")
+        points.append(json.loads(path.read_text()))
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    diag_path = run_dir / "sweep" / "diagnostics.json"
+    diagnostics = json.loads(diag_path.read_text()) if diag_path.exists() else None
+    return RunData(run_dir, config, plan, points, diagnostics)
+
+
+def reward_matrix(points: list[dict], names: list[str], field: str = "mean") -> np.ndarray:
+    return np.array([[p["objectives"][n][field] for n in names] for p in points], dtype=np.float64)
+
+
+def directions(data: RunData, names: list[str]) -> list[bool]:
+    return [data.points[0]["objectives"][n]["higher_is_better"] for n in names]
+
+
+def hypervolume_analysis(data: RunData) -> dict:
+    """Every front's hypervolume with a paired bootstrap interval, differences, and dominance counts.
+
+    Reference point: the worst observed value of each reward over all evaluation points shown (fronts, θ0 and
+    the single policies); each reward is scaled by its observed range, so a hypervolume is a fraction of the
+    unit box."""
+    rewards = data.rewards
+    dirs = directions(data, rewards)
+    shown = [p for p in data.points if p["variant"] not in ("forget_lines", "forget_uniform")]
+    values = orient(reward_matrix(shown, rewards), dirs)
+    low, high = values.min(axis=0), values.max(axis=0)
+    scale = np.where(high > low, high - low, 1.0)
+    reference = low / scale
+    fronts = data.fronts()
+    per_prompt = {}
+    for name, pts in fronts.items():
+        arr = np.array([[p["objectives"][r]["per_prompt"] for r in rewards] for p in pts])  # (points, k, prompts)
+        per_prompt[name] = orient(arr.transpose(0, 2, 1), dirs)  # (points, prompts, k)
+    boot = data.config.get("bootstrap", {}) or {}
+    intervals = bootstrap_hypervolumes(per_prompt, reference, scale, n_boot=boot.get("samples", 1000),
+                                       seed=boot.get("seed", 0), level=boot.get("level", 0.95))
+    dominance = {}
+    oriented = {n: orient(reward_matrix(p, rewards), dirs) for n, p in fronts.items()}
+    for a in fronts:
+        for b in fronts:
+            if a != b:
+                front_a = oriented[a][pareto_front(oriented[a])]
+                front_b = oriented[b][pareto_front(oriented[b])]
+                dominance[(a, b)] = count_dominated(front_a, by=front_b)
+    return {"reference": reference * scale, "scale": scale, "hv": intervals["hv"], "diff": intervals["diff"],
+            "dominated": dominance, "level": boot.get("level", 0.95),
+            "non_dominated": {n: pareto_front(o).tolist() for n, o in oriented.items()}}
+
+
+def policy_tradeoff(data: RunData) -> list[dict]:
+    """For each pair of single policies and each reward: difference, its standard error, and whether the
+    policies differ in opposite directions by more than twice that standard error on every reward."""
+    pols = [p for p in data.points if p["variant"] == "policy"]
+    out = []
+    for i in range(len(pols)):
+        for j in range(i + 1, len(pols)):
+            a, b = pols[i], pols[j]
+            rows = []
+            for r in data.rewards:
+                oa, ob = a["objectives"][r], b["objectives"][r]
+                diff = oa["mean"] - ob["mean"]
+                se = float(np.hypot(oa["stderr"], ob["stderr"]))
+                rows.append({"reward": r, "diff": diff, "se": se, "z": diff / se if se > 0 else float("inf")})
+            signs = {np.sign(row["diff"]) for row in rows}
+            out.append({"a": a["candidate"], "b": b["candidate"], "rows": rows,
+                        "opposite": len(signs) > 1 and all(abs(row["z"]) > 2 for row in rows)})
+    return out
+
+
+def verdict(analysis: dict, a: str, b: str) -> str:
+    d: Interval = analysis["diff"][(a, b)]
+    level = int(round(analysis["level"] * 100))
+    ci = f"{d.estimate:+.4f} ({level}% CI {d.low:+.4f} … {d.high:+.4f})"
+    if d.low > 0:
+        return f"**{a} beat {b}**: hypervolume difference {ci}, larger than evaluation noise."
+    if d.high < 0:
+        return f"**{a} lost to {b}**: hypervolume difference {ci}, larger than evaluation noise."
+    return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} includes zero."

@@ -1,0 +1,167 @@
+"""The main job's config: what to sweep, which rewards, prompts, sampling, and the report.
+
+    run_name: demo
+    output_dir: runs
+    training: {...}                 # optional: train θ0 and the policies first (pipelines/train_policies.py)
+    base_model: PATH                # θ0, when not trained here
+    policies: {positive: PATH, long: PATH}   # one per reward, in the order of `rewards`
+    rewards: [{name: positive, type: vader}, {name: long, type: length}]   # the front's objectives
+    metrics: [{name: kl, type: kl}, {name: perplexity, type: perplexity, texts: held_out.jsonl}]
+    prompts: {path: prompts.jsonl, n_validation: 32, n_eval: 128}
+    generation: {temperature: 0.7, max_new_tokens: 48, n: 1, seed: 0}
+    sweep:
+      points: 11                    # two rewards; or `step: 0.25`, or an explicit `weights` list
+      variants:
+        - {name: soup, method: linear}
+        - {name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.25, 0.5, 1.0]}}
+      uniform_control: {lambda_grid: null}   # null: the mean λ of each LiNeS candidate; false: off
+      selection: hypervolume
+    forgetting: {gamma_grid: [0.0, 0.25, 0.5, 0.75, 1.0]}   # or null
+    bootstrap: {samples: 1000, level: 0.95, seed: 0}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lines.merge_methods import METHODS
+
+from ..errors import PipelineError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantLines(_Strict):
+    alpha: Union[float, Literal["auto"]] = "auto"
+    beta: float | None = None
+    beta_grid: list[float] | None = None
+    head_depth: Literal["alpha", "last"] = "alpha"
+
+    @model_validator(mode="after")
+    def _one_beta(self):
+        if (self.beta is None) == (self.beta_grid is None):
+            raise ValueError("give either beta or beta_grid")
+        if self.beta_grid is not None and not self.beta_grid:
+            raise ValueError("beta_grid is empty")
+        return self
+
+    def betas(self) -> list[float]:
+        return [self.beta] if self.beta is not None else list(self.beta_grid)
+
+
+class VariantConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    method: Literal[METHODS] = "linear"  # type: ignore[valid-type]
+    parameters: dict = Field(default_factory=dict)
+    lines: VariantLines | None = None
+
+
+class UniformControl(_Strict):
+    lambda_grid: list[float] | None = None
+
+
+class SweepConfig(_Strict):
+    points: int | None = Field(11, ge=2)
+    step: float | None = Field(None, gt=0, le=1)
+    weights: list[list[float]] | None = None
+    variants: list[VariantConfig] = Field(min_length=1)
+    uniform_control: Union[UniformControl, Literal[False]] = Field(default_factory=UniformControl)
+    selection: Literal["hypervolume"] = "hypervolume"
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        if "uniform" in names or "base" in names:
+            raise ValueError("'uniform' and 'base' are reserved variant names")
+        return self
+
+
+class ForgettingConfig(_Strict):
+    gamma_grid: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], min_length=1)
+
+
+class BootstrapConfig(_Strict):
+    samples: int = Field(1000, ge=10)
+    level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class ReportConfig(_Strict):
+    samples_shown: int = Field(3, ge=0)
+
+
+class RunConfig(_Strict):
+    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    training: dict | None = None
+    base_model: str | None = None
+    policies: dict[str, str] | None = None
+    rewards: list[dict] = Field(min_length=1)
+    metrics: list[dict] = Field(default_factory=list)
+    prompts: dict
+    generation: dict = Field(default_factory=dict)
+    sweep: SweepConfig
+    forgetting: ForgettingConfig | None = Field(default_factory=ForgettingConfig)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _policies_or_training(self):
+        if self.training is None and (self.base_model is None or self.policies is None):
+            raise ValueError("give base_model and policies, or a training section that produces them")
+        names = [r.get("name") for r in self.rewards]
+        if self.policies is not None and list(self.policies) != names:
+            raise ValueError(f"policies must name one policy per reward in the order of rewards ({names}), "
+                             f"got {list(self.policies)}")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+    @property
+    def reward_names(self) -> list[str]:
+        return [r["name"] for r in self.rewards]
+
+
+def set_override(data: dict, assignment: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to a nested dict."""
+    if "=" not in assignment:
+        raise PipelineError(f"--set {assignment!r}: expected KEY=VALUE, e.g. sweep.points=5")
+    key, value = assignment.split("=", 1)
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise PipelineError(f"--set {assignment!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: a config is a YAML mapping")
+    for assignment in overrides:
+        set_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise PipelineError(f"{path}: {'field ' + repr(loc) + ': ' if loc else ''}{msg}") from None

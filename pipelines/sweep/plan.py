@@ -1,0 +1,127 @@
+"""Which points a sweep evaluates: every variant's front, the uniform control, references, forgetting study."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lines.recipe import MergeSpec
+
+from .config import RunConfig
+from .weights import one_hot, simplex_grid
+
+VALIDATION, EVALUATION = "validation", "evaluation"
+UNIFORM = "uniform"
+
+
+@dataclass(frozen=True)
+class Point:
+    variant: str  # a configured variant, "uniform", "base", "policy", "forget_lines" or "forget_uniform"
+    candidate: str  # "" or e.g. "beta=0.5" / "lambda=1.25" / "gamma=0.5"
+    split: str
+    weights: tuple[float, ...]
+    merge: dict = field(hash=False, compare=False)  # MergeSpec fields
+
+    def merge_spec(self) -> MergeSpec:
+        return MergeSpec(**self.merge)
+
+    @property
+    def front(self) -> str:
+        """The front this point belongs to: variant plus candidate."""
+        return f"{self.variant}[{self.candidate}]" if self.candidate else self.variant
+
+    def describe(self) -> dict:
+        return {"variant": self.variant, "candidate": self.candidate, "split": self.split,
+                "weights": list(self.weights), "merge": self.merge, "front": self.front}
+
+
+def weight_grid(cfg: RunConfig) -> list[tuple[float, ...]]:
+    n = len(cfg.rewards)
+    if cfg.sweep.weights is not None:
+        grid = [tuple(float(x) for x in w) for w in cfg.sweep.weights]
+        for w in grid:
+            if len(w) != n or min(w) < 0 or abs(sum(w) - 1) > 1e-6:
+                raise ValueError(f"sweep.weights entry {list(w)} must have {n} non-negative values summing to 1")
+        refs = [one_hot(n, i) for i in range(n)]
+        return grid + [r for r in refs if r not in grid]
+    return simplex_grid(n, points=cfg.sweep.points if cfg.sweep.step is None else None, step=cfg.sweep.step)
+
+
+def candidates(cfg: RunConfig) -> dict[str, list[tuple[str, dict | None]]]:
+    """variant -> [(candidate label, lines config)]; variants with one candidate need no selection."""
+    out: dict[str, list[tuple[str, dict | None]]] = {}
+    for v in cfg.sweep.variants:
+        if v.lines is None:
+            out[v.name] = [("", None)]
+            continue
+        betas = v.lines.betas()
+        out[v.name] = [(f"beta={b:g}" if len(betas) > 1 else "",
+                        {"alpha": v.lines.alpha, "beta": b, "head_depth": v.lines.head_depth}) for b in betas]
+    lambdas = uniform_lambdas(cfg)
+    if lambdas:
+        out[UNIFORM] = [(f"lambda={lam:g}" if len(lambdas) > 1 else "", {"alpha": lam, "beta": 0.0})
+                        for lam in lambdas]
+    return out
+
+
+def uniform_lambdas(cfg: RunConfig) -> list[float]:
+    """The control's λ grid: as configured, or the mean λ(ℓ) of every LiNeS candidate (α + β/2, with α = 1
+    standing for `auto`, the value auto takes for an even soup), so both get the same grid budget."""
+    if cfg.sweep.uniform_control is False:
+        return []
+    if cfg.sweep.uniform_control.lambda_grid is not None:
+        return list(cfg.sweep.uniform_control.lambda_grid)
+    means = []
+    for v in cfg.sweep.variants:
+        if v.lines is not None:
+            alpha = 1.0 if v.lines.alpha == "auto" else v.lines.alpha
+            means += [round(alpha + b / 2, 6) for b in v.lines.betas()]
+    return sorted(set(means)) or [1.0]
+
+
+def variant_method(cfg: RunConfig, variant: str) -> tuple[str, dict]:
+    if variant == UNIFORM:
+        return "linear", {}
+    v = next(v for v in cfg.sweep.variants if v.name == variant)
+    return v.method, v.parameters
+
+
+def front_points(cfg: RunConfig, variant: str, candidate: str, lines: dict | None, split: str) -> list[Point]:
+    method, params = variant_method(cfg, variant)
+    points = []
+    for w in weight_grid(cfg):
+        merge = {"method": method, "weights": list(w), "parameters": params, "lines": lines}
+        if method == "slerp" and 0.0 in w:  # slerp at an end point is that policy; keep t explicit
+            merge["parameters"] = {**params, "t": w[1] / sum(w)}
+        points.append(Point(variant, candidate, split, w, merge))
+    return points
+
+
+def validation_points(cfg: RunConfig) -> list[Point]:
+    """Every candidate of every variant that has several, on the validation prompts."""
+    return [p for variant, cands in candidates(cfg).items() if len(cands) > 1
+            for label, lines in cands for p in front_points(cfg, variant, label, lines, VALIDATION)]
+
+
+def evaluation_points(cfg: RunConfig, chosen: dict[str, str]) -> list[Point]:
+    """The chosen candidate of every variant, the references and the forgetting study, on evaluation prompts."""
+    n = len(cfg.rewards)
+    points = []
+    for variant, cands in candidates(cfg).items():
+        label, lines = next(c for c in cands if c[0] == chosen.get(variant, cands[0][0]))
+        points += front_points(cfg, variant, label, lines, EVALUATION)
+    zero = tuple(0.0 for _ in range(n))
+    points.append(Point("base", "", EVALUATION, zero,
+                        {"method": "task_arithmetic", "weights": list(zero), "parameters": {}, "lines": None}))
+    for i in range(n):
+        w = one_hot(n, i)
+        points.append(Point("policy", cfg.reward_names[i], EVALUATION, w,
+                            {"method": "task_arithmetic", "weights": list(w), "parameters": {}, "lines": None}))
+    if cfg.forgetting is not None:
+        for i in range(n):
+            w = one_hot(n, i)
+            for gamma in cfg.forgetting.gamma_grid:
+                for variant, lines in [("forget_lines", {"alpha": gamma, "beta": 1.0 - gamma}),
+                                       ("forget_uniform", {"alpha": gamma, "beta": 0.0})]:
+                    points.append(Point(variant, f"{cfg.reward_names[i]}:gamma={gamma:g}", EVALUATION, w,
+                                        {"method": "task_arithmetic", "weights": list(w), "parameters": {},
+                                         "lines": lines}))
+    return points

@@ -1,0 +1,152 @@
+"""Run the sweep: validation phase (select β / λ), evaluation phase, gathered on rank 0."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from lines import MergeInputs
+from reward_models import build_reward, fit_normalizers
+
+from ..generation.backend_choice import make_generator
+from ..generation.config import parse_generation_config
+from ..prompts import Prompt
+from .cache import SweepCache, checkpoint_fingerprint, write_atomic
+from .config import RunConfig
+from .evaluate import Objective, PointEvaluator
+from .plan import EVALUATION, VALIDATION, Point, evaluation_points, validation_points
+from .selection import select_candidates
+
+log = logging.getLogger(__name__)
+
+
+class Ranks:
+    """This process's share of the points; a thin layer over accelerate's PartialState (1 process without it)."""
+
+    def __init__(self):
+        from accelerate import PartialState
+
+        self.state = PartialState(cpu=True) if not _cuda() else PartialState()
+        self.rank, self.world = self.state.process_index, self.state.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: list) -> list:
+        return items[self.rank::self.world]
+
+    def barrier(self) -> None:
+        self.state.wait_for_everyone()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_objectives(cfg: RunConfig, base_model) -> list[Objective]:
+    objectives = []
+    for spec, is_metric in [(r, False) for r in cfg.rewards] + [(m, True) for m in cfg.metrics]:
+        spec = dict(spec)
+        where = f"{'metrics' if is_metric else 'rewards'}[{spec.get('name', '?')}]"
+        if spec.get("type") == "kl" and not spec.get("base"):
+            reward = build_reward(spec, where, base_model=base_model)
+        else:
+            reward = build_reward(spec, where)
+        objectives.append(Objective(reward, spec, is_metric))
+    return objectives
+
+
+def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
+              prompt_split: dict[str, list[Prompt]], ranks: Ranks | None = None, progress: bool = True) -> dict:
+    """Evaluate every planned point (cached), return {"selection", "points": [results on rank 0]}."""
+    ranks = ranks or Ranks()
+    sweep_dir = cfg.run_dir / "sweep"
+    cache = SweepCache(sweep_dir)
+    memo = sweep_dir / f"fingerprints.rank{ranks.rank}.json"
+    fingerprints = {"base": checkpoint_fingerprint(base_model_path, memo),
+                    "policies": [checkpoint_fingerprint(p, memo) for p in policy_paths]}
+    generation = parse_generation_config(cfg.generation)
+    generator = make_generator(base_model_path, generation)
+    base_for_metrics = _load_base_for_metrics(cfg, base_model_path)
+    objectives = build_objectives(cfg, base_for_metrics)
+    with MergeInputs(base_model_path, policy_paths) as inputs:
+        evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprints, generation.model_dump(),
+                                   policy_model_factory=lambda: _load_causal_lm(base_model_path))
+        _fit_reward_normalizers(evaluator, objectives, prompt_split[EVALUATION], cfg)
+
+        def run_phase(points: list[Point], split: str, desc: str) -> list[dict]:
+            prompts = prompt_split[split]
+            mine = ranks.share(points)
+            for point in tqdm(mine, desc=f"{desc} (rank {ranks.rank})", disable=not progress):
+                evaluator.evaluate(point, prompts)
+            ranks.barrier()
+            # Every rank reads every result back from the shared cache (cheap, identical everywhere).
+            return [evaluator.evaluate(point, prompts) for point in points]
+
+        val_points = validation_points(cfg)
+        selection = {}
+        if val_points:
+            if not prompt_split[VALIDATION]:
+                from ..errors import PipelineError
+
+                raise PipelineError("a variant has a beta/lambda grid but prompts.n_validation is 0; "
+                                    "give validation prompts to choose on")
+            val_results = run_phase(val_points, VALIDATION, "validation sweep")
+            selection = select_candidates(val_results, cfg.reward_names)
+        chosen = {variant: s["chosen"] for variant, s in selection.items()}
+        eval_results = run_phase(evaluation_points(cfg, chosen), EVALUATION, "evaluation sweep")
+    if ranks.is_main:
+        write_points(cfg, eval_results, selection, val_results if val_points else [])
+    ranks.barrier()
+    return {"selection": selection, "points": eval_results}
+
+
+def _fit_reward_normalizers(evaluator: PointEvaluator, objectives, prompts, cfg: RunConfig) -> None:
+    """Rewards normalised by z-score against θ0's responses fit on θ0's evaluation samples (generated once)."""
+    needing = [o.reward for o in objectives if not o.reward.normalizer.fitted]
+    if not needing:
+        return
+    base = next(p for p in evaluation_points(cfg, {}) if p.variant == "base")
+    gen_key = evaluator.gen_key(base, prompts)
+    rows = evaluator.cache.load_samples(gen_key)
+    if rows is None:
+        evaluator._load_into_generator(base, gen_key)
+        rows = [r.to_dict() for r in evaluator.generator.generate(prompts)]
+        evaluator.cache.save_samples(gen_key, rows)
+    fit_normalizers(needing, [r["prompt"] for r in rows], [r["response"] for r in rows],
+                    policy=evaluator._policy_handle(base, gen_key))
+
+
+def _load_causal_lm(path: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).eval()
+
+
+def _load_base_for_metrics(cfg: RunConfig, base_model_path: str):
+    if any(m.get("type") == "kl" and not m.get("base") for m in cfg.metrics + cfg.rewards):
+        return _load_causal_lm(base_model_path)
+    return None
+
+
+def write_points(cfg: RunConfig, results: list[dict], selection: dict, validation: list[dict]) -> None:
+    """runs/<name>/sweep/points.jsonl (one row per evaluation point) and plan.json (selection, validation)."""
+    sweep_dir = cfg.run_dir / "sweep"
+    rows = []
+    for r in results:
+        row = {k: r[k] for k in ("key", "variant", "candidate", "front", "split", "weights")}
+        row["lines"] = r["merge"].get("lines")
+        row["objectives"] = {name: {k: v for k, v in o.items() if k != "per_prompt"}
+                             for name, o in r["objectives"].items()}
+        rows.append(row)
+    write_atomic(sweep_dir / "points.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    write_atomic(sweep_dir / "plan.json", json.dumps({
+        "selection": selection, "rewards": cfg.reward_names,
+        "metrics": [m["name"] for m in cfg.metrics],
+        "evaluation_keys": [r["key"] for r in results], "validation_keys": [r["key"] for r in validation]},
+        indent=1))

@@ -1,0 +1,33 @@
+"""Interpolation weights on the simplex."""
+from __future__ import annotations
+
+import itertools
+
+
+def simplex_grid(n_rewards: int, points: int | None = None, step: float | None = None) -> list[tuple[float, ...]]:
+    """Evenly spaced weights summing to 1.
+
+    Two rewards: `points` values from (1, 0) to (0, 1). N ≥ 3: every combination of multiples of `step`
+    (e.g. 0.25) that sums to 1. Rounded to 10 decimals so that keys and labels are stable.
+    """
+    if n_rewards < 1:
+        raise ValueError("need at least one reward")
+    if n_rewards == 1:
+        return [(1.0,)]
+    if step is None:
+        if points is None or points < 2:
+            raise ValueError("give `points` ≥ 2 (two rewards) or a grid `step`")
+        step = 1.0 / (points - 1)
+    divisions = round(1.0 / step)
+    if divisions < 1 or abs(divisions * step - 1.0) > 1e-9:
+        raise ValueError(f"step {step} does not divide 1 into equal parts")
+    grid = []
+    for combo in itertools.product(range(divisions + 1), repeat=n_rewards - 1):
+        if sum(combo) <= divisions:
+            counts = (divisions - sum(combo), *combo)
+            grid.append(tuple(round(c / divisions, 10) for c in counts))
+    return sorted(grid, reverse=True)
+
+
+def one_hot(n_rewards: int, index: int) -> tuple[float, ...]:
+    return tuple(1.0 if i == index else 0.0 for i in range(n_rewards))
