@@ -1,4 +1,4 @@
-"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`."""
+"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`, `lines report RUN_DIR`."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,19 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    # The report lives with the pipelines (it needs matplotlib); imported only for this command.
+    from pipelines.errors import PipelineError
+    from pipelines.report import build_report
+
+    try:
+        out = build_report(args.run_dir)
+    except PipelineError as exc:
+        raise LinesError(str(exc)) from None
+    print(f"report written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lines", description="Rewarded soups with LiNeS layer scaling.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept pickle .bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=_merge)
+    r = sub.add_parser("report", help="regenerate a run's report from its cached sweep (computes nothing)")
+    r.add_argument("run_dir", help="runs/<name>")
+    r.set_defaults(func=_report)
     return parser
 
 

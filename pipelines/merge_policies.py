@@ -1,60 +1,86 @@
-"""The main job. Run as `accelerate launch pipelines/merge_policies.py --config configs/demo.yaml`.
+"""The main job: rewarded-soup sweeps with and without LiNeS, Pareto fronts and a report.
 
-Current stage coverage: the merge engine. The demo config builds a tiny θ0 and two perturbed policies
-locally (nothing is downloaded) and writes their LiNeS rewarded soup as a checkpoint under
-runs/<run_name>/. Training, generation, scoring and the sweep report are separate stages still to come.
+    accelerate launch pipelines/merge_policies.py --config configs/demo.yaml [--set sweep.points=5 ...]
+
+Stages (each reads and writes plain artifacts under runs/<run_name>/, so a re-run or a resumed run redoes
+nothing that is done): (1) train θ0 and one policy per reward, when the config has a `training` section,
+or take the given checkpoints; (2) sweep: every point merged in memory into the live generation model,
+generated, scored, cached; (3) report. Under `accelerate launch` with several processes, points are split
+across ranks and gathered on rank 0.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
-from lines import LinesError, merge, parse_recipe
+# Run as a script (`accelerate launch pipelines/merge_policies.py`): make the project importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lines import LinesError, MergeInputs, layer_diagnostics  # noqa: E402
+from pipelines.errors import PipelineError  # noqa: E402
+from pipelines.sweep.cache import write_atomic  # noqa: E402
+from pipelines.sweep.config import RunConfig, load_run_config  # noqa: E402
+from pipelines.sweep.plan import EVALUATION, VALIDATION  # noqa: E402
+from reward_models import RewardError  # noqa: E402
+
+log = logging.getLogger("merge_policies")
 
 
-def build_tiny_checkpoints(model_cfg: dict, root: Path) -> tuple[Path, list[Path]]:
-    from transformers import AutoConfig, AutoModelForCausalLM
+def resolve_checkpoints(cfg: RunConfig, config_path: Path) -> tuple[str, list[str]]:
+    """θ0 and one policy per reward: trained here (stage 1) or given in the config."""
+    if cfg.training is None:
+        return cfg.base_model, [cfg.policies[name] for name in cfg.reward_names]
+    from pipelines.stages import train_stage
 
-    family = model_cfg.pop("family", "llama")
-    config = AutoConfig.for_model(family, **model_cfg)
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_config(config)
-    base.save_pretrained(root / "base")
-    policies = []
-    for i in range(2):
-        gen = torch.Generator().manual_seed(i + 1)
-        with torch.no_grad():
-            policy = AutoModelForCausalLM.from_config(config)
-            policy.load_state_dict(base.state_dict())
-            for p in policy.parameters():
-                p.add_(0.02 * torch.randn(p.shape, generator=gen))
-        policy.save_pretrained(root / f"policy_{i}")
-        policies.append(root / f"policy_{i}")
-    return root / "base", policies
+    return train_stage(cfg, config_path)
+
+
+def load_prompt_split(cfg: RunConfig) -> dict:
+    from pipelines.stages import prompt_split
+
+    return prompt_split(cfg)
+
+
+def save_diagnostics(cfg: RunConfig, base: str, policies: list[str]) -> None:
+    path = cfg.run_dir / "sweep" / "diagnostics.json"
+    with MergeInputs(base, policies) as inputs:
+        write_atomic(path, json.dumps(layer_diagnostics(inputs).to_dict()))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set sweep.points=5 (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        cfg = yaml.safe_load(Path(args.config).read_text())
-        run_dir = Path(cfg.get("output_dir", "runs")) / cfg.get("run_name", "demo")
-        base, policies = build_tiny_checkpoints(dict(cfg["model"]), run_dir / "checkpoints")
-        merge_cfg = cfg["merge"]
-        recipe = parse_recipe({
-            "base_model": str(base),
-            "models": [{"model": str(p), "weight": w} for p, w in zip(policies, merge_cfg["weights"])],
-            "method": merge_cfg.get("method", "linear"), "lines": merge_cfg.get("lines")}, args.config)
-        out = merge(recipe, run_dir / "merged", force=True)
-    except LinesError as exc:
+        from pipelines.report import build_report
+        from pipelines.sweep.runner import Ranks, run_sweep
+
+        cfg = load_run_config(args.config, args.overrides)
+        ranks = Ranks()
+        if ranks.is_main:
+            cfg.run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        base, policies = resolve_checkpoints(cfg, Path(args.config))
+        prompts = load_prompt_split(cfg)
+        if ranks.is_main:
+            log.info("prompts: %d evaluation, %d validation", len(prompts[EVALUATION]), len(prompts[VALIDATION]))
+            save_diagnostics(cfg, base, policies)
+        run_sweep(cfg, base, policies, prompts, ranks, progress=not args.quiet)
+        if ranks.is_main:
+            report = build_report(cfg.run_dir)
+            print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
+    except (LinesError, PipelineError, RewardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"merged checkpoint: {out}  (model card with the recipe and λ(ℓ): {out / 'README.md'})")
     return 0
 
 

@@ -4,7 +4,7 @@
     output_dir: runs
     training: {...}                 # optional: train θ0 and the policies first (pipelines/train_policies.py)
     base_model: PATH                # θ0, when not trained here
-    policies: {positive: PATH, long: PATH}   # one per reward, in the order of `rewards`
+    policies: {positive: PATH, long: PATH}   # one per reward, keyed by reward name
     rewards: [{name: positive, type: vader}, {name: long, type: length}]   # the front's objectives
     metrics: [{name: kl, type: kl}, {name: perplexity, type: perplexity, texts: held_out.jsonl}]
     prompts: {path: prompts.jsonl, n_validation: 32, n_eval: 128}
@@ -118,8 +118,8 @@ class RunConfig(_Strict):
         if self.training is None and (self.base_model is None or self.policies is None):
             raise ValueError("give base_model and policies, or a training section that produces them")
         names = [r.get("name") for r in self.rewards]
-        if self.policies is not None and list(self.policies) != names:
-            raise ValueError(f"policies must name one policy per reward in the order of rewards ({names}), "
+        if self.policies is not None and sorted(self.policies) != sorted(names):
+            raise ValueError(f"policies must name exactly one policy per reward ({names}), "
                              f"got {list(self.policies)}")
         return self
 

@@ -1,0 +1,141 @@
+"""The sweep end to end on tiny local checkpoints: caching, resume, what a change recomputes, multi-process."""
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import sweep_fixtures as sf
+from pipelines.merge_policies import main
+from pipelines.sweep.config import load_run_config
+from pipelines.sweep.plan import evaluation_points, validation_points
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    return root, sf.build_sweep_inputs(root / "inputs")
+
+
+def mtimes(directory: Path) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+
+
+def test_plan_counts(inputs, tmp_path):
+    root, paths = inputs
+    cfg = load_run_config(sf.sweep_config(tmp_path, paths))
+    val = validation_points(cfg)
+    # lines has 2 β candidates and the uniform control 2 λ candidates, 3 weights each.
+    assert len(val) == (2 + 2) * 3
+    ev = evaluation_points(cfg, {"lines": "beta=1", "uniform": "lambda=1.5"})
+    fronts = {p.front for p in ev}
+    assert {"soup", "lines[beta=1]", "uniform[lambda=1.5]", "base"} <= fronts
+    assert sum(p.variant == "policy" for p in ev) == 2
+    assert sum(p.variant.startswith("forget_") for p in ev) == 2 * 2 * 2  # policies × γ × {lines, uniform}
+    uniform = next(p for p in ev if p.variant == "uniform")
+    assert uniform.merge["lines"] == {"alpha": 1.5, "beta": 0.0}
+
+
+def test_sweep_caches_resumes_and_recomputes_only_what_changed(inputs, tmp_path):
+    root, paths = inputs
+    config = sf.sweep_config(tmp_path, paths)
+    assert main(["--config", str(config), "--quiet"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    samples, scores = run / "sweep" / "samples", run / "sweep" / "scores"
+    first_points = (run / "sweep" / "points.jsonl").read_text()
+    before_samples, before_scores = mtimes(samples), mtimes(scores)
+
+    # A re-run computes nothing.
+    assert main(["--config", str(config), "--quiet"]) == 0
+    assert mtimes(samples) == before_samples and mtimes(scores) == before_scores
+    assert (run / "sweep" / "points.jsonl").read_text() == first_points
+
+    # A run killed half-way: some generations and scores are missing. Only those are recomputed, identically.
+    victim = sorted(before_samples)[3]
+    victim_text = (samples / victim).read_text()
+    (samples / victim).unlink()
+    shutil.rmtree(run / "sweep" / "points")
+    for name in list(before_scores)[:2]:
+        (scores / name).unlink()
+    assert main(["--config", str(config), "--quiet"]) == 0
+    after = mtimes(samples)
+    assert (samples / victim).read_text() == victim_text
+    assert {k: v for k, v in after.items() if k != victim} == {k: v for k, v in before_samples.items() if k != victim}
+    assert (run / "sweep" / "points.jsonl").read_text() == first_points
+
+    # A changed reward rescored everything for that reward, but regenerates nothing.
+    data = yaml.safe_load(config.read_text())
+    data["rewards"][1] = {"name": "long", "type": "length", "min_words": 3}
+    config.write_text(yaml.safe_dump(data))
+    before_scores = mtimes(scores)
+    assert main(["--config", str(config), "--quiet"]) == 0
+    assert mtimes(samples) == after
+    new_scores = set(mtimes(scores)) - set(before_scores)
+    assert len(new_scores) == len(after)  # one new score file per generation set (only `long` changed)
+
+
+def test_report_numbers_equal_points_csv(inputs, tmp_path):
+    root, paths = inputs
+    assert main(["--config", str(sf.sweep_config(tmp_path, paths)), "--quiet"]) == 0
+    report = tmp_path / "runs" / "tiny" / "report"
+    for name in ["report.md", "report.html", "points.csv", "pareto.png", "pareto.svg", "diagnostics.png",
+                 "forgetting.png"]:
+        assert (report / name).stat().st_size > 0, name
+    assert (report / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(report / "points.csv") as f:
+        csv_rows = list(csv.reader(f))
+    md = (report / "report.md").read_text()
+    table = md.split("## All points (same numbers as points.csv)")[1].strip().splitlines()
+    md_rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table
+               if line.startswith("|") and not set(line) <= set("|-")]
+    assert md_rows == csv_rows and len(csv_rows) > 10
+    points = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "sweep" / "points.jsonl").open()]
+    means = {(r[0], r[3], r[4]): float(r[5]) for r in csv_rows[1:]}
+    for p in points:
+        key = (p["front"], f"{p['weights'][0]:.6g}", f"{p['weights'][1]:.6g}")
+        assert means[key] == pytest.approx(p["objectives"]["positive"]["mean"], rel=1e-5, abs=1e-9)
+    verdicts = md.split("## Verdict")[1].split("Hypervolume of each front")[0]
+    assert re.search(r"(lines beat soup|lines lost to soup|no clear difference between lines and soup)", verdicts)
+    assert re.search(r"(lines beat uniform|lines lost to uniform|no clear difference between lines and uniform)",
+                     verdicts)
+    html = (report / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    # `lines report` regenerates from the cache alone.
+    (report / "report.md").unlink()
+    from lines.cli import main as lines_main
+
+    assert lines_main(["report", str(tmp_path / "runs" / "tiny")]) == 0
+    assert (report / "report.md").read_text() == md
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_results(inputs, tmp_path):
+    root, paths = inputs
+    one = sf.sweep_config(tmp_path / "one", paths)
+    assert main(["--config", str(one), "--quiet"]) == 0
+    two = sf.sweep_config(tmp_path / "two", paths)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           str(ROOT / "pipelines" / "merge_policies.py"), "--config", str(two), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "two" / "runs" / "tiny" / "sweep" / "fingerprints.rank1.json").exists()  # rank 1 worked
+    rows = lambda d: [json.loads(line) for line in (d / "runs" / "tiny" / "sweep" / "points.jsonl").open()]
+    one_rows, two_rows = rows(tmp_path / "one"), rows(tmp_path / "two")
+    assert [r["front"] for r in two_rows] == [r["front"] for r in one_rows]
+    for a, b in zip(one_rows, two_rows):
+        assert a["weights"] == b["weights"] and a["objectives"].keys() == b["objectives"].keys()
+        for name in a["objectives"]:
+            # Generations are identical; KL's forward passes may round differently with another thread count.
+            assert b["objectives"][name]["mean"] == pytest.approx(a["objectives"][name]["mean"], rel=1e-5, abs=1e-6)
+    samples = lambda d: {p.name: p.read_text() for p in (d / "runs" / "tiny" / "sweep" / "samples").iterdir()}
+    assert samples(tmp_path / "two") == samples(tmp_path / "one")
