@@ -53,6 +53,11 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             compute_threads(threads):
         merger = TensorMerger(recipe.spec(), inputs)
         lines = merger.resolve_lines(progress)
+        if recipe.output == "adapter":
+            from .lora_soup import write_adapter_soup
+
+            card = render_model_card(recipe, inputs, lines, _version())
+            return write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card)
         out_dtype = _output_dtypes(inputs.base, recipe.dtype)
         planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@
     max_shard_size: 2GB
     seed: 0
     compute_dtype: float32  # float64 for an exact-as-possible merge
+    output: dense           # or adapter: LoRA policies' exact soup as one concatenated adapter
 
 Relative paths are resolved against the current directory, as for any command-line tool.
 """
@@ -150,6 +151,8 @@ class Recipe(_Strict):
     max_shard_size: Union[int, str] = "2GB"
     seed: int = 0
     compute_dtype: Literal["float32", "float64"] = "float32"
+    # dense: a full checkpoint; adapter: one LoRA adapter of rank Σ r_i (LoRA policies, linear methods only)
+    output: Literal["dense", "adapter"] = "dense"
 
     @field_validator("max_shard_size")
     @classmethod

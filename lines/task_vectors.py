@@ -8,6 +8,7 @@ import torch
 from .checkpoint import Checkpoint
 from .errors import LinesError
 from .layer_map import LayerMap, ParamRole
+from .lora import AdapterCheckpoint, is_adapter_dir
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -30,7 +31,10 @@ class MergeInputs:
         if not policies:
             raise LinesError("a merge needs at least one policy besides the base model")
         self.base = Checkpoint(base, allow_pickle)
-        self.policies = [Checkpoint(p, allow_pickle) for p in policies]
+        # A LoRA adapter directory is a policy too: read as θ0 + ΔW, exactly.
+        self.policies = [AdapterCheckpoint(p, self.base) if is_adapter_dir(p) else Checkpoint(p, allow_pickle)
+                         for p in policies]
+        self._check_adapters_share_a_base()
         self.layer_map = LayerMap.from_config(self.base.config, str(self.base.path / "config.json"))
         for policy in self.policies:
             self._check_same_layout(policy)
@@ -45,10 +49,21 @@ class MergeInputs:
                 raise LinesError(f"{self.base.tensors[name].file}: {exc}") from None
 
     @property
+    def adapters(self) -> list[AdapterCheckpoint]:
+        return [p for p in self.policies if isinstance(p, AdapterCheckpoint)]
+
+    def _check_adapters_share_a_base(self) -> None:
+        named = {a.adapter.base_model_name: a for a in self.adapters if a.adapter.base_model_name}
+        if len(named) > 1:
+            (n1, a1), (n2, a2) = list(named.items())[:2]
+            raise LinesError(f"{a2.path}: adapter trained on base {n2!r}, but {a1.path} on {n1!r}; adapters of one "
+                             f"soup must share θ0")
+
+    @property
     def num_layers(self) -> int:
         return self.layer_map.num_layers
 
-    def _check_same_layout(self, policy: Checkpoint) -> None:
+    def _check_same_layout(self, policy: Checkpoint | AdapterCheckpoint) -> None:
         base = self.base
         where = f"{policy.path}"
         if policy.config.get("model_type") != base.config.get("model_type"):

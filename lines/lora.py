@@ -1,0 +1,185 @@
+"""LoRA adapters as policies: their exact updates ΔW = s·B·A, and exact soups of them in adapter space.
+
+A PEFT adapter directory (adapter_config.json + adapter_model.safetensors) is read as the full policy
+θ_i = θ0 + ΔW_i, tensor by tensor, so every merge method treats it like any other checkpoint. Averaging A and B
+separately (as weight-averaging of adapters usually does) adds cross terms B_i·A_j; here the soup is always
+Σ_i c_i·ΔW_i, computed from each adapter's own product.
+
+Scaling s comes from each module's own rank (A's rows) and alpha (alpha_pattern, else lora_alpha):
+s = alpha/r, or alpha/√r with rsLoRA. Conv1D layers (fan_in_fan_out) and embeddings store ΔWᵀ.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import Checkpoint, TensorInfo, read_safetensors_header
+from .errors import LinesError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model."
+_LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
+_EMBEDDING_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_embedding_A|lora_embedding_B)$")
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def _pattern_value(patterns: dict, module: str, default):
+    """PEFT's rule: a pattern key matches a module whose name ends with it (at a dot boundary)."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+@dataclass
+class LoraModule:
+    """One adapted weight: the base tensor it updates and the factors of its update."""
+
+    module: str  # module name, e.g. model.layers.0.self_attn.q_proj
+    weight_name: str  # the base checkpoint's tensor, e.g. model.layers.0.self_attn.q_proj.weight
+    A: torch.Tensor  # (r, in)
+    B: torch.Tensor  # (out, r)
+    scaling: float
+    transposed: bool  # ΔW is stored transposed (Conv1D with fan_in_fan_out, embeddings)
+    embedding: bool
+
+    @property
+    def rank(self) -> int:
+        return self.A.shape[0]
+
+    def delta(self, dtype: torch.dtype = torch.float32, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """ΔW (or rows of it) in the base tensor's layout: s·B·A, transposed where the layer stores it so."""
+        A, B = self.A.to(dtype), self.B.to(dtype)
+        if self.transposed:  # ΔW = (B·A)ᵀ = Aᵀ·Bᵀ; rows of ΔW are columns of A
+            a = A if rows is None else A[:, rows[0]:rows[1]]
+            return (a.T @ B.T) * self.scaling
+        b = B if rows is None else B[rows[0]:rows[1]]
+        return (b @ A) * self.scaling
+
+
+class LoraAdapter:
+    """A PEFT LoRA adapter read into memory (adapters are small), mapped onto its base checkpoint's names."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        config_path = self.path / ADAPTER_CONFIG
+        try:
+            self.config: dict = json.loads(config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LinesError(f"{config_path}: unreadable adapter config ({exc})") from None
+        peft_type = self.config.get("peft_type", "LORA")
+        if peft_type != "LORA":
+            raise LinesError(f"{config_path}: peft_type {peft_type!r} is not supported; only LoRA adapters are")
+        weights = self.path / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise LinesError(f"{self.path}: no {ADAPTER_WEIGHTS} (pickle adapter_model.bin is not supported; "
+                             f"re-save with safe_serialization=True)")
+        self.weights_file = weights
+        read_safetensors_header(weights)  # rejects a corrupt or truncated file with a clear message
+        from safetensors.torch import load_file
+
+        state = load_file(weights)
+        self.modules: dict[str, LoraModule] = {}
+        self.full_tensors: dict[str, torch.Tensor] = {}  # modules_to_save, as whole base tensors
+        self.base_copies: dict[str, torch.Tensor] = {}  # base layers PEFT saved beside embedding LoRA
+        factors: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in state.items():
+            name = key.removeprefix(PEFT_PREFIX)
+            match = _LORA_KEY.match(name) or _EMBEDDING_KEY.match(name)
+            if match:
+                factors.setdefault(match.group("module"), {})[match.group("part")[-1]] = tensor
+            elif ".base_layer." in name:
+                self.base_copies[name.replace(".base_layer.", ".")] = tensor
+            else:
+                self.full_tensors[name] = tensor
+        fan_in_fan_out = bool(self.config.get("fan_in_fan_out", False))
+        rslora = bool(self.config.get("use_rslora", False))
+        for module, parts in factors.items():
+            if set(parts) != {"A", "B"}:
+                raise LinesError(f"{weights}: module {module!r} has only lora_{''.join(parts)}; the file is incomplete")
+            A, B = parts["A"], parts["B"]
+            embedding = f"{PEFT_PREFIX}{module}.lora_embedding_A" in state
+            # Embedding factors are A: (r, num_embeddings), B: (dim, r), so ΔW = (B·A)ᵀ as for Conv1D.
+            rank = A.shape[0]
+            alpha = _pattern_value(self.config.get("alpha_pattern") or {}, module, self.config.get("lora_alpha", rank))
+            scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
+            self.modules[f"{module}.weight"] = LoraModule(module, f"{module}.weight", A, B, scaling,
+                                                          transposed=fan_in_fan_out or embedding, embedding=embedding)
+
+    @property
+    def base_model_name(self) -> str | None:
+        return self.config.get("base_model_name_or_path")
+
+    @property
+    def modules_to_save(self) -> list[str]:
+        return list(self.full_tensors)
+
+
+class AdapterCheckpoint:
+    """A LoRA policy seen as a full checkpoint θ_i = θ0 + ΔW_i, read tensor by tensor like `Checkpoint`.
+
+    Adapted tensors are returned in fp32 (θ0 + ΔW in fp32), so the update is not rounded to θ0's dtype.
+    """
+
+    is_pickle = False
+
+    def __init__(self, path: str | Path, base: Checkpoint):
+        self.path = Path(path)
+        self.adapter = LoraAdapter(path)
+        self.base = base
+        self.config = base.config
+        self.tensors: dict[str, TensorInfo] = {}
+        for name, info in base.tensors.items():
+            self.tensors[name] = TensorInfo(name, info.dtype, info.shape, self.adapter.weights_file)
+        self._check_against_base()
+
+    def _check_against_base(self) -> None:
+        where = self.adapter.weights_file
+        for name, module in self.adapter.modules.items():
+            if name not in self.base.tensors:
+                raise LinesError(f"{where}: LoRA module {module.module!r} updates {name!r}, which the base model "
+                                 f"{self.base.path} lacks; was the adapter trained on another base?")
+            shape = self.base.tensors[name].shape
+            out, inp = module.B.shape[0], module.A.shape[1]
+            expected = (inp, out) if module.transposed else (out, inp)
+            if tuple(shape) != expected:
+                raise LinesError(f"{where}: LoRA module {module.module!r} makes a {list(expected)} update but the base "
+                                 f"model's {name!r} is {list(shape)}; was the adapter trained on another base?")
+        for name, tensor in {**self.adapter.full_tensors, **self.adapter.base_copies}.items():
+            if name not in self.base.tensors:
+                raise LinesError(f"{where}: saved module tensor {name!r} has no counterpart in the base model "
+                                 f"{self.base.path}")
+            if tuple(tensor.shape) != self.base.tensors[name].shape:
+                raise LinesError(f"{where}: saved tensor {name!r} has shape {list(tensor.shape)}, the base model's "
+                                 f"is {list(self.base.tensors[name].shape)}")
+        for name, tensor in self.adapter.base_copies.items():
+            if not torch.equal(tensor, self.base.read(name).to(tensor.dtype)):
+                raise LinesError(f"{where}: the base layer saved with the adapter ({name!r}) differs from the base "
+                                 f"model {self.base.path}; the adapter was trained on another base")
+
+    def info(self, name: str) -> TensorInfo:
+        return self.tensors[name]
+
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        full = self.adapter.full_tensors.get(name)
+        if full is not None:
+            return full if rows is None else full[rows[0]:rows[1]]
+        module = self.adapter.modules.get(name)
+        if module is None:
+            return self.base.read(name, rows)
+        return self.base.read(name, rows).to(torch.float32) + module.delta(torch.float32, rows)
+
+    def close(self) -> None:
+        pass
+
+    def weight_file_names(self) -> set[str]:
+        return {ADAPTER_WEIGHTS}
