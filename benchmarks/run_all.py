@@ -2,7 +2,13 @@
 
     make bench        # installs the `bench` extra (mergekit, psutil), then runs this
 
-Parts: (1) merge side by side with mergekit and the I/O floor, (2) scaling with model size and policy count.
+Parts: (1) merge side by side with mergekit and the I/O floor, (2) scaling with model size and policy count,
+(3) sweep overhead of the in-memory route vs save-and-reload, (4) CPU throughput of generation and scoring.
+
+    python benchmarks/run_all.py --parts 3,4    # only some parts; the others' last results are kept
+
+Parts 1 and 2 come from one run of bench_merge.py, so asking for either runs both. Results of parts not run are
+taken from the previous benchmarks/results.json when there is one, else their sections are left out.
 """
 from __future__ import annotations
 
@@ -19,6 +25,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_merge  # noqa: E402
+import bench_sweep  # noqa: E402
+import bench_throughput  # noqa: E402
+import machine_load  # noqa: E402
+
+PARTS = (1, 2, 3, 4)
 
 
 def machine_description() -> str:
@@ -113,19 +124,181 @@ def scaling_section(results: dict, plot: Path) -> list[str]:
     return out + [""]
 
 
+def ms(seconds: float) -> str:
+    return f"{1000 * seconds:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def sweep_plot(results: dict, plot: Path) -> None:
+    """Stacked time per point by phase, both routes side by side; right: the same without generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phases = [("generate", "generation", "#9ecae1"), ("score", "scoring", "#74c476"), ("merge", "merge", "#fd8d3c"),
+              ("load", "load checkpoint", "#e6550d"), ("other", "other bookkeeping", "#969696")]
+    routes = [("in_memory", "in-memory", -0.2, None), ("naive", "write + reload", 0.2, "//")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, shown, scale, unit in [(axes[0], phases, 1.0, "s"), (axes[1], phases[1:], 1000.0, "ms")]:
+        for key, label, dx, hatch in routes:
+            pts = results[key]["points"]
+            x = [i + dx for i in range(len(pts))]
+            bottom = [0.0] * len(pts)
+            for phase, name, color in shown:
+                h = [p[f"{phase}_s"] * scale for p in pts]
+                ax.bar(x, h, 0.38, bottom=bottom, color=color, hatch=hatch, edgecolor="white", linewidth=0.3,
+                       label=name if key == "in_memory" else None)
+                bottom = [b + v for b, v in zip(bottom, h)]
+        ax.set_xticks(range(len(pts)), [f"{p['weight']:g}" for p in results["in_memory"]["points"]])
+        ax.set(xlabel="weight of policy 1 (left bar: in-memory, hatched: write + reload)", ylabel=f"time ({unit})")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title("time per point by phase")
+    axes[1].set_title("everything but generation, per point")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(plot, dpi=110)
+    plt.close(fig)
+
+
+def sweep_section(results: dict, plot: Path) -> list[str]:
+    r = results
+    mem, naive = r["in_memory"], r["naive"]
+    model = r["model"]
+    sweep_plot(r, plot)
+    out = ["## 3. Sweep overhead: in-memory merge vs write + reload", "",
+           f"Measured {r['date']}. A sweep of {r['points']} points (weights {r['weights'][0]:g}, {r['weights'][1]:g}, …, "
+           f"{r['weights'][-1]:g} on two policies; linear soup, LiNeS α auto, β {r['lines']['beta']}) on the demo-size "
+           f"Llama (hidden {model['hidden_size']}, {model['num_hidden_layers']} layers, {model['parameters'] / 1e6:.2f}M "
+           f"parameters, {model['dtype']}, tied embeddings, vocab {model['vocab_size']}, BPE trained locally: "
+           f"{model['tokenizer_vocab']} tokens); {r['prompts']} prompts × {r['max_new_tokens']} new tokens per point, "
+           f"batch {r['batch_size']}, rewards VADER + length; torch threads: {r['torch_threads']}.", "",
+           "- **in-memory** (the sweep's own path): `PointEvaluator.evaluate` on one live transformers model, fresh "
+           "cache; merge = `merge_into_model` (α auto pass + merge written into the parameters), other = keys, "
+           "cache writes and summaries;",
+           "- **write + reload** (naive): `lines.merge` writes a checkpoint, `make_generator(path)` loads it "
+           "(`AutoModelForCausalLM.from_pretrained`), then the same generation, scoring and summary.", "",
+           f"Per point: medians over {r['repeats']} interleaved repeats; overhead = (total − generation − scoring) / "
+           f"total. Machine load during the run: {machine_load.describe(r['load'])}.", "",
+           f"![sweep overhead]({plot.name})", ""]
+    for key, title in [("in_memory", "in-memory"), ("naive", "write + reload")]:
+        out += [f"{title}:", "", "| weight | merge | load | generation | scoring | other | total | overhead |",
+                "|---|---|---|---|---|---|---|---|"]
+        for p in r[key]["points"]:
+            out.append(f"| {p['weight']:g} | {ms(p['merge_s'])} | {ms(p['load_s']) if key == 'naive' else '—'} | "
+                       f"{ms(p['generate_s'])} | {ms(p['score_s'])} | {ms(p['other_s'])} | {ms(p['total_s'])} | "
+                       f"{100 * p['overhead_frac']:.1f}% |")
+        t = r[key]["phase_totals_s"]
+        out += [f"| **sweep** | {ms(t['merge'])} | {ms(t['load']) if key == 'naive' else '—'} | {ms(t['generate'])} | "
+                f"{ms(t['score'])} | {ms(t['other'])} | {ms(sum(t.values()))} | "
+                f"{100 * r[key]['overhead_frac_sweep']:.1f}% |", ""]
+    out += ["| | in-memory | write + reload |", "|---|---|---|",
+            f"| one-off set-up (fingerprints, generator, inputs) | {ms(mem['setup_s'])} | — |",
+            f"| sweep total, median (runs) | {mem['sweep_total_s']:.2f} s ({', '.join(map(str, mem['runs_sweep_total_s']))}) "
+            f"| {naive['sweep_total_s']:.2f} s ({', '.join(map(str, naive['runs_sweep_total_s']))}) |",
+            f"| overhead, whole sweep | {100 * mem['overhead_frac_sweep']:.1f}% | {100 * naive['overhead_frac_sweep']:.1f}% |",
+            f"| overhead, worst point (medians) | {100 * mem['overhead_frac_max_point']:.1f}% | "
+            f"{100 * naive['overhead_frac_max_point']:.1f}% |",
+            f"| overhead, worst point of any single run | {100 * mem['overhead_frac_max_single_run']:.1f}% | "
+            f"{100 * naive['overhead_frac_max_single_run']:.1f}% |", "",
+            f"Sweep time, write + reload / in-memory: **{r['naive_over_in_memory']:.2f}×**. Both routes gave identical "
+            f"responses at every point: {'yes' if r['identical_responses'] else 'NO'}.", "",
+            f"Target (in-memory: time outside generation and scoring ≤ {100 * r['target_overhead_frac']:.0f}% of every "
+            f"point's total): {'met' if r['target_met'] else 'NOT met'} (worst point "
+            f"{100 * mem['overhead_frac_max_point']:.1f}%).", ""]
+    if r["torch_threads"] == 1:
+        out += ["All of this ran with 1 torch thread: with torch's default (one per core) on this shared machine, "
+                "generation and `merge_into_model` slow down several-fold and erratically (part 4, last table), and "
+                "the figures above would mostly measure the other processes.", ""]
+    return out
+
+
+def throughput_section(results: dict) -> list[str]:
+    r = results
+    bs = {g["batch_size"]: g for g in r["generation"]}
+    big, one = bs[max(bs)], bs[1]
+    out = ["## 4. Throughput on CPU", "",
+           f"Measured {r['date']}, torch threads: {r['torch_threads']}; machine load: {machine_load.describe(r['load'])}.",
+           "", f"Generation: transformers backend, demo-size Llama, {big['prompts']} prompts, {r['max_new_tokens']} new "
+           "tokens, temperature 1, seed 0; tokens counted from the rows' `response_tokens`; median of "
+           f"{r['repeats']} runs (batch size 1: {len(one['runs_wall_s'])}).", "",
+           "| batch size | generated tokens | wall | tokens/s | prompts/s | runs (s) |", "|---|---|---|---|---|---|"]
+    for g in r["generation"]:
+        out.append(f"| {g['batch_size']} | {g['generated_tokens']} | {g['wall_s']:.2f} s | {g['tokens_per_s']:.0f} | "
+                   f"{g['prompts_per_s']:.1f} | {', '.join(map(str, g['runs_wall_s']))} |")
+    out += ["", f"Batched / one at a time: **{r['batched_speedup']:.1f}×** tokens/s; identical responses for "
+                f"{100 * r['batch_agreement']:.0f}% of prompts (samples are seeded one by one, so batch size should "
+                "not change them).", "",
+            f"Scoring: {r['scoring_text']['pairs']} (prompt, response) pairs, English responses of "
+            f"{r['scoring_text']['response_chars_mean']:.0f} characters on average, through `score_rewards` in calls of "
+            "B pairs; HF reward models (type `hf`, built locally, `batch_size: B`, concatenated prompt and response) "
+            "on CPU. The tests' tiny RM has 64 positions, so most pairs are truncated for it.", ""]
+    sizes = sorted({s["batch_size"] for s in r["scoring"]})
+    out += ["| reward | " + " | ".join(f"B = {b}: samples/s" for b in sizes) + " |",
+            "|---|" + "---|" * len(sizes)]
+    for reward in dict.fromkeys(s["reward"] for s in r["scoring"]):
+        cells = {s["batch_size"]: s for s in r["scoring"] if s["reward"] == reward}
+        out.append(f"| {reward} | " + " | ".join(f"{cells[b]['samples_per_s']:,.0f}" for b in sizes) + " |")
+    if r.get("threads"):
+        out += ["", "torch threads, 1 vs torch's default on this machine (one batch of 64 prompts; one "
+                    "`merge_into_model` of the demo soup, LiNeS α auto; medians, runs in brackets):", "",
+                "| threads | generation wall | tokens/s | merge_into_model |", "|---|---|---|---|"]
+        for t in r["threads"]:
+            out.append(f"| {t['threads']} | {t['generate_wall_s']:.2f} s ({', '.join(map(str, t['generate_runs_wall_s']))}) "
+                       f"| {t['generate_tokens_per_s']:.0f} | {ms(t['merge_into_model_s'])} "
+                       f"({', '.join(str(round(1000 * x)) for x in t['merge_runs_s'])} ms) |")
+    out += ["", "On a GPU, `benchmarks/gpu_check.py` reports generated tokens/s for the vLLM backend and for the "
+                "transformers backend on the same GPU (see the README's GPU check section).", ""]
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each merge (parts 1-2)")
     parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--parts", default=",".join(map(str, PARTS)),
+                        help="comma-separated parts to run, e.g. 3,4 (default: all)")
     args = parser.parse_args(argv)
-    results = {"machine": machine_description(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "repeats": args.repeats}
-    results.update(bench_merge.main(["--work", str(args.work), "--repeats", str(args.repeats),
-                                     "--json", str(args.work / "merge_results.json")]))
+    try:
+        parts = {int(p) for p in args.parts.split(",") if p.strip()}
+    except ValueError:
+        parser.error(f"--parts: expected numbers like 1,2,3,4, got {args.parts!r}")
+    if not parts or not parts <= set(PARTS):
+        parser.error(f"--parts: choose among {', '.join(map(str, PARTS))}, got {args.parts!r}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    previous = HERE / "results.json"
+    results = json.loads(previous.read_text()) if previous.exists() else {}
+    if "side_by_side" in results and "merge_date" not in results:  # written before parts 3-4 existed
+        results["merge_date"] = results.get("date")
+    now = lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    results.update(machine=machine_description(), date=now())
+    if parts & {1, 2}:
+        date = now()  # when the part started
+        results.update(bench_merge.main(["--work", str(args.work), "--repeats", str(args.repeats),
+                                         "--json", str(args.work / "merge_results.json")]))
+        results.update(repeats=args.repeats, merge_date=date)
+    if 3 in parts:
+        date = now()
+        results["sweep"] = {"date": date, **bench_sweep.main(["--work", str(args.work),
+                                                               "--json", str(args.work / "sweep_results.json")])}
+    if 4 in parts:
+        date = now()
+        results["throughput"] = {"date": date, **bench_throughput.main(
+            ["--work", str(args.work), "--json", str(args.work / "throughput_results.json")])}
+    dates = []
+    if "side_by_side" in results:
+        dates.append(f"parts 1-2 on {results['merge_date']}")
+    for part, key in [(3, "sweep"), (4, "throughput")]:
+        if key in results:
+            dates.append(f"part {part} on {results[key]['date']}")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}.", "",
-             f"Produced by `make bench` (benchmarks/run_all.py) on {results['date']}.", ""]
-    lines += merge_section(results)
-    lines += scaling_section(results, HERE / "scaling.png")
+             f"Produced by `make bench` (benchmarks/run_all.py): {'; '.join(dates)}.", ""]
+    if "side_by_side" in results:
+        lines += merge_section(results)
+        lines += scaling_section(results, HERE / "scaling.png")
+    if "sweep" in results:
+        lines += sweep_section(results["sweep"], HERE / "sweep_overhead.png")
+    if "throughput" in results:
+        lines += throughput_section(results["throughput"])
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {HERE / 'RESULTS.md'}")

@@ -68,16 +68,22 @@ def adapter_soup_tensors(inputs: MergeInputs, spec: MergeSpec, lines: ResolvedLi
     return state, ranks, [n.removesuffix(".weight") for n in sorted(saved)]
 
 
+def soup_adapter_config(inputs: MergeInputs, ranks: dict[str, int], modules_to_save: list[str]) -> dict:
+    """adapter_config.json of the soup: each module keeps its own total rank, and alpha = rank makes PEFT's
+    scaling exactly 1 (the adapters' own scalings are already folded into the B blocks)."""
+    first = inputs.policies[0].adapter.config
+    return {**first, "r": max(ranks.values()), "lora_alpha": max(ranks.values()), "use_rslora": False,
+            "target_modules": sorted(ranks), "modules_to_save": modules_to_save or None,
+            "rank_pattern": {re.escape(m): r for m, r in ranks.items()},
+            "alpha_pattern": {re.escape(m): r for m, r in ranks.items()},
+            "base_model_name_or_path": first.get("base_model_name_or_path") or str(inputs.base.path)}
+
+
 def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, lines: ResolvedLines | None,
                        card: str) -> Path:
+    """Write the soup as a PEFT adapter directory (atomically: a temporary directory renamed on success)."""
     state, ranks, modules_to_save = adapter_soup_tensors(inputs, spec, lines)
-    first = inputs.policies[0].adapter.config
-    config = {**first, "r": max(ranks.values()), "lora_alpha": max(ranks.values()), "use_rslora": False,
-              "target_modules": sorted(ranks), "modules_to_save": modules_to_save or None,
-              # Each module keeps its own total rank; alpha = rank makes PEFT's scaling exactly 1.
-              "rank_pattern": {re.escape(m): r for m, r in ranks.items()},
-              "alpha_pattern": {re.escape(m): r for m, r in ranks.items()},
-              "base_model_name_or_path": first.get("base_model_name_or_path") or str(inputs.base.path)}
+    config = soup_adapter_config(inputs, ranks, modules_to_save)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -91,3 +97,12 @@ def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, line
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def soup_rank(inputs: MergeInputs) -> int:
+    """The largest per-module rank a soup of these adapters has (what a LoRA server must accept)."""
+    ranks: dict[str, int] = {}
+    for adapter in inputs.adapters:
+        for name, module in adapter.adapter.modules.items():
+            ranks[name] = ranks.get(name, 0) + module.rank
+    return max(ranks.values(), default=0)

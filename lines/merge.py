@@ -137,7 +137,10 @@ def module_tensors(model: torch.nn.Module, inputs: MergeInputs) -> dict[str, tor
     for name, info in inputs.base.tensors.items():
         candidates = []
         for alias in inputs.layer_map.module_name_candidates(name):
-            candidates += [alias, f"{prefix}.{alias}", alias.removeprefix(f"{prefix}.")] if prefix else [alias]
+            # peft wraps adapted layers: their own weight becomes `<module>.base_layer.weight`.
+            module, _, leaf = alias.rpartition(".")
+            for form in (alias, f"{module}.base_layer.{leaf}" if module else alias):
+                candidates += [form, f"{prefix}.{form}", form.removeprefix(f"{prefix}.")] if prefix else [form]
         key = next((c for c in candidates if c in state), None)
         if key is None:
             raise LinesError(f"checkpoint tensor {name!r} has no counterpart in the model "

@@ -99,7 +99,8 @@ class TransformersGenerator:
                                   temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0,
                                   pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
 
-    def _run_batch(self, prompt_ids: list[list[int]], seeds: list[int]) -> list[list[int]]:
+    def _run_batch(self, prompt_ids: list[list[int]], seeds: list[int],
+                   adapter_names: list[str] | None = None) -> list[list[int]]:
         from transformers import LogitsProcessorList
 
         device = next(self.model.parameters()).device
@@ -112,8 +113,9 @@ class TransformersGenerator:
         processors = LogitsProcessorList()
         if not self.config.greedy:
             processors.append(SeededRowSampler(seeds, self.config.temperature, self.config.top_p))
+        extra = {} if adapter_names is None else {"adapter_names": adapter_names}  # peft mixed-adapter batch
         out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                  generation_config=self._generation_config(), logits_processor=processors)
+                                  generation_config=self._generation_config(), logits_processor=processors, **extra)
         return [row[width:].tolist() for row in out.cpu()]
 
     def _finish(self, new_ids: list[int]) -> tuple[str, int]:
@@ -128,23 +130,33 @@ class TransformersGenerator:
 
     def generate(self, prompts: Sequence) -> list[GenerationRow]:
         """n samples per prompt; rows ordered by prompt, then sample index."""
+        return self._generate(prompts, [None])[None]
+
+    def generate_with_adapters(self, prompts: Sequence, adapter_names: Sequence[str]) -> dict[str, list[GenerationRow]]:
+        """The same prompts under several adapters of a peft model, mixed in shared batches (peft's
+        `adapter_names`; "__base__" is the base model). Per-sample seeds do not depend on the adapter, so each
+        adapter's rows equal what `generate` gives with that adapter merged into the weights."""
+        return self._generate(prompts, list(adapter_names))
+
+    def _generate(self, prompts: Sequence, adapters: list[str | None]) -> dict:
         pairs = as_prompt_pairs(prompts)
         encoded = [policy_prompt_ids(self.tokenizer, text) for _, text in pairs]
-        work = [(p, s, sample_seed(self.config.seed, pairs[p][0], s)) for p in range(len(pairs))
-                for s in range(self.config.n)]
+        work = [(a, p, s, sample_seed(self.config.seed, pairs[p][0], s)) for a in range(len(adapters))
+                for p in range(len(pairs)) for s in range(self.config.n)]
         # Similar prompt lengths share a batch (less padding); results are put back in order below.
-        work.sort(key=lambda item: -len(encoded[item[0]]))
-        results: dict[tuple[int, int], tuple[str, int]] = {}
+        work.sort(key=lambda item: -len(encoded[item[1]]))
+        results: dict[tuple[int, int, int], tuple[str, int]] = {}
         step = self.config.batch_size
         for start in tqdm(range(0, len(work), step), desc="generate", leave=False, disable=len(work) <= step):
             chunk = work[start:start + step]
-            outputs = self._run_batch([encoded[p] for p, _, _ in chunk], [seed for _, _, seed in chunk])
-            for (p, s, _), new_ids in zip(chunk, outputs):
-                results[(p, s)] = self._finish(new_ids)
-        rows = []
-        for p, s, seed in sorted(work, key=lambda item: (item[0], item[1])):
-            text, count = results[(p, s)]
-            rows.append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
+            names = None if adapters == [None] else [adapters[a] for a, _, _, _ in chunk]
+            outputs = self._run_batch([encoded[p] for _, p, _, _ in chunk], [seed for *_, seed in chunk], names)
+            for (a, p, s, _), new_ids in zip(chunk, outputs):
+                results[(a, p, s)] = self._finish(new_ids)
+        rows: dict = {name: [] for name in adapters}
+        for a, p, s, seed in sorted(work, key=lambda item: item[:3]):
+            text, count = results[(a, p, s)]
+            rows[adapters[a]].append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
         return rows
 
     def close(self) -> None:

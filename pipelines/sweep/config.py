@@ -72,6 +72,10 @@ class SweepConfig(_Strict):
     variants: list[VariantConfig] = Field(min_length=1)
     uniform_control: Union[UniformControl, Literal[False]] = Field(default_factory=UniformControl)
     selection: Literal["hypervolume"] = "hypervolume"
+    # LoRA policies: "adapter" serves each point as its exact soup adapter (the base is never rewritten),
+    # "dense" merges into the weights; "auto" = adapter when every policy is an adapter.
+    lora_route: Literal["auto", "adapter", "dense"] = "auto"
+    points_per_batch: int = Field(4, ge=1)  # adapter route: points generated together in one mixed batch
 
     @model_validator(mode="after")
     def _unique_names(self):

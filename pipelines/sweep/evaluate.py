@@ -1,16 +1,33 @@
-"""Evaluate one sweep point: write its merge into the live model, generate, score every objective, summarise."""
+"""Evaluate sweep points: put each point's weights in front of the live model, generate, score, summarise.
+
+Two routes to the live model, chosen once per sweep:
+- dense: the merge is written into the model's parameters in place (lines.merge_into_model), or streamed to a
+  serving engine's in-place loader;
+- adapter (LoRA policies): the base is never rewritten; each point is the exact soup adapter (lines.lora_soup),
+  several points generated in one mixed-adapter batch (peft `adapter_names`), or served as LoRA requests.
+  Points whose method has no exact adapter form (TIES, DARE, ...) fall back to the dense route, with a log line.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lines import MergeInputs, iter_merged_tensors, merge_into_model
+from lines.engine import TensorMerger
+from lines.merge_methods import linear_coefficients
+from lines.recipe import MergeSpec
 from reward_models import PolicyHandle, Reward, score_rewards
 
 from .cache import SweepCache, stable_hash
 from .plan import Point
+
+log = logging.getLogger(__name__)
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 @dataclass
@@ -34,11 +51,16 @@ def summarize(values: np.ndarray, prompt_index: np.ndarray, n_prompts: int) -> d
             "n_prompts": int(n_prompts), "per_prompt": per_prompt.tolist()}
 
 
+def is_base_point(spec: MergeSpec) -> bool:
+    return spec.method == "task_arithmetic" and not any(spec.weights)
+
+
 class PointEvaluator:
     """Holds the live generation model and evaluates points into the cache, recomputing only what is missing."""
 
     def __init__(self, generator, inputs: MergeInputs, objectives: list[Objective], cache: SweepCache,
-                 models_fingerprint: dict, generation_settings: dict, policy_model_factory=None):
+                 models_fingerprint: dict, generation_settings: dict, policy_model_factory=None,
+                 adapter_dir: Path | None = None, max_adapter_rank: int | None = None):
         self.generator = generator
         self.inputs = inputs
         self.objectives = objectives
@@ -47,8 +69,11 @@ class PointEvaluator:
         self.generation_settings = generation_settings
         self._policy_model_factory = policy_model_factory
         self._policy_model = None
-        self._generator_holds: str | None = None  # gen_key of the weights now in the live generator
+        self.adapter_dir = adapter_dir  # set: the adapter route
+        self.max_adapter_rank = max_adapter_rank
+        self._base_holds: str | None = None  # gen_key of the dense weights now in the live model (None: as loaded)
         self._policy_holds: str | None = None
+        self._fallback_logged: set[str] = set()
 
     # -- keys ----------------------------------------------------------------------------------------------
     def gen_key(self, point: Point, prompts) -> str:
@@ -59,42 +84,160 @@ class PointEvaluator:
     def score_key(self, gen_key: str, objective: Objective) -> str:
         return stable_hash({"gen": gen_key, "objective": objective.spec})
 
-    # -- live weights --------------------------------------------------------------------------------------
-    def _load_into_generator(self, point: Point, gen_key: str) -> None:
-        if self._generator_holds == gen_key:
+    # -- routes --------------------------------------------------------------------------------------------
+    @property
+    def _peft_model(self):
+        return getattr(self.generator, "model", None)
+
+    def uses_adapter(self, point: Point) -> bool:
+        """Whether this point is served as a soup adapter (adapter route, and the method has an exact one)."""
+        if self.adapter_dir is None:
+            return False
+        spec = point.merge_spec()
+        if is_base_point(spec):
+            return True
+        exact = linear_coefficients(spec.method, TensorMerger(spec, self.inputs).weights, spec.parameters) is not None
+        small = self.max_adapter_rank is None or self._soup_rank() <= self.max_adapter_rank
+        if not (exact and small) and spec.method not in self._fallback_logged:
+            self._fallback_logged.add(spec.method)
+            why = (f"method {spec.method} has no exact adapter form" if not exact else
+                   f"the soup's rank {self._soup_rank()} exceeds the server's max_lora_rank {self.max_adapter_rank}")
+            log.info("sweep: %s; those points are merged densely into the live model instead", why)
+        return exact and small
+
+    def _soup_rank(self) -> int:
+        from lines.lora_soup import soup_rank
+
+        return soup_rank(self.inputs)
+
+    def _adapter_path(self, point: Point, gen_key: str) -> Path:
+        """The point's soup adapter on disk (written once; the directory name is its content key)."""
+        from lines.lora_soup import write_adapter_soup
+
+        path = self.adapter_dir / gen_key
+        if not path.exists():
+            spec = point.merge_spec()
+            lines = TensorMerger(spec, self.inputs).resolve_lines(progress=False)
+            write_adapter_soup(self.inputs, spec, path, lines, card=f"sweep point {point.describe()}\n")
+        return path
+
+    def _adapter_name(self, point: Point, gen_key: str) -> str:
+        if is_base_point(point.merge_spec()):
+            return BASE_ADAPTER
+        name = f"pt_{gen_key[:16]}"
+        model = self._peft_model
+        if model is not None and name not in model.peft_config:
+            model.load_adapter(str(self._adapter_path(point, gen_key)), adapter_name=name)
+        return name
+
+    def _write_dense(self, point: Point, gen_key: str) -> None:
+        """The point's merged weights into the live model (the base under the adapters, if any)."""
+        if self._base_holds == gen_key:
             return
         spec = point.merge_spec()
-        if hasattr(self.generator, "model"):  # transformers backend: write straight into its parameters
-            merge_into_model(self.generator.model, self.inputs, spec)
+        if hasattr(self.generator, "model"):
+            target = self.generator.model
+            if self.adapter_dir is not None:
+                target = target.get_base_model()
+            merge_into_model(target, self.inputs, spec)
         else:  # a serving engine (vLLM): stream whole merged tensors to its in-place loader
             self.generator.load_weights(iter_merged_tensors(self.inputs, spec))
-        self._generator_holds = gen_key
+        self._base_holds = gen_key
 
-    def _policy_handle(self, point: Point, gen_key: str) -> PolicyHandle:
-        """The evaluated policy as a transformers model, for metrics computed from its weights."""
-        if hasattr(self.generator, "model"):
-            self._load_into_generator(point, gen_key)
-            return PolicyHandle(self.generator.model, self.generator.tokenizer)
-        if self._policy_model is None:
+    def _restore_base(self, prompts) -> None:
+        """Adapter points need θ0 underneath: undo a dense fallback point."""
+        if self._base_holds is None:
+            return
+        zero = MergeSpec(method="task_arithmetic", weights=[0.0] * len(self.inputs.policies))
+        zero_point = Point("base", "", "", tuple(zero.weights), zero.model_dump())
+        self._write_dense(zero_point, self.gen_key(zero_point, prompts))
+
+    # -- generation ----------------------------------------------------------------------------------------
+    def _generate(self, points: list[Point], gen_keys: list[str], prompts) -> None:
+        adapter_points = [(p, k) for p, k in zip(points, gen_keys) if self.uses_adapter(p)]
+        dense_points = [(p, k) for p, k in zip(points, gen_keys) if not self.uses_adapter(p)]
+        for point, key in dense_points:
+            self._write_dense(point, key)
+            if self.adapter_dir is not None and hasattr(self.generator, "generate_with_adapters"):
+                rows = self.generator.generate_with_adapters(prompts, [BASE_ADAPTER])[BASE_ADAPTER]
+            else:
+                rows = self.generator.generate(prompts)
+            self.cache.save_samples(key, [r.to_dict() for r in rows])
+        if not adapter_points:
+            return
+        self._restore_base(prompts)
+        if hasattr(self.generator, "generate_with_adapters"):  # transformers + peft: one mixed batch
+            names = [self._adapter_name(p, k) for p, k in adapter_points]
+            rows = self.generator.generate_with_adapters(prompts, names)
+            for (point, key), name in zip(adapter_points, names):
+                self.cache.save_samples(key, [r.to_dict() for r in rows[name]])
+                if name != BASE_ADAPTER:
+                    self._peft_model.delete_adapter(name)
+        else:  # vLLM: each point a LoRA request
+            from ..generation.vllm_backend import LoraAdapter
+
+            for point, key in adapter_points:
+                lora = None if is_base_point(point.merge_spec()) else LoraAdapter(f"pt_{key[:16]}",
+                                                                                  str(self._adapter_path(point, key)))
+                rows = self.generator.generate(prompts, lora=lora)
+                self.cache.save_samples(key, [r.to_dict() for r in rows])
+
+    # -- the policy, for metrics computed from its weights ---------------------------------------------------
+    @contextlib.contextmanager
+    def _policy(self, point: Point, gen_key: str, prompts):
+        model = self._peft_model
+        if model is not None and self.adapter_dir is not None:  # transformers + peft
+            if self.uses_adapter(point):
+                self._restore_base(prompts)
+                name = self._adapter_name(point, gen_key)
+                if name == BASE_ADAPTER:
+                    with model.disable_adapter():
+                        yield PolicyHandle(model, self.generator.tokenizer)
+                    return
+                idle = next(n for n in model.peft_config if n != name)
+                model.set_adapter(name)
+                try:
+                    yield PolicyHandle(model, self.generator.tokenizer)
+                finally:
+                    model.set_adapter(idle)  # never delete the active adapter
+                    model.delete_adapter(name)
+                return
+            self._write_dense(point, gen_key)
+            with model.disable_adapter():
+                yield PolicyHandle(model, self.generator.tokenizer)
+            return
+        if model is not None:
+            self._write_dense(point, gen_key)
+            yield PolicyHandle(model, self.generator.tokenizer)
+            return
+        if self._policy_model is None:  # a serving engine: a transformers copy for the metrics
             self._policy_model = self._policy_model_factory()
         if self._policy_holds != gen_key:
             merge_into_model(self._policy_model, self.inputs, point.merge_spec())
             self._policy_holds = gen_key
-        return PolicyHandle(self._policy_model, self.generator.tokenizer)
+        yield PolicyHandle(self._policy_model, self.generator.tokenizer)
 
-    # -- one point -----------------------------------------------------------------------------------------
+    # -- points --------------------------------------------------------------------------------------------
     def evaluate(self, point: Point, prompts) -> dict:
-        gen_key = self.gen_key(point, prompts)
-        score_keys = {o.reward.name: self.score_key(gen_key, o) for o in self.objectives}
-        point_key = stable_hash({"gen": gen_key, "scores": score_keys, "point": point.describe()})
-        cached = self.cache.load_point(point_key)
-        if cached is not None:
-            return cached
+        return self.evaluate_many([point], prompts)[0]
+
+    def evaluate_many(self, points: list[Point], prompts) -> list[dict]:
+        """Evaluate several points; those needing generation share batches where the route allows it."""
+        gen_keys = [self.gen_key(p, prompts) for p in points]
+        score_keys = [{o.reward.name: self.score_key(k, o) for o in self.objectives} for k in gen_keys]
+        point_keys = [stable_hash({"gen": k, "scores": s, "point": p.describe()})
+                      for p, k, s in zip(points, gen_keys, score_keys)]
+        results = [self.cache.load_point(k) for k in point_keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        missing = [i for i in todo if self.cache.load_samples(gen_keys[i]) is None]
+        if missing:
+            self._generate([points[i] for i in missing], [gen_keys[i] for i in missing], prompts)
+        for i in todo:
+            results[i] = self._score(points[i], gen_keys[i], score_keys[i], point_keys[i], prompts)
+        return results
+
+    def _score(self, point: Point, gen_key: str, score_keys: dict, point_key: str, prompts) -> dict:
         rows = self.cache.load_samples(gen_key)
-        if rows is None:
-            self._load_into_generator(point, gen_key)
-            rows = [r.to_dict() for r in self.generator.generate(prompts)]
-            self.cache.save_samples(gen_key, rows)
         index = {p.prompt_id: i for i, p in enumerate(prompts)}
         prompt_index = np.array([index[r["prompt_id"]] for r in rows])
         texts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
@@ -103,8 +246,9 @@ class PointEvaluator:
             key = score_keys[objective.reward.name]
             record = self.cache.load_scores(key)
             if record is None:
-                policy = self._policy_handle(point, gen_key) if objective.reward.needs_policy else None
-                scored = score_rewards([objective.reward], texts, responses, policy=policy)[objective.reward.name]
+                with (self._policy(point, gen_key, prompts) if objective.reward.needs_policy
+                      else contextlib.nullcontext()) as policy:
+                    scored = score_rewards([objective.reward], texts, responses, policy=policy)[objective.reward.name]
                 record = {"values": scored.values.tolist(), "raw": scored.raw.tolist(),
                           "normalization": scored.normalization}
                 self.cache.save_scores(key, record)

@@ -75,18 +75,24 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     base_for_metrics = _load_base_for_metrics(cfg, base_model_path)
     objectives = build_objectives(cfg, base_for_metrics)
     with MergeInputs(base_model_path, policy_paths) as inputs:
+        adapter_dir = _adapter_route(cfg, inputs, generator, sweep_dir, policy_paths)
+        max_rank = generator.config.vllm.max_lora_rank if not hasattr(generator, "model") else None
         evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprints, generation.model_dump(),
-                                   policy_model_factory=lambda: _load_causal_lm(base_model_path))
+                                   policy_model_factory=lambda: _load_causal_lm(base_model_path),
+                                   adapter_dir=adapter_dir, max_adapter_rank=max_rank)
         _fit_reward_normalizers(evaluator, objectives, prompt_split[EVALUATION], cfg)
+        batch = cfg.sweep.points_per_batch if adapter_dir is not None else 1
 
         def run_phase(points: list[Point], split: str, desc: str) -> list[dict]:
             prompts = prompt_split[split]
             mine = ranks.share(points)
-            for point in tqdm(mine, desc=f"{desc} (rank {ranks.rank})", disable=not progress):
-                evaluator.evaluate(point, prompts)
+            with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
+                for start in range(0, len(mine), batch):
+                    evaluator.evaluate_many(mine[start:start + batch], prompts)
+                    bar.update(len(mine[start:start + batch]))
             ranks.barrier()
             # Every rank reads every result back from the shared cache (cheap, identical everywhere).
-            return [evaluator.evaluate(point, prompts) for point in points]
+            return evaluator.evaluate_many(points, prompts)
 
         val_points = validation_points(cfg)
         selection = {}
@@ -106,6 +112,24 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     return {"selection": selection, "points": eval_results}
 
 
+def _adapter_route(cfg: RunConfig, inputs: MergeInputs, generator, sweep_dir: Path, policy_paths: list[str]):
+    """The directory for soup adapters when points are served as adapters, else None (dense route)."""
+    all_adapters = len(inputs.adapters) == len(inputs.policies)
+    route = cfg.sweep.lora_route
+    if route == "adapter" and not all_adapters:
+        from ..errors import PipelineError
+
+        raise PipelineError("sweep.lora_route is adapter but not every policy is a LoRA adapter; use dense or auto")
+    if route == "dense" or not all_adapters:
+        return None
+    if hasattr(generator, "model"):  # transformers: the live model becomes a peft model over θ0
+        from peft import PeftModel
+
+        generator.model = PeftModel.from_pretrained(generator.model, policy_paths[0], adapter_name="policy_0").eval()
+    log.info("sweep: LoRA policies, every point served as its exact soup adapter (the base is never rewritten)")
+    return sweep_dir / "adapters"
+
+
 def _fit_reward_normalizers(evaluator: PointEvaluator, objectives, prompts, cfg: RunConfig) -> None:
     """Rewards normalised by z-score against θ0's responses fit on θ0's evaluation samples (generated once)."""
     needing = [o.reward for o in objectives if not o.reward.normalizer.fitted]
@@ -115,11 +139,10 @@ def _fit_reward_normalizers(evaluator: PointEvaluator, objectives, prompts, cfg:
     gen_key = evaluator.gen_key(base, prompts)
     rows = evaluator.cache.load_samples(gen_key)
     if rows is None:
-        evaluator._load_into_generator(base, gen_key)
-        rows = [r.to_dict() for r in evaluator.generator.generate(prompts)]
-        evaluator.cache.save_samples(gen_key, rows)
-    fit_normalizers(needing, [r["prompt"] for r in rows], [r["response"] for r in rows],
-                    policy=evaluator._policy_handle(base, gen_key))
+        evaluator._generate([base], [gen_key], prompts)
+        rows = evaluator.cache.load_samples(gen_key)
+    with evaluator._policy(base, gen_key, prompts) as policy:
+        fit_normalizers(needing, [r["prompt"] for r in rows], [r["response"] for r in rows], policy=policy)
 
 
 def _load_causal_lm(path: str):
