@@ -181,3 +181,30 @@ def test_adapter_output_needs_linear_methods_and_adapters(adapters, tmp_path):
     assert (lines.merge(r, tmp_path / "ties", progress=False) / "model.safetensors").exists()
     assert LoraAdapter(paths[1]).modules["model.layers.1.self_attn.k_proj.weight"].scaling == pytest.approx(
         4 / 8 ** 0.5)  # rsLoRA: alpha/√r
+
+
+def test_equal_ranks_and_modules_to_save(tmp_path):
+    """Equal ranks, and a module saved whole beside the LoRA factors: dense and adapter outputs still agree;
+    a module saved whole in one adapter but LoRA-adapted in another cannot be one adapter."""
+    tiny.save(tiny.tiny_model("llama", seed=0), tmp_path / "base")
+    paths = [make_adapter(tmp_path / "base", tmp_path / f"a{i}", i + 11, r=4, lora_alpha=4,
+                          target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"]) for i in range(2)]
+    state = load_file(paths[1] / "adapter_model.safetensors")
+    assert "base_model.model.lm_head.weight" in state
+    gen = torch.Generator().manual_seed(0)
+    state["base_model.model.lm_head.weight"] += 0.1 * torch.randn(state["base_model.model.lm_head.weight"].shape,
+                                                                  generator=gen)
+    save_file(state, paths[1] / "adapter_model.safetensors", metadata={"format": "pt"})
+    cfg = {"alpha": 0.3, "beta": 0.9, "head_depth": "last"}
+    dense = AutoModelForCausalLM.from_pretrained(
+        lines.merge(recipe(tmp_path, paths, [0.4, 0.6], cfg), tmp_path / "d", progress=False)).state_dict()
+    soup_dir = lines.merge(recipe(tmp_path, paths, [0.4, 0.6], cfg, "adapter"), tmp_path / "s", progress=False)
+    assert json.loads((soup_dir / "adapter_config.json").read_text())["modules_to_save"] == ["lm_head"]
+    assert max_diff(merged_full(tmp_path / "base", soup_dir), dense) <= 1e-5
+    base_head = AutoModelForCausalLM.from_pretrained(tmp_path / "base").state_dict()["lm_head.weight"]
+    assert float((dense["lm_head.weight"] - base_head).abs().max()) > 1e-3  # the saved head was merged too
+    conflicting = make_adapter(tmp_path / "base", tmp_path / "c", 5, r=2, lora_alpha=2, target_modules=["lm_head"])
+    with pytest.raises(lines.LinesError, match="module_to_save here but a LoRA target"):
+        lines.merge(recipe(tmp_path, [paths[0], conflicting], [0.5, 0.5], None, "adapter"), tmp_path / "x",
+                    progress=False)
+    assert not (tmp_path / "x").exists()

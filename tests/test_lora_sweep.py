@@ -58,3 +58,41 @@ def test_adapter_route_agrees_with_dense_route(lora_inputs, tmp_path):
         for name in ["positive", "long"]:
             da, db = a["objectives"][name], b["objectives"][name]
             assert abs(da["mean"] - db["mean"]) <= max(da["stderr"], 1e-9), (a["front"], name)
+
+
+def test_vllm_serves_points_as_lora_requests_within_max_rank(lora_inputs, tmp_path):
+    """The vLLM route (fake engine): soup adapters as LoRA requests; past max_lora_rank, dense in-place loads."""
+    from lines import MergeInputs
+    from lines.lora import LoraAdapter as ReadAdapter
+    from pipelines.generation.vllm_backend import VLLMGenerator
+    from pipelines.prompts import Prompt
+    from pipelines.sweep.cache import SweepCache
+    from pipelines.sweep.evaluate import Objective, PointEvaluator
+    from pipelines.sweep.plan import Point
+    from reward_models import build_reward
+    from test_generation import FakeApi
+
+    root, paths = lora_inputs
+    prompts = [Prompt("a", "the food was"), Prompt("b", "our waiter")]
+    objectives = [Objective(build_reward({"name": "positive", "type": "vader"}), {"type": "vader"}, False)]
+    soup = Point("soup", "", "evaluation", (0.5, 0.5), {"method": "linear", "weights": [0.5, 0.5],
+                                                         "parameters": {}, "lines": {"alpha": 0.5, "beta": 0.5}})
+    for max_rank, expect_lora in [(16, True), (8, False)]:  # the soup of q_proj has rank 4 + 8 = 12
+        api = FakeApi()
+        generator = VLLMGenerator(str(paths["base"]), {"max_new_tokens": 4, "vllm": {"enable_lora": True,
+                                                                                      "max_lora_rank": max_rank}},
+                                  tokenizer=tiny.tiny_tokenizer(), api=api)
+        with MergeInputs(paths["base"], paths["policies"]) as inputs:
+            evaluator = PointEvaluator(generator, inputs, objectives, SweepCache(tmp_path / f"c{max_rank}"),
+                                       {"test": max_rank}, {}, adapter_dir=tmp_path / f"a{max_rank}",
+                                       max_adapter_rank=max_rank)
+            result = evaluator.evaluate(soup, prompts)
+        engine = api.engines[0]
+        lora = engine.calls[-1][2]
+        assert result["objectives"]["positive"]["n"] == 2
+        if expect_lora:
+            assert lora is not None and lora[0] == "lora" and not engine.rpc
+            served = ReadAdapter(lora[3])
+            assert served.modules["model.layers.0.self_attn.q_proj.weight"].rank == 12
+        else:
+            assert lora is None and engine.rpc  # merged weights streamed into the engine instead

@@ -86,7 +86,7 @@ class PointEvaluator:
 
     # -- routes --------------------------------------------------------------------------------------------
     @property
-    def _peft_model(self):
+    def _live_model(self):
         return getattr(self.generator, "model", None)
 
     def uses_adapter(self, point: Point) -> bool:
@@ -125,7 +125,7 @@ class PointEvaluator:
         if is_base_point(point.merge_spec()):
             return BASE_ADAPTER
         name = f"pt_{gen_key[:16]}"
-        model = self._peft_model
+        model = self._live_model
         if model is not None and name not in model.peft_config:
             model.load_adapter(str(self._adapter_path(point, gen_key)), adapter_name=name)
         return name
@@ -135,7 +135,7 @@ class PointEvaluator:
         if self._base_holds == gen_key:
             return
         spec = point.merge_spec()
-        if hasattr(self.generator, "model"):
+        if self._live_model is not None:
             target = self.generator.model
             if self.adapter_dir is not None:
                 target = target.get_base_model()
@@ -172,7 +172,7 @@ class PointEvaluator:
             for (point, key), name in zip(adapter_points, names):
                 self.cache.save_samples(key, [r.to_dict() for r in rows[name]])
                 if name != BASE_ADAPTER:
-                    self._peft_model.delete_adapter(name)
+                    self._live_model.delete_adapter(name)
         else:  # vLLM: each point a LoRA request
             from ..generation.vllm_backend import LoraAdapter
 
@@ -185,7 +185,7 @@ class PointEvaluator:
     # -- the policy, for metrics computed from its weights ---------------------------------------------------
     @contextlib.contextmanager
     def _policy(self, point: Point, gen_key: str, prompts):
-        model = self._peft_model
+        model = self._live_model
         if model is not None and self.adapter_dir is not None:  # transformers + peft
             if self.uses_adapter(point):
                 self._restore_base(prompts)

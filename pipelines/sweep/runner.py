@@ -76,7 +76,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     objectives = build_objectives(cfg, base_for_metrics)
     with MergeInputs(base_model_path, policy_paths) as inputs:
         adapter_dir = _adapter_route(cfg, inputs, generator, sweep_dir, policy_paths)
-        max_rank = generator.config.vllm.max_lora_rank if not hasattr(generator, "model") else None
+        max_rank = generator.config.vllm.max_lora_rank if getattr(generator, "model", None) is None else None
         evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprints, generation.model_dump(),
                                    policy_model_factory=lambda: _load_causal_lm(base_model_path),
                                    adapter_dir=adapter_dir, max_adapter_rank=max_rank)
@@ -122,7 +122,7 @@ def _adapter_route(cfg: RunConfig, inputs: MergeInputs, generator, sweep_dir: Pa
         raise PipelineError("sweep.lora_route is adapter but not every policy is a LoRA adapter; use dense or auto")
     if route == "dense" or not all_adapters:
         return None
-    if hasattr(generator, "model"):  # transformers: the live model becomes a peft model over θ0
+    if getattr(generator, "model", None) is not None:  # transformers: the live model becomes a peft model over θ0
         from peft import PeftModel
 
         generator.model = PeftModel.from_pretrained(generator.model, policy_paths[0], adapter_name="policy_0").eval()
