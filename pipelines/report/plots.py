@@ -102,7 +102,10 @@ def diagnostics_figure(data: RunData, out_png: Path) -> bool:
             lam = [1.0 + lines["beta"] * l / max(L - 1, 1) for l in range(L)]
             twin.plot(layers, lam, ls="--", lw=1, label=f"λ(ℓ) {name} (α auto shown as 1)")
     twin.set_ylabel("λ(ℓ)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     twin.legend(fontsize=7, loc="lower right")
