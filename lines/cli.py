@@ -1,0 +1,47 @@
+"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import LinesError
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge
+
+    out = merge(args.recipe, args.out_dir, force=args.force, allow_pickle=args.allow_pickle,
+                progress=not args.quiet)
+    if not args.quiet:
+        print(f"merged checkpoint written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lines", description="Rewarded soups with LiNeS layer scaling.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("merge", help="merge policies as a YAML recipe says and write a checkpoint")
+    p.add_argument("recipe", help="YAML recipe (base_model, models, method, parameters, lines, dtype, ...)")
+    p.add_argument("out_dir", help="output directory (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists (only after success)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle .bin checkpoints (loaded with torch.load(weights_only=True))")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.set_defaults(func=_merge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LinesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Entry points of the merge engine: to a checkpoint directory, or into a loaded model."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .checkpoint import Checkpoint
+from .engine import ResolvedLines, TensorMerger
+from .errors import LinesError
+from .model_card import render_model_card
+from .recipe import MergeSpec, Recipe, load_recipe
+from .safetensors_writer import OutputTensor, StreamingSafetensorsWriter
+from .task_vectors import MergeInputs
+
+OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                 "float64": torch.float64}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("lines-soups")
+    except Exception:
+        return "unknown"
+
+
+def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
+          allow_pickle: bool = False, progress: bool = True) -> Path:
+    """Merge as the recipe says and write a loadable checkpoint to `out_dir`; returns its path.
+
+    Output goes to a temporary directory beside `out_dir`, renamed into place only on success, so a failed
+    merge leaves nothing behind. An existing `out_dir` is an error unless `force`.
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise LinesError(f"{out_dir}: output directory already exists; choose another path or pass --force")
+    with MergeInputs(recipe.base_model, [m.model for m in recipe.models], allow_pickle) as inputs:
+        merger = TensorMerger(recipe.spec(), inputs)
+        lines = merger.resolve_lines(progress)
+        out_dtype = _output_dtypes(inputs.base, recipe.dtype)
+        planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        try:
+            writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes)
+            for name, _, block in merger.iter_merged(lines, out_dtype, progress):
+                writer.write(name, block)
+            writer.close()
+            _copy_side_files(inputs.base, tmp, recipe.dtype)
+            (tmp / "README.md").write_text(render_model_card(recipe, inputs, lines, _version()))
+            _replace_dir(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return out_dir
+
+
+def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpec, *,
+                     progress: bool = False, lines: ResolvedLines | None | str = "resolve") -> ResolvedLines | None:
+    """Write the merge of `inputs` under `spec` straight into `model`'s parameters, in place.
+
+    `model` must hold the same tensors as θ0 (a model loaded from θ0 or any policy). Nothing is written to disk
+    and nothing is reloaded, so a sweep can reuse one live (e.g. generation) model for every point. Pass
+    `lines` to reuse an already resolved schedule (skips the `alpha: auto` pass); returns the one applied.
+    """
+    merger = TensorMerger(spec, inputs)
+    resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
+    targets = module_tensors(model, inputs)
+    with torch.no_grad():
+        for name, rows, block in merger.iter_merged(resolved, {n: t.dtype for n, t in targets.items()},
+                                                    progress, desc="merging into model"):
+            target = targets[name] if rows is None else targets[name][rows[0]:rows[1]]
+            target.copy_(block.to(target.device))
+    return resolved
+
+
+def module_tensors(model: torch.nn.Module, inputs: MergeInputs) -> dict[str, torch.Tensor]:
+    """Checkpoint tensor name -> the model's parameter/buffer it is loaded into (shapes checked)."""
+    state = dict(model.named_parameters(remove_duplicate=False))
+    state.update(dict(model.named_buffers(remove_duplicate=False)))
+    prefix = getattr(model, "base_model_prefix", "")
+    found: dict[str, torch.Tensor] = {}
+    for name, info in inputs.base.tensors.items():
+        candidates = []
+        for alias in inputs.layer_map.module_name_candidates(name):
+            candidates += [alias, f"{prefix}.{alias}", alias.removeprefix(f"{prefix}.")] if prefix else [alias]
+        key = next((c for c in candidates if c in state), None)
+        if key is None:
+            raise LinesError(f"checkpoint tensor {name!r} has no counterpart in the model "
+                             f"({type(model).__name__}); load the model from the base checkpoint")
+        tensor = state[key]
+        if tuple(tensor.shape) != info.shape:
+            raise LinesError(f"model tensor {key!r} has shape {list(tensor.shape)}, but {info.file} stores "
+                             f"{name!r} as {list(info.shape)}")
+        found[name] = tensor.data
+    return found
+
+
+def _output_dtypes(base: Checkpoint, dtype: str | None) -> dict[str, torch.dtype]:
+    """Each tensor keeps θ0's dtype unless the recipe sets one; integer tensors always keep theirs."""
+    out = {}
+    for name, info in base.tensors.items():
+        out[name] = OUTPUT_DTYPES[dtype] if dtype and info.dtype.is_floating_point else info.dtype
+    return out
+
+
+def _copy_side_files(base: Checkpoint, out_dir: Path, dtype: str | None) -> None:
+    """config, generation config and tokenizer files come from θ0; weights and θ0's card do not."""
+    weight_files = base.weight_file_names()
+    for entry in base.path.iterdir():
+        if (not entry.is_file() or entry.name in weight_files or entry.name.endswith(_WEIGHT_SUFFIXES)
+                or entry.name == "README.md"):
+            continue
+        shutil.copy2(entry, out_dir / entry.name)
+    if dtype:
+        config_path = out_dir / "config.json"
+        config = json.loads(config_path.read_text())
+        config["dtype"] = dtype
+        if "torch_dtype" in config:
+            config["torch_dtype"] = dtype
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(new, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, trash / "old")
+    os.replace(new, target)
+    shutil.rmtree(trash, ignore_errors=True)

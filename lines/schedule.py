@@ -1,0 +1,39 @@
+"""The LiNeS schedule: the merged update of decoder block ℓ is scaled by λ(ℓ) = α + β·ℓ/(L−1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layer_map import BLOCK, FINAL, HEAD, ParamRole
+
+
+@dataclass(frozen=True)
+class LinesSchedule:
+    alpha: float
+    beta: float
+    num_layers: int
+    head_depth: str = "alpha"  # "alpha": parameters outside the blocks get α; "last": final norm/head get λ(L−1)
+
+    @classmethod
+    def single_task(cls, gamma: float, num_layers: int, head_depth: str = "alpha") -> "LinesSchedule":
+        """Editing one fine-tuned model: α = γ, β = 1 − γ, so the last block keeps its full update."""
+        return cls(alpha=gamma, beta=1.0 - gamma, num_layers=num_layers, head_depth=head_depth)
+
+    def layer_scale(self, layer: int) -> float:
+        # With a single block, that block is the last one: it gets α + β.
+        depth = layer / (self.num_layers - 1) if self.num_layers > 1 else 1.0
+        return self.alpha + self.beta * depth
+
+    def scale(self, role: ParamRole) -> float:
+        if role.kind == BLOCK:
+            return self.layer_scale(role.layer)
+        if self.head_depth == "last" and role.kind in (FINAL, HEAD):
+            return self.layer_scale(self.num_layers - 1)
+        return self.alpha
+
+    def layer_scales(self) -> list[float]:
+        return [self.layer_scale(layer) for layer in range(self.num_layers)]
+
+
+def uniform_scale(lam: float, num_layers: int) -> LinesSchedule:
+    """θ0 + λ·τ everywhere: the control LiNeS is compared against."""
+    return LinesSchedule(alpha=lam, beta=0.0, num_layers=num_layers)

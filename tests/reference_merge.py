@@ -1,0 +1,105 @@
+"""An independent fp64 reference for every merge method and LiNeS, in numpy, written from the formulas.
+
+It shares nothing with `lines` except the seeded DARE keep masks, which are random *inputs* to the method.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from lines.merge_methods import dare_keep_mask, dare_seed
+
+_BLOCK = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
+_FINAL_OR_HEAD = re.compile(r"(^|\.)(norm|ln_f|final_layer_norm)\.(weight|bias)$|^(lm_head|score|embed_out)\.")
+
+
+def depth_scale(name, alpha, beta, num_layers, head_depth, tied):
+    match = _BLOCK.search(name)
+    last = alpha + beta
+    if match:
+        layer = int(match.group(1))
+        return alpha + beta * layer / (num_layers - 1)
+    is_tied_head = tied and name in ("lm_head.weight", "embed_out.weight")
+    if head_depth == "last" and _FINAL_OR_HEAD.search(name) and not is_tied_head:
+        return last
+    return alpha
+
+
+def _trim(tv, density):
+    flat = tv.reshape(-1)
+    k = int(round(density * flat.size))
+    out = np.zeros_like(flat)
+    if k > 0:
+        keep = np.argsort(-np.abs(flat), kind="stable")[:k]
+        out[keep] = flat[keep]
+    return out.reshape(tv.shape)
+
+
+def _disjoint(tvs, w, normalize):
+    sign = np.sign(sum(wi * t for wi, t in zip(w, tvs)))
+    num = np.zeros_like(tvs[0])
+    den = np.zeros_like(tvs[0])
+    for wi, t in zip(w, tvs):
+        agree = (np.sign(t) == sign) & (t != 0)
+        num += wi * t * agree
+        den += wi * agree
+    if not normalize:
+        return num
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def merged_update(name, tvs, weights, method, params, seed):
+    w = np.asarray(weights, dtype=np.float64)
+    if method == "linear":
+        w = w / w.sum() if params.get("normalize", True) else w
+        return sum(wi * t for wi, t in zip(w, tvs))
+    if method == "task_arithmetic":
+        return sum(wi * t for wi, t in zip(w, tvs))
+    if method == "ties":
+        return _disjoint([_trim(t, params["density"]) for t in tvs], w, params.get("normalize", True))
+    if method in ("dare_linear", "dare_ties"):
+        d = params["density"]
+        dropped = [t * dare_keep_mask(t.shape, d, dare_seed(seed, name, i)).numpy() / d for i, t in enumerate(tvs)]
+        if method == "dare_ties":
+            return _disjoint(dropped, w, params.get("normalize", True))
+        w = w / w.sum() if params.get("normalize", True) else w
+        return sum(wi * t for wi, t in zip(w, dropped))
+    if method == "consensus":
+        w = w / w.sum() if params.get("normalize", False) else w
+        weighted = [wi * t for wi, t in zip(w, tvs)]
+        mtl = sum(weighted)
+        lam = params.get("tall_lambda", 1.0)
+        votes = sum((np.abs(x) > lam * np.abs(mtl - x)).astype(int) for x in weighted)
+        return np.where(votes >= params.get("k", 2), mtl, 0.0)
+    if method == "slerp":
+        t = params.get("t")
+        t = w[1] / w.sum() if t is None else t
+        a, b = tvs
+        cos = float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b)))
+        omega = np.arccos(np.clip(cos, -1, 1))
+        if np.sin(omega) < 1e-6:
+            return (1 - t) * a + t * b
+        return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+    raise ValueError(method)
+
+
+def reference_merge(base: dict, policies: list[dict], weights, method="linear", params=None, lines=None,
+                    num_layers=None, tied=False, seed=0) -> dict[str, np.ndarray]:
+    """base/policies: name -> torch tensor. lines: None or dict(alpha=float|'auto', beta=, gamma=, head_depth=)."""
+    params = params or {}
+    f64 = {n: t.to(torch.float64).numpy() for n, t in base.items() if t.is_floating_point()}
+    tvs = {n: [p[n].to(torch.float64).numpy() - f64[n] for p in policies] for n in f64}
+    merged = {n: merged_update(n, tvs[n], weights, method, params, seed) for n in f64}
+    if lines is None:
+        return {n: f64[n] + merged[n] for n in f64}
+    if lines.get("gamma") is not None:
+        alpha, beta = lines["gamma"], 1 - lines["gamma"]
+    else:
+        alpha, beta = lines["alpha"], lines["beta"]
+        if alpha == "auto":
+            total = sum(np.abs(sum(tvs[n])).sum() for n in f64)
+            alpha = total / sum(np.abs(merged[n]).sum() for n in f64) / len(policies)
+    head_depth = lines.get("head_depth", "alpha")
+    return {n: f64[n] + depth_scale(n, alpha, beta, num_layers, head_depth, tied) * merged[n] for n in f64}
