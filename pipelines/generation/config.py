@@ -1,0 +1,76 @@
+"""Generation settings, shared by both backends, validated from the `generation:` block of a config.
+
+    generation:
+      backend: auto            # auto | transformers | vllm
+      temperature: 0.7         # 0 = greedy
+      top_p: 0.9
+      max_new_tokens: 64
+      n: 4                     # samples per prompt
+      seed: 0
+      batch_size: 16           # sequences per forward pass (transformers backend)
+      device: auto
+      dtype: auto
+      vllm: {gpu_memory_utilization: 0.5, max_model_len: 2048, enable_lora: false}
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import PipelineError
+
+
+class VLLMSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    enable_lora: bool = False
+    max_lora_rank: int = Field(16, ge=1)
+    max_loras: int = Field(1, ge=1)
+    # Merged weights go to the engine in messages of at most this many MB (bounds host memory per call).
+    weight_chunk_mb: int = Field(512, ge=1)
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(64, gt=0)
+    n: int = Field(1, ge=1)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    device: str = "auto"
+    dtype: str = "auto"
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def parse_generation_config(config: dict | GenerationConfig | None) -> GenerationConfig:
+    if isinstance(config, GenerationConfig):
+        return config
+    try:
+        return GenerationConfig.model_validate(config or {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(entry)"
+        if first["type"] == "extra_forbidden":
+            raise PipelineError(f"generation: field '{field}' is not a generation setting; remove it or check its spelling") from None
+        raise PipelineError(f"generation: field '{field}': {first['msg']}; fix that value") from None
+
+
+def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
+    """The seed of one sample, from the run seed, the prompt's id and the sample's index.
+
+    Seeding each sample on its own makes it independent of batch size, prompt order and n: sample k of
+    a prompt is the same whether 2 or 8 samples are drawn. 32 bits, which every backend accepts.
+    """
+    digest = hashlib.sha256(f"{seed}/{prompt_id}/{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")

@@ -1,0 +1,37 @@
+"""What every backend returns: one row per (prompt, sample)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    prompt_id: str
+    prompt: str            # the prompt as given (before any chat template)
+    response: str          # decoded new tokens, special tokens removed
+    prompt_tokens: int     # tokens the model was conditioned on (template included)
+    response_tokens: int   # tokens generated, EOS included when the model stopped on it
+    sample_index: int
+    seed: int              # the per-sample seed (see config.sample_seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PromptLike(Protocol):
+    prompt_id: str
+    prompt: str
+
+
+def as_prompt_pairs(prompts: Sequence) -> list[tuple[str, str]]:
+    """(prompt_id, text) pairs from Prompt objects, (id, text) tuples or plain strings (id = position)."""
+    pairs = []
+    for index, item in enumerate(prompts):
+        if isinstance(item, str):
+            pairs.append((str(index), item))
+        elif isinstance(item, tuple):
+            pairs.append((str(item[0]), str(item[1])))
+        else:
+            pairs.append((str(item.prompt_id), str(item.prompt)))
+    return pairs

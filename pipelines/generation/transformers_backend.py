@@ -1,0 +1,149 @@
+"""Generation with transformers' `generate`, on CPU or GPU, around ONE live model.
+
+The sweep writes each merged model into `generator.model` (or through `load_weights`) between points;
+nothing is reloaded. Batches are left-padded (decoder-only models continue from the right edge),
+prompts go through the chat template when the tokenizer has one, and each sample has its own seed
+(see seeded_sampling.py), so the same seed gives the same outputs whatever the batch size.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from reward_models.devices import resolve_device, resolve_dtype
+from reward_models.errors import RewardError
+from reward_models.text_format import policy_prompt_ids
+from reward_models.tokenizer_setup import ensure_pad_token
+
+from ..errors import PipelineError
+from .config import GenerationConfig, parse_generation_config, sample_seed
+from .rows import GenerationRow, as_prompt_pairs
+from .seeded_sampling import SeededRowSampler
+
+log = logging.getLogger(__name__)
+
+NamedTensors = Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]
+
+
+class TransformersGenerator:
+    backend = "transformers"
+
+    def __init__(self, model, tokenizer, config: GenerationConfig | dict | None = None):
+        self.config = parse_generation_config(config)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        ensure_pad_token(tokenizer, None)
+        if self.tokenizer.eos_token_id is None:
+            raise PipelineError("the policy tokenizer has no EOS token; generation could not stop early — "
+                                "set eos_token in the tokenizer config")
+
+    @classmethod
+    def from_pretrained(cls, path: str, config: GenerationConfig | dict | None = None) -> "TransformersGenerator":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        config = parse_generation_config(config)
+        try:
+            device = resolve_device(config.device)
+            dtype = resolve_dtype(config.dtype, device)
+        except RewardError as err:
+            raise PipelineError(f"generation: {err}") from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PipelineError(f"generation: cannot load policy '{path}' ({first}); give a checkpoint directory") from None
+        return cls(model, tokenizer, config)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def load_weights(self, named_tensors: NamedTensors, strict: bool = False) -> int:
+        """Copy tensors into the live model's parameters/buffers in place, by state-dict name.
+
+        Tensors are cast to each parameter's dtype and device. Tied weights (embeddings / LM head) may
+        appear under either name. Unknown names and shape mismatches raise; with `strict`, so does a
+        parameter left out. Returns how many tensors were copied.
+        """
+        targets = self.model.state_dict(keep_vars=True)
+        items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+        seen: set[str] = set()
+        for name, tensor in items:
+            target = targets.get(name)
+            if target is None:
+                close = [k for k in targets if k.split(".")[-1] == name.split(".")[-1]][:3]
+                raise PipelineError(f"load_weights: the live model has no tensor '{name}' "
+                                    f"(similar names: {close}); pass names as in the model's state_dict")
+            if tuple(target.shape) != tuple(tensor.shape):
+                raise PipelineError(f"load_weights: '{name}' has shape {tuple(tensor.shape)} but the live model's "
+                                    f"is {tuple(target.shape)}; the weights come from a different architecture")
+            target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
+            seen.add(name)
+        if strict:
+            missing = [k for k in dict(self.model.named_parameters()) if k not in seen]
+            if missing:
+                raise PipelineError(f"load_weights: {len(missing)} parameters were not given (first: {missing[0]})")
+        return len(seen)
+
+    # ------------------------------------------------------------------------------------------
+    def _generation_config(self):
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        # Sampling happens in SeededRowSampler; generate itself decodes greedily over its output. Neutral
+        # values are set explicitly so a checkpoint's generation_config.json cannot change them.
+        return HFGenerationConfig(max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
+                                  temperature=1.0, top_p=1.0, top_k=None, repetition_penalty=1.0,
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+
+    def _run_batch(self, prompt_ids: list[list[int]], seeds: list[int]) -> list[list[int]]:
+        from transformers import LogitsProcessorList
+
+        device = next(self.model.parameters()).device
+        width = max(len(ids) for ids in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for row, ids in enumerate(prompt_ids):  # left padding: every prompt ends at the right edge
+            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention[row, width - len(ids):] = 1
+        processors = LogitsProcessorList()
+        if not self.config.greedy:
+            processors.append(SeededRowSampler(seeds, self.config.temperature, self.config.top_p))
+        out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                  generation_config=self._generation_config(), logits_processor=processors)
+        return [row[width:].tolist() for row in out.cpu()]
+
+    def _finish(self, new_ids: list[int]) -> tuple[str, int]:
+        """Decoded text and token count up to and including the first EOS (padding after it dropped)."""
+        eos = self.tokenizer.eos_token_id
+        eos_ids = set(eos) if isinstance(eos, list) else {eos}
+        for position, token in enumerate(new_ids):
+            if token in eos_ids:
+                new_ids = new_ids[:position + 1]
+                break
+        return self.tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids)
+
+    def generate(self, prompts: Sequence) -> list[GenerationRow]:
+        """n samples per prompt; rows ordered by prompt, then sample index."""
+        pairs = as_prompt_pairs(prompts)
+        encoded = [policy_prompt_ids(self.tokenizer, text) for _, text in pairs]
+        work = [(p, s, sample_seed(self.config.seed, pairs[p][0], s)) for p in range(len(pairs))
+                for s in range(self.config.n)]
+        # Similar prompt lengths share a batch (less padding); results are put back in order below.
+        work.sort(key=lambda item: -len(encoded[item[0]]))
+        results: dict[tuple[int, int], tuple[str, int]] = {}
+        step = self.config.batch_size
+        for start in tqdm(range(0, len(work), step), desc="generate", leave=False, disable=len(work) <= step):
+            chunk = work[start:start + step]
+            outputs = self._run_batch([encoded[p] for p, _, _ in chunk], [seed for _, _, seed in chunk])
+            for (p, s, _), new_ids in zip(chunk, outputs):
+                results[(p, s)] = self._finish(new_ids)
+        rows = []
+        for p, s, seed in sorted(work, key=lambda item: (item[0], item[1])):
+            text, count = results[(p, s)]
+            rows.append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
+        return rows
+
+    def close(self) -> None:
+        """Nothing to release: the model belongs to the caller."""
