@@ -40,6 +40,7 @@ from .overrides import apply_overrides
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Algorithm = Literal["dpo", "rloo", "grpo", "ppo"]
+POLICY_METRIC_TYPES = ("kl", "perplexity")
 
 
 class _Strict(BaseModel):
@@ -322,6 +323,8 @@ def _check_references(config: TrainConfig, source: str) -> None:
         except RewardError as err:
             raise TrainingError(str(err)) from None
         names.append(parsed.name or parsed.type)
+    # Metrics of the policy itself (KL to θ0, perplexity) describe a model, not a response: no training signal.
+    metrics = {name for name, spec in zip(names, config.rewards) if spec.get("type") in POLICY_METRIC_TYPES}
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise TrainingError(f"{source}: reward name '{sorted(duplicates)[0]}' is used twice in `rewards`; "
@@ -334,8 +337,15 @@ def _check_references(config: TrainConfig, source: str) -> None:
         if entry.reward in seen:
             raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' has two policies; "
                                 "keep one entry per reward")
+        if entry.reward in metrics and entry.path is None:
+            raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' is a metric of the policy "
+                                "itself (KL, perplexity) and cannot be a training signal; train on another reward "
+                                "and keep this one for evaluation")
         seen.add(entry.reward)
     if config.morl is not None:
+        if any(n in metrics for n in config.morl.weights):
+            raise TrainingError(f"{source}: morl.weights include a policy metric (KL, perplexity), which cannot be a "
+                                "training signal; weight only rewards")
         unknown = [n for n in config.morl.weights if n not in names]
         if unknown:
             raise TrainingError(f"{source}: morl.weights names '{unknown[0]}', which is not one of the rewards "

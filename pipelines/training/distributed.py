@@ -7,6 +7,7 @@ processes with `run_sharded` or done by the main process while the others wait a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
@@ -18,7 +19,30 @@ R = TypeVar("R")
 def process_state():
     from accelerate import PartialState
 
-    return PartialState()
+    state = PartialState()
+    if state.num_processes == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under DeepSpeed on CPU accelerate leaves the process group to DeepSpeed, which creates it only when the
+        # first trainer starts; until then every process would believe it is the only one. The stage needs
+        # ranks and barriers before that (θ0's evaluation, DPO's pairs), so the group is created here.
+        _init_process_group()
+        PartialState._reset_state()
+        state = PartialState()
+    return state
+
+
+def _init_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        import deepspeed
+        from deepspeed.accelerator import get_accelerator
+
+        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(),
+                                   auto_mpi_discovery=False)
+    else:
+        dist.init_process_group(backend="gloo")
 
 
 def is_main_process() -> bool:
@@ -61,3 +85,19 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
     if state.is_main_process:
         shutil.rmtree(shard_dir, ignore_errors=True)
     return results
+
+
+def describe() -> dict:
+    """How this run is distributed, for manifests: backend type, process count, DeepSpeed ZeRO stage."""
+    from accelerate.state import AcceleratorState
+
+    state = process_state()
+    out = {"type": str(state.distributed_type).rsplit(".", 1)[-1], "processes": state.num_processes,
+           "device": str(state.device)}
+    try:
+        plugin = AcceleratorState().deepspeed_plugin
+    except Exception:  # the accelerator state exists only once a trainer has been built
+        plugin = None
+    if plugin is not None:
+        out["zero_stage"] = plugin.zero_stage
+    return out

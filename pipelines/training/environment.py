@@ -6,6 +6,7 @@ needs a GPU, `algorithm: ppo` needs a trl that still ships PPOTrainer (removed i
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import torch
 
@@ -17,7 +18,9 @@ def ppo_trainer_classes():
     """(PPOTrainer, PPOConfig) from the installed trl, or None where trl no longer has them."""
     for module_name in ("trl", "trl.experimental.ppo"):
         try:
-            module = importlib.import_module(module_name)
+            with warnings.catch_warnings():  # trl.experimental warns on import; this is only a probe
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(module_name)
         except ImportError:
             continue
         trainer, config = getattr(module, "PPOTrainer", None), getattr(module, "PPOConfig", None)

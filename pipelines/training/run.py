@@ -23,6 +23,7 @@ from .base_model import BaseInfo, prepare_base, write_json
 from .checkpoints import load_causal_lm, load_policy_model, load_tokenizer
 from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
 from .distributed import barrier, device, is_main_process, process_state
+from .distributed import describe as describe_distribution
 from .dpo import train_dpo
 from .environment import check_environment
 from .evaluation import compare, evaluate_model, mean_stderr
@@ -163,6 +164,7 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
         "reward": signal_record.get("reward") or signal_record["morl"]["weights"], "training_signal": signal_record,
         "algorithm": settings.algorithm, "kind": kind, "config_hash": wanted,
         "hyperparameters": settings.model_dump(), "seed": seed, "processes": process_state().num_processes,
+        "distributed": describe_distribution(),
         "base": {"path": str(base.path), "fingerprint": base.fingerprint},
         "training_curve": outcome.curve, "training_details": outcome.details,
         "evaluation": _evaluation_record(config, name, base_summary, evaluation),
