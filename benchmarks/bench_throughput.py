@@ -115,7 +115,7 @@ def thread_sensitivity(paths: dict, prompts, max_new_tokens: int, repeats: int, 
     out = []
     batch = prompts[:64]
     spec = lines.MergeSpec(weights=[0.3, 0.7], lines={"alpha": "auto", "beta": 0.5})
-    for threads in [1, default_threads]:
+    for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
         generator = make_generator(str(paths["base"]), gen_config(64, max_new_tokens))
         generator.generate(batch[:2])

@@ -1,0 +1,410 @@
+"""The training stage's config: YAML + `--set` overrides, validated up front with pydantic.
+
+    run_name: train_demo
+    output_dir: runs
+    seed: 0
+    base:                        # θ0: either an existing checkpoint ...
+      path: runs/sft/base        #   local directory or hub id
+    # ... or an SFT stage that builds it:
+    #   sft:
+    #     init: {model_type: llama, hidden_size: 128, ...}   # or {path: some/checkpoint}
+    #     tokenizer: {train: {vocab_size: 1024}}            # or {path: some/tokenizer}
+    #     data: {source: demo, n: 6000}                     # or {path: corpus.jsonl, format: text|chat, field: ...}
+    #     training: {learning_rate: 1e-3, max_steps: 300, ...}
+    rewards: [{name: positive, type: vader}, {name: long, type: length}]   # reward_models specs
+    prompts: {source: demo, n_train: 256, n_eval: 64}   # or {source: file, path: ..., prompt_field: ...}
+    training: {algorithm: dpo, learning_rate: 5e-4, max_steps: 60, lora: null, dpo: {...}, rl: {...}}
+    policies:
+      - {reward: positive}
+      - {reward: long, training: {learning_rate: 3e-4}}    # per-policy overrides of `training`
+      - {reward: helpful, path: some/adapter}              # loaded, not trained
+    morl: {name: morl, weights: {positive: 0.5, long: 0.5}}  # optional weighted-sum baseline
+    evaluation: {samples_per_prompt: 2, max_new_tokens: 48, temperature: 1.0}
+
+`load_config(path, overrides)` returns a `TrainConfig`; every bad field is one `TrainingError` line naming
+the file, the field and the fix. `policy_jobs(config)` resolves each policy's training settings.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from reward_models import RewardError, parse_reward_spec
+
+from .errors import TrainingError
+from .overrides import apply_overrides
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Algorithm = Literal["dpo", "rloo", "grpo", "ppo"]
+POLICY_METRIC_TYPES = ("kl", "perplexity")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSpec(_Strict):
+    """peft LoraConfig fields. `save_merged` also writes θ0 + B·A as a full checkpoint (merged/) for tools that
+    take only full checkpoints; the adapter itself stays the policy."""
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    save_merged: bool = False
+
+
+class Optimisation(_Strict):
+    """What every trainer shares (SFT, DPO, RLOO, GRPO): optimiser, schedule, batch, precision, logging."""
+
+    learning_rate: float = Field(5e-5, gt=0)
+    max_steps: int = Field(100, ge=1)
+    per_device_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    logging_steps: int = Field(5, ge=1)
+    # auto: bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU (mixed precision never runs on CPU here).
+    precision: Precision = "auto"
+    gradient_checkpointing: bool = False
+    seed: int | None = None  # None: the run's seed
+    lora: LoraSpec | None = None
+
+
+class DPOSpec(_Strict):
+    """Where DPO's pairs come from: sampled from θ0 (k per prompt, best vs worst by the reward; iterated for
+    `rounds`, each round sampling from the previous round's policy) or a local preference file."""
+
+    pairs: Literal["sampled", "file"] = "sampled"
+    dataset: str | None = None
+    prompt_field: str = "prompt"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    samples_per_prompt: int = Field(8, ge=2)
+    rounds: int = Field(1, ge=1)
+    # The SFT term on the chosen responses keeps policies fluent (plain sigmoid DPO collapsed for one seed in
+    # three in a trial); trl adds the losses with `loss_weights` (1.0 each by default).
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"], min_length=1)
+    loss_weights: list[float] | None = None
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(48, ge=1)
+    # Pairs whose best and worst rewards differ by no more than this teach nothing and are dropped.
+    min_margin: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _source(self):
+        if self.pairs == "file" and not self.dataset:
+            raise ValueError("dpo.pairs is 'file' but dpo.dataset is not set; give a local preference file "
+                             "with prompt/chosen/rejected fields")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(f"dpo.loss_weights has {len(self.loss_weights)} entries for {len(self.loss_type)} "
+                             "loss types; give one weight per loss type")
+        return self
+
+
+class RLSpec(_Strict):
+    """Online RL (RLOO, GRPO, PPO): completions per prompt and sampling during training."""
+
+    num_generations: int = Field(4, ge=2)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    num_iterations: int = Field(1, ge=1)
+    # PPO only (older trl): sequence-classification checkpoint for the value head; defaults to the reward model.
+    value_model: str | None = None
+
+
+class PolicyTraining(Optimisation):
+    algorithm: Algorithm = "dpo"
+    beta: float = Field(0.1, ge=0)  # KL weight to θ0 (DPO temperature; RLOO/GRPO/PPO KL coefficient)
+    max_length: int = Field(256, ge=8)  # prompt + completion tokens
+    dpo: DPOSpec = Field(default_factory=DPOSpec)
+    rl: RLSpec = Field(default_factory=RLSpec)
+
+
+class TokenizerSpec(_Strict):
+    path: str | None = None
+    train: "BPESpec | None" = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.path is None) == (self.train is None):
+            raise ValueError("tokenizer needs exactly one of `path` (an existing tokenizer) or `train` "
+                             "(a byte-level BPE trained on the SFT texts)")
+        return self
+
+
+class BPESpec(_Strict):
+    vocab_size: int = Field(1024, ge=300)
+    min_frequency: int = Field(2, ge=1)
+
+
+class SFTData(_Strict):
+    source: Literal["demo", "file"] = "demo"
+    n: int = Field(6000, ge=1)  # demo: how many reviews to generate
+    path: str | None = None
+    format: Literal["text", "chat"] = "text"
+    field: str | None = None  # default: 'text' for text, 'messages' for chat
+
+    @model_validator(mode="after")
+    def _file(self):
+        if self.source == "file" and not self.path:
+            raise ValueError("sft.data.source is 'file' but sft.data.path is not set; give a local .jsonl/.json/.csv/"
+                             ".parquet/.txt file")
+        return self
+
+    @property
+    def column(self) -> str:
+        return self.field or ("messages" if self.format == "chat" else "text")
+
+
+class SFTSpec(_Strict):
+    # Either {path: checkpoint} to fine-tune, or a transformers config ({model_type: llama, ...}) to start from
+    # random weights (the demo, which downloads nothing).
+    init: dict[str, Any]
+    tokenizer: TokenizerSpec = Field(default_factory=lambda: TokenizerSpec(train=BPESpec()))
+    data: SFTData = Field(default_factory=SFTData)
+    training: Optimisation = Field(default_factory=lambda: Optimisation(learning_rate=1e-3, max_steps=300,
+                                                                        per_device_batch_size=16))
+    max_length: int = Field(128, ge=8)
+
+    @field_validator("init")
+    @classmethod
+    def _init_form(cls, v: dict) -> dict:
+        if "path" in v:
+            if len(v) > 1:
+                raise ValueError("init: give either {path: checkpoint} or a model config, not both")
+        elif "model_type" not in v:
+            raise ValueError("init needs `path` (a checkpoint to fine-tune) or `model_type` (e.g. llama) with its "
+                             "config fields, to start from random weights")
+        return v
+
+
+class BaseSpec(_Strict):
+    path: str | None = None
+    sft: SFTSpec | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.path is None) == (self.sft is None):
+            raise ValueError("base needs exactly one of `path` (an existing θ0 checkpoint) or `sft` (train θ0)")
+        return self
+
+
+class PromptSource(_Strict):
+    """Training prompts and held-out prompts (the manifest's before/after numbers come from the latter)."""
+
+    source: Literal["demo", "file"] = "demo"
+    n_train: int | None = Field(None, ge=1)  # None: all training prompts
+    n_eval: int = Field(64, ge=2)
+    seed: int = 0
+    path: str | None = None
+    prompt_field: str = "prompt"
+    id_field: str | None = None
+
+    @model_validator(mode="after")
+    def _file(self):
+        if self.source == "file" and not self.path:
+            raise ValueError("prompts.source is 'file' but prompts.path is not set")
+        return self
+
+
+class EvaluationSpec(_Strict):
+    samples_per_prompt: int = Field(2, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 1234
+    kl: bool = True  # KL(policy ‖ θ0) on the policy's samples: shows collapse that rewards alone hide
+
+
+class PolicyEntry(_Strict):
+    reward: str
+    path: str | None = None  # loaded instead of trained: a checkpoint, a PEFT adapter, or a hub id
+    training: dict[str, Any] = Field(default_factory=dict)  # overrides of the top-level `training`
+
+    @model_validator(mode="after")
+    def _loaded_or_trained(self):
+        if self.path is not None and self.training:
+            raise ValueError(f"policy '{self.reward}' has both `path` (loaded) and `training` overrides; "
+                             "remove one")
+        return self
+
+
+class MorlSpec(_Strict):
+    """Multi-objective RL baseline: one policy trained on Σ w_i r_i (z-scored on θ0's samples by default, so
+    that a reward in hundreds of characters does not drown one in [-1, 1])."""
+
+    name: str = "morl"
+    weights: dict[str, float]
+    normalize: Literal["zscore", "raw"] = "zscore"
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("morl.weights is empty; give a weight per reward, e.g. {positive: 0.5, long: 0.5}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("morl.weights must be non-negative with a positive sum")
+        return v
+
+
+class TrainConfig(_Strict):
+    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    base: BaseSpec
+    rewards: list[dict[str, Any]] = Field(min_length=1)
+    prompts: PromptSource = Field(default_factory=PromptSource)
+    training: PolicyTraining = Field(default_factory=PolicyTraining)
+    policies: list[PolicyEntry] = Field(min_length=1)
+    morl: MorlSpec | None = None
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+
+    # Where the file came from, for error messages; not part of the schema's data.
+    source: str = Field("config", exclude=True)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+    def reward_names(self) -> list[str]:
+        return [spec.get("name") or spec.get("type") for spec in self.rewards]
+
+
+TokenizerSpec.model_rebuild()
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    field, kind = _location(first["loc"]), first["type"]
+    msg = first["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"{source}: field '{field}' is not a setting here; remove it or check its spelling"
+    if kind == "missing":
+        return f"{source}: field '{field}' is required; add it"
+    if kind == "literal_error":
+        return f"{source}: field '{field}': {msg}"
+    return f"{source}: field '{field}': {msg}; fix that value"
+
+
+def parse_config(data: Any, source: str = "config") -> TrainConfig:
+    """Validate a config dict (after overrides) and check cross-references (reward names, policies, MORL)."""
+    if not isinstance(data, dict):
+        raise TrainingError(f"{source}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    try:
+        config = TrainConfig.model_validate({**data, "source": source})
+    except ValidationError as err:
+        raise TrainingError(format_validation_error(err, source)) from None
+    _check_references(config, source)
+    for entry, settings in policy_settings(config):  # per-policy overrides are validated now, not mid-run
+        del entry, settings
+    return config
+
+
+def _check_references(config: TrainConfig, source: str) -> None:
+    names = []
+    for index, spec in enumerate(config.rewards):
+        try:
+            parsed = parse_reward_spec(spec, f"{source}: rewards[{index}]")
+        except RewardError as err:
+            raise TrainingError(str(err)) from None
+        names.append(parsed.name or parsed.type)
+    # Metrics of the policy itself (KL to θ0, perplexity) describe a model, not a response: no training signal.
+    metrics = {name for name, spec in zip(names, config.rewards) if spec.get("type") in POLICY_METRIC_TYPES}
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise TrainingError(f"{source}: reward name '{sorted(duplicates)[0]}' is used twice in `rewards`; "
+                            "give each reward a unique name")
+    seen: set[str] = set()
+    for index, entry in enumerate(config.policies):
+        if entry.reward not in names:
+            raise TrainingError(f"{source}: policies[{index}].reward '{entry.reward}' is not one of the rewards "
+                                f"({', '.join(names)}); add it to `rewards` or fix the name")
+        if entry.reward in seen:
+            raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' has two policies; "
+                                "keep one entry per reward")
+        if entry.reward in metrics and entry.path is None:
+            raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' is a metric of the policy "
+                                "itself (KL, perplexity) and cannot be a training signal; train on another reward "
+                                "and keep this one for evaluation")
+        seen.add(entry.reward)
+    if config.morl is not None:
+        if any(n in metrics for n in config.morl.weights):
+            raise TrainingError(f"{source}: morl.weights include a policy metric (KL, perplexity), which cannot be a "
+                                "training signal; weight only rewards")
+        unknown = [n for n in config.morl.weights if n not in names]
+        if unknown:
+            raise TrainingError(f"{source}: morl.weights names '{unknown[0]}', which is not one of the rewards "
+                                f"({', '.join(names)})")
+        if config.morl.name in names:
+            raise TrainingError(f"{source}: morl.name '{config.morl.name}' is also a reward name; the policies "
+                                "directory needs distinct names: rename the MORL policy")
+
+
+def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> PolicyTraining:
+    """`defaults` with a policy's overrides deep-merged in, validated as a whole."""
+    merged = _deep_merge(defaults.model_dump(), overrides)
+    try:
+        return PolicyTraining.model_validate(merged)
+    except ValidationError as err:
+        raise TrainingError(format_validation_error(err, where)) from None
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def policy_settings(config: TrainConfig) -> list[tuple[PolicyEntry | MorlSpec, PolicyTraining | None]]:
+    """Each policy (and the MORL baseline) with its resolved training settings (None for loaded policies)."""
+    out: list[tuple[PolicyEntry | MorlSpec, PolicyTraining | None]] = []
+    for index, entry in enumerate(config.policies):
+        if entry.path is not None:
+            out.append((entry, None))
+        else:
+            out.append((entry, merged_training(config.training, entry.training,
+                                               f"{config.source}: policies[{index}].training")))
+    if config.morl is not None:
+        out.append((config.morl, merged_training(config.training, config.morl.training,
+                                                 f"{config.source}: morl.training")))
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"config file '{path}' does not exist; pass --config with a YAML file, e.g. "
+                            "configs/train_demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise TrainingError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', err)}); fix the syntax") from None
+    return data if data is not None else {}
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise TrainingError(f"{path}: expected a YAML mapping at the top level")
+    return parse_config(apply_overrides(data, overrides or []), str(path))

@@ -1,0 +1,103 @@
+"""The little the stage needs from accelerate's process state outside trainers.
+
+Under `accelerate launch --num_processes N` every process runs the whole script. Trainers distribute
+themselves; the stage's own work (sampling pairs, evaluating, writing manifests) is either split across
+processes with `run_sharded` or done by the main process while the others wait at `barrier`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def process_state():
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under DeepSpeed on CPU accelerate leaves the process group to DeepSpeed, which creates it only when the
+        # first trainer starts; until then every process would believe it is the only one. The stage needs
+        # ranks and barriers before that (θ0's evaluation, DPO's pairs), so the group is created here.
+        _init_process_group()
+        PartialState._reset_state()
+        state = PartialState()
+    return state
+
+
+def _init_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        import deepspeed
+        from deepspeed.accelerator import get_accelerator
+
+        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(),
+                                   auto_mpi_discovery=False)
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def is_main_process() -> bool:
+    return process_state().is_main_process
+
+
+def barrier() -> None:
+    process_state().wait_for_everyone()
+
+
+def device():
+    return process_state().device
+
+
+def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: Path, tag: str) -> list[R]:
+    """fn over `items`, split across processes; every process gets the full result list, in input order.
+
+    Each process writes its part as JSON under `workdir` (a plain file exchange: no collective on
+    arbitrary Python objects, and it works the same on gloo and NCCL). Results must be JSON-serialisable.
+    """
+    state = process_state()
+    if state.num_processes == 1:
+        return fn(list(items))
+    count, rank = state.num_processes, state.process_index
+    # Contiguous shards, like accelerate's split_between_processes, so concatenation restores the order.
+    bounds = [len(items) * i // count for i in range(count + 1)]
+    shard_dir = Path(workdir) / f".shards-{tag}"
+    if state.is_main_process:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        shard_dir.mkdir(parents=True)
+    state.wait_for_everyone()
+    part = fn(list(items[bounds[rank]:bounds[rank + 1]]))
+    (shard_dir / f"{rank}.json.tmp").write_text(json.dumps(part))
+    (shard_dir / f"{rank}.json.tmp").rename(shard_dir / f"{rank}.json")
+    state.wait_for_everyone()
+    results: list = []
+    for index in range(count):
+        results.extend(json.loads((shard_dir / f"{index}.json").read_text()))
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+    return results
+
+
+def describe() -> dict:
+    """How this run is distributed, for manifests: backend type, process count, DeepSpeed ZeRO stage."""
+    from accelerate.state import AcceleratorState
+
+    state = process_state()
+    out = {"type": str(state.distributed_type).rsplit(".", 1)[-1], "processes": state.num_processes,
+           "device": str(state.device)}
+    try:
+        plugin = AcceleratorState().deepspeed_plugin
+    except Exception:  # the accelerator state exists only once a trainer has been built
+        plugin = None
+    if plugin is not None:
+        out["zero_stage"] = plugin.zero_stage
+    return out

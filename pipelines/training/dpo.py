@@ -1,0 +1,92 @@
+"""DPO with trl's DPOTrainer, on reward-labelled pairs sampled from the model (optionally iterated) or a file.
+
+Round r samples k responses per training prompt from the current model (θ0 in round 1), keeps the best and
+worst by the reward, and trains `max_steps` steps. Later rounds continue from the previous round's weights
+(or adapter) and, as trl does when it continues from a checkpoint, use that previous policy as reference.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load_causal_lm, load_policy_model, load_tokenizer
+from .curves import training_curve
+from .distributed import barrier, device, is_main_process
+from .errors import TrainingError
+from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
+from .preference_pairs import file_pairs, sampled_pairs
+from .trainer_args import common_args, lora_config
+
+
+def dpo_dataset(tokenizer, pairs: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": trl_prompt(tokenizer, p["prompt"]),
+                               "chosen": trl_completion(tokenizer, p["chosen"]),
+                               "rejected": trl_completion(tokenizer, p["rejected"])} for p in pairs])
+
+
+def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
+    from trl import DPOConfig, DPOTrainer
+
+    settings, spec = job.settings, job.settings.dpo
+    if spec.pairs == "file" and spec.rounds > 1:
+        raise TrainingError(f"{job.where}: dpo.rounds > 1 needs sampled pairs (a fixed file gives the same pairs "
+                            "every round); set dpo.rounds: 1 or dpo.pairs: sampled")
+    tokenizer = load_tokenizer(job.base_path)
+    curve: list[dict] = []
+    rounds: list[dict] = []
+    current: Path | None = None  # the previous round's policy (checkpoint or adapter)
+    for round_index in range(spec.rounds):
+        round_dir = job.work_dir / f"round{round_index}"
+        if spec.pairs == "file":
+            pairs, stats = file_pairs(spec)
+        else:
+            sampler = (load_causal_lm(job.base_path, device()) if current is None
+                       else load_policy_model(current, job.base_path, device()))
+            pairs, stats = sampled_pairs(sampler, tokenizer, job.train_prompts, spec, job.reward,
+                                         job.seed + round_index, round_dir, f"pairs{round_index}")
+            del sampler
+        if is_main_process():
+            round_dir.mkdir(parents=True, exist_ok=True)
+            with (round_dir / "pairs.jsonl").open("w") as handle:
+                for pair in pairs:
+                    handle.write(json.dumps(pair) + "\n")
+        rounds.append({"round": round_index, **stats})
+
+        args = DPOConfig(**common_args(settings, round_dir / "trainer", job.seed + round_index, job.where),
+                         beta=settings.beta, loss_type=list(spec.loss_type), loss_weights=spec.loss_weights,
+                         max_length=settings.max_length, model_init_kwargs={"dtype": torch.float32})
+        model, peft_config = _round_model(job, current)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dpo_dataset(tokenizer, pairs),
+                             processing_class=tokenizer, peft_config=peft_config)
+        trainer.train()
+        last = round_index == spec.rounds - 1
+        target = out_dir if last else round_dir / "policy"
+        trainer.save_model(str(target))  # every process calls it: ZeRO-3 gathers the shards here
+        curve.extend(training_curve(trainer.state.log_history, step_offset=round_index * settings.max_steps,
+                                    round=round_index))
+        del trainer, model
+        gc.collect()
+        barrier()
+        if current is not None and is_main_process():
+            shutil.rmtree(current, ignore_errors=True)
+        current = target
+    return TrainOutcome(curve, {"rounds": rounds})
+
+
+def _round_model(job: PolicyJob, current: Path | None):
+    """(model, peft_config) for a round: θ0 by path in round 1, else the previous round's weights/adapter."""
+    lora = job.settings.lora
+    if current is None:
+        return str(job.base_path), (lora_config(lora) if lora is not None else None)
+    if lora is None:
+        return str(current), None
+    from peft import PeftModel
+
+    base = load_causal_lm(job.base_path)
+    return PeftModel.from_pretrained(base, str(current), is_trainable=True), None

@@ -1,0 +1,65 @@
+"""Checks that depend on this machine and the installed libraries, run before any work starts.
+
+The schema says what a config may ask for; these say whether *this* machine can do it: mixed precision
+needs a GPU, `algorithm: ppo` needs a trl that still ships PPOTrainer (removed in trl 1.13).
+"""
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import torch
+
+from .config import PolicyTraining, Precision, TrainConfig, policy_settings
+from .errors import TrainingError
+
+
+def ppo_trainer_classes():
+    """(PPOTrainer, PPOConfig) from the installed trl, or None where trl no longer has them."""
+    for module_name in ("trl", "trl.experimental.ppo"):
+        try:
+            with warnings.catch_warnings():  # trl.experimental warns on import; this is only a probe
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        trainer, config = getattr(module, "PPOTrainer", None), getattr(module, "PPOConfig", None)
+        if trainer is not None and config is not None:
+            return trainer, config
+    return None
+
+
+def resolve_precision(precision: Precision, where: str) -> dict[str, bool]:
+    """TrainingArguments' bf16/fp16 flags. Mixed precision is for GPUs only: on CPU an explicit request fails."""
+    on_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        if not on_gpu:
+            return {"bf16": False, "fp16": False}
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    if precision in ("bf16", "fp16") and not on_gpu:
+        raise TrainingError(f"{where}: precision {precision} needs a GPU and none is visible; use precision: auto "
+                            "(fp32 on CPU) or fp32")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise TrainingError(f"{where}: this GPU does not support bf16; use precision: fp16 or auto")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def check_training(settings: PolicyTraining, where: str) -> None:
+    resolve_precision(settings.precision, where)
+    if settings.algorithm == "ppo" and ppo_trainer_classes() is None:
+        import trl
+
+        raise TrainingError(f"{where}: algorithm ppo needs trl's PPOTrainer, which trl {trl.__version__} no longer "
+                            "ships (removed in 1.13); use algorithm: rloo or grpo (online RL with a KL penalty "
+                            "`beta`), or install trl<1.13")
+
+
+def check_environment(config: TrainConfig) -> None:
+    """Every machine-dependent check of the config, before anything runs."""
+    if config.base.sft is not None:
+        resolve_precision(config.base.sft.training.precision, f"{config.source}: base.sft.training")
+    for entry, settings in policy_settings(config):
+        if settings is not None:
+            name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
+            check_training(settings, f"{config.source}: policy '{name}'")

@@ -1,0 +1,263 @@
+"""The training stage end to end: θ0, then one policy per reward (and the MORL baseline), each reused
+when a finished policy with the same config hash is already on disk.
+
+    from pipelines.training import load_config, train_all
+    policies = train_all(load_config("configs/train_demo.yaml"))   # {name: PolicyInfo}
+
+Order of work, so that bad input fails before anything expensive: schema and references (load_config),
+machine checks (precision, PPO), loaded policies' paths, θ0, loaded policies against θ0, then training.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from reward_models import Reward
+
+from .base_model import BaseInfo, prepare_base, write_json
+from .checkpoints import load_causal_lm, load_policy_model, load_tokenizer
+from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
+from .distributed import barrier, device, is_main_process, process_state
+from .distributed import describe as describe_distribution
+from .dpo import train_dpo
+from .environment import check_environment
+from .evaluation import compare, evaluate_model, mean_stderr
+from .fingerprint import checkpoint_fingerprint, config_hash
+from .jobs import PolicyJob
+from .loaded import resolve_loaded, validate_against_base
+from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
+                       read_manifest)
+from .online_rl import train_online
+from .prompt_sources import training_prompts
+from .rewards import WeightedSum, build_reward_table, check_trainable
+
+log = logging.getLogger(__name__)
+BASE_EVAL = "base_eval.json"
+
+
+def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
+    """Every policy of the config, trained or reused or loaded; keyed by policy name."""
+    check_environment(config)
+    run_dir = config.run_dir
+    loaded = {entry.reward: resolve_loaded(entry.path, f"{config.source}: policy '{entry.reward}'")
+              for entry in config.policies if entry.path is not None}
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    barrier()
+
+    base = prepare_base(config)
+    for name, path in loaded.items():
+        validate_against_base(path, base.path, f"{config.source}: policy '{name}'")
+
+    tokenizer = load_tokenizer(base.path)
+    base_model = load_causal_lm(base.path, device())
+    rewards = build_reward_table(config.rewards, base_model=base_model)
+    train_prompts, held_out = training_prompts(config.prompts)
+    base_eval = evaluate_base(config, base, base_model, tokenizer, rewards, held_out)
+
+    results: dict[str, PolicyInfo] = {}
+    for entry, settings in policy_settings(config):
+        if isinstance(entry, PolicyEntry) and entry.path is not None:
+            info = record_loaded(config, entry, loaded[entry.reward], base, base_model, tokenizer, rewards, held_out,
+                                 base_eval)
+        else:
+            info = train_policy(config, entry, settings, base, base_model, tokenizer, rewards, train_prompts,
+                                held_out, base_eval)
+        results[info.name] = info
+    return results
+
+
+# -- θ0's numbers, computed once per run ------------------------------------------------------------------------
+
+def evaluate_base(config: TrainConfig, base: BaseInfo, base_model, tokenizer, rewards: dict[str, Reward],
+                  held_out) -> dict:
+    wanted = config_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
+                          "prompts": config.prompts.model_dump(), "rewards": config.rewards})
+    path = config.run_dir / BASE_EVAL
+    cached = _read_json(path)
+    if cached and cached.get("config_hash") == wanted:
+        return cached
+    barrier()  # nobody may read a stale file while the main process replaces it
+    result = evaluate_model(base_model, tokenizer, held_out, config.evaluation, rewards, config.run_dir, "base_eval")
+    result["config_hash"] = wanted
+    if is_main_process():
+        write_json(path, result)
+    barrier()
+    return result
+
+
+# -- one trained policy ------------------------------------------------------------------------------------------
+
+def policy_hash(config: TrainConfig, name: str, signal: dict, settings: PolicyTraining, base: BaseInfo) -> str:
+    return config_hash({"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
+                        "prompts": config.prompts.model_dump(), "evaluation": config.evaluation.model_dump(),
+                        "rewards": config.rewards, "base": base.fingerprint, "seed": config.seed,
+                        "processes": process_state().num_processes})
+
+
+def training_signal(entry: PolicyEntry | MorlSpec, rewards: dict[str, Reward], base_eval: dict,
+                    where: str) -> tuple[str, Reward, dict]:
+    """(policy name, the reward it is trained on, a JSON description of that reward)."""
+    if isinstance(entry, MorlSpec):
+        components = {name: rewards[name] for name in entry.weights}
+        for reward in components.values():
+            check_trainable(reward, where)
+        signal = WeightedSum(entry.name, components, entry.weights, entry.normalize)
+        # z-score statistics from θ0's held-out samples: the scale the soups start from.
+        examples = base_eval["rows"]
+        signal.fit([r["prompt"] for r in examples], [r["response"] for r in examples])
+        return entry.name, signal, {"morl": signal.describe()}
+    reward = rewards[entry.reward]
+    check_trainable(reward, where)
+    return entry.reward, reward, {"reward": entry.reward}
+
+
+def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: BaseInfo, base_model, tokenizer,
+                 rewards: dict[str, Reward], train_prompts, held_out, base_eval: dict) -> PolicyInfo:
+    where = f"{config.source}: policy '{getattr(entry, 'reward', None) or entry.name}'"
+    name, signal, signal_record = training_signal(entry, rewards, base_eval, where)
+    policies_dir = config.run_dir / "policies"
+    final_dir = policies_dir / name
+    wanted = policy_hash(config, name, signal_record, settings, base)
+    existing = read_manifest(final_dir)
+    if is_complete(existing, wanted):
+        log.info("policy '%s': reusing %s (same config hash %s)", name, final_dir, wanted)
+        return info_from_manifest(final_dir, existing, reused=True)
+
+    start = time.time()
+    tmp_dir, work_dir = policies_dir / f".{name}.tmp", config.run_dir / "work" / name
+    if is_main_process():
+        for stale in (tmp_dir, work_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp_dir.parent.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    seed = settings.seed if settings.seed is not None else config.seed
+    job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir)
+    trainer = train_dpo if settings.algorithm == "dpo" else train_online
+    outcome = trainer(job, tmp_dir)
+
+    kind = policy_kind(tmp_dir)
+    if kind == "lora" and settings.lora is not None and settings.lora.save_merged and is_main_process():
+        merged = load_policy_model(tmp_dir, base.path)
+        merged.save_pretrained(str(tmp_dir / "merged"))
+        tokenizer.save_pretrained(str(tmp_dir / "merged"))
+    barrier()
+    policy_model = load_policy_model(tmp_dir, base.path, device())
+    # The training signal is scored too: for MORL that is the weighted objective itself.
+    evaluation = evaluate_model(policy_model, tokenizer, held_out, config.evaluation, {**rewards, name: signal},
+                                work_dir, f"eval-{name}", base_model=base_model)
+    del policy_model
+    base_summary = dict(base_eval["summary"])
+    if name not in base_summary:  # θ0 on the MORL objective, from θ0's stored samples
+        reference = base_eval["rows"]
+        base_summary[name] = mean_stderr(signal.score([r["prompt"] for r in reference],
+                                                      [r["response"] for r in reference]))
+    manifest = {
+        "format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "trained",
+        "reward": signal_record.get("reward") or signal_record["morl"]["weights"], "training_signal": signal_record,
+        "algorithm": settings.algorithm, "kind": kind, "config_hash": wanted,
+        "hyperparameters": settings.model_dump(), "seed": seed, "processes": process_state().num_processes,
+        "distributed": describe_distribution(),
+        "base": {"path": str(base.path), "fingerprint": base.fingerprint},
+        "training_curve": outcome.curve, "training_details": outcome.details,
+        "evaluation": _evaluation_record(config, name, base_summary, evaluation),
+        "wall_time_s": round(time.time() - start, 1), "versions": _versions(),
+    }
+    if is_main_process():
+        write_json(tmp_dir / MANIFEST, manifest)
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        os.replace(tmp_dir, final_dir)  # the policy appears complete, or not at all
+        shutil.rmtree(work_dir, ignore_errors=True)
+    barrier()
+    _log_result(name, manifest["evaluation"])
+    return info_from_manifest(final_dir, manifest)
+
+
+def _evaluation_record(config: TrainConfig, name: str, base_summary: dict, evaluation: dict) -> dict:
+    policy_summary = evaluation["summary"]
+    return {
+        "split": "held-out (" + ("demo validation" if config.prompts.source == "demo" else "prompts file") + ")",
+        "n_prompts": evaluation["n_prompts"], "samples_per_prompt": evaluation["samples_per_prompt"],
+        "own_reward": name, "base": base_summary, "policy": policy_summary,
+        "difference": compare(base_summary, policy_summary), "examples": evaluation["rows"][:6],
+    }
+
+
+# -- loaded policies ---------------------------------------------------------------------------------------------
+
+def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: BaseInfo, base_model, tokenizer,
+                  rewards: dict[str, Reward], held_out, base_eval: dict) -> PolicyInfo:
+    """A manifest for a given policy (no weights copied): its place in the run, θ0's and its own numbers."""
+    name = entry.reward
+    final_dir = config.run_dir / "policies" / name
+    kind = policy_kind(path)
+    fingerprint = _policy_fingerprint(path)
+    wanted = config_hash({"format": FORMAT_VERSION, "loaded": str(path), "fingerprint": fingerprint,
+                          "base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
+                          "prompts": config.prompts.model_dump(), "rewards": config.rewards})
+    existing = read_manifest(final_dir)
+    if is_complete(existing, wanted):
+        return info_from_manifest(final_dir, existing, reused=True)
+    policy_model = load_policy_model(path, base.path, device())
+    evaluation = evaluate_model(policy_model, tokenizer, held_out, config.evaluation, rewards, config.run_dir,
+                                f"eval-{name}", base_model=base_model)
+    del policy_model
+    manifest = {"format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "loaded",
+                "reward": name, "algorithm": None, "kind": kind, "config_hash": wanted, "path": str(path),
+                "policy_fingerprint": fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
+                "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation), "versions": _versions()}
+    if is_main_process():
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        final_dir.mkdir(parents=True)
+        write_json(final_dir / MANIFEST, manifest)
+    barrier()
+    return info_from_manifest(final_dir, manifest)
+
+
+def _policy_fingerprint(path: Path) -> str | None:
+    try:
+        return checkpoint_fingerprint(path)
+    except FileNotFoundError:
+        return None
+
+
+# -- small helpers -----------------------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for package in ("torch", "transformers", "trl", "peft", "accelerate"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _log_result(name: str, evaluation: dict) -> None:
+    if not is_main_process():
+        return
+    own = evaluation["own_reward"]
+    base, policy = evaluation["base"].get(own), evaluation["policy"].get(own)
+    if base and policy:
+        log.info("policy '%s': %s %.4f ± %.4f (θ0 %.4f ± %.4f, n=%d)", name, own, policy["mean"], policy["stderr"],
+                 base["mean"], base["stderr"], policy["n"])

@@ -1,0 +1,39 @@
+"""The demo's generated data: deterministic, disjoint splits, and rewards that conflict by construction."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.demo_data import NEGATIVE, POSITIVE, demo_corpus, demo_prompts, demo_reviews, prompt_splits
+from reward_models import CharLength, VaderSentiment
+
+
+def test_splits_are_disjoint_deterministic_and_seeded():
+    splits = prompt_splits(0)
+    sets = {name: set(texts) for name, texts in splits.items()}
+    assert not (sets["train"] & sets["validation"]) and not (sets["train"] & sets["test"])
+    assert not (sets["validation"] & sets["test"])
+    assert prompt_splits(0) == splits and prompt_splits(1)["test"] != splits["test"]
+    assert [p.prompt for p in demo_prompts("validation", 5)] == splits["validation"][:5]
+    assert demo_prompts("test", 3)[2].prompt_id == "demo-test-0002"
+    with pytest.raises(ValueError, match="has 150 prompts"):
+        demo_prompts("validation", 151)
+
+
+def test_corpus_opens_only_with_training_prompts():
+    train = set(prompt_splits(0)["train"])
+    for review in demo_corpus(200):
+        opening = review.split(".")[0] + "."
+        assert opening in train
+    assert demo_corpus(5, seed=3) == demo_corpus(5, seed=3)
+    assert all(r.startswith(p) for r, p in zip(demo_reviews(["A.", "B."]), ["A.", "B."]))
+
+
+def test_positive_sentences_are_short_and_complaints_long():
+    vader, length = VaderSentiment(), CharLength()
+    pos = [s.format(dish="soup") for s in POSITIVE]
+    neg = [s.format(dish="soup") for s in NEGATIVE]
+    assert (vader.score(pos, pos) > 0).all() and (vader.score(neg, neg) < 0).all()
+    assert length.score(pos, pos).max() < length.score(neg, neg).min()  # the conflict the demo relies on
+    reviews = demo_corpus(300)
+    assert np.std(vader.score(reviews, reviews)) > 0.3  # θ0's data spans both ends of the trade-off

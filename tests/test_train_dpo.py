@@ -1,0 +1,123 @@
+"""DPO policies on a tiny local θ0: full and LoRA, manifests, resume, and merging trained policies."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipelines.training import load_policy_infos, parse_config, train_all
+from pipelines.training.preference_pairs import best_worst_pairs
+from train_helpers import one_torch_thread, max_weight_change, state_dict_of, tiny_base, tiny_config  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_base, tmp_path_factory):
+    """Two fully fine-tuned DPO policies (one per reward) from the same θ0."""
+    out = tmp_path_factory.mktemp("dpo_full")
+    config = parse_config(tiny_config(out, tiny_base, policies=[{"reward": "positive"}, {"reward": "long"}]),
+                          "dpo.yaml")
+    return config, train_all(config)
+
+
+def test_full_policies_change_weights_and_record_complete_manifests(full_run, tiny_base):
+    config, infos = full_run
+    assert set(infos) == {"positive", "long"}
+    for name, info in infos.items():
+        assert info.kind == "full" and info.source == "trained" and info.checkpoint == info.path
+        assert info.path == config.run_dir / "policies" / name
+        assert max_weight_change(info.path, tiny_base) > 1e-4
+        manifest = json.loads((info.path / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["reward"] == name and manifest["algorithm"] == "dpo"
+        assert manifest["base"]["fingerprint"].startswith("sha256:")
+        assert manifest["hyperparameters"]["dpo"]["loss_type"] == ["sigmoid", "sft"]
+        assert [row["step"] for row in manifest["training_curve"]] == [1, 2, 3]
+        assert all("loss" in row and "rewards/margins" in row for row in manifest["training_curve"])
+        pairs = manifest["training_details"]["rounds"][0]
+        assert pairs["chosen_reward_mean"] > pairs["rejected_reward_mean"]  # best-vs-worst labelling
+        evaluation = manifest["evaluation"]
+        for side in ("base", "policy"):
+            stats = evaluation[side][name]
+            assert stats["n"] == 8 and stats["stderr"] >= 0  # 4 held-out prompts × 2 samples
+        assert evaluation["policy"]["kl_to_base"]["n"] == 8
+        assert evaluation["difference"][name]["difference"] == pytest.approx(
+            evaluation["policy"][name]["mean"] - evaluation["base"][name]["mean"])
+    # Both policies are measured against the same θ0 numbers.
+    assert infos["positive"].evaluation["base"] == {k: v for k, v in infos["long"].evaluation["base"].items()
+                                                    if k in infos["positive"].evaluation["base"]}
+    assert not (config.run_dir / "work").exists() or not any((config.run_dir / "work").iterdir())
+
+
+def test_rerun_reuses_finished_policies_and_retrains_changed_ones(full_run):
+    config, infos = full_run
+    stamp = (infos["long"].path / "model.safetensors").stat().st_mtime_ns
+    again = train_all(config)
+    assert all(info.reused for info in again.values())
+    assert (again["long"].path / "model.safetensors").stat().st_mtime_ns == stamp
+    assert set(load_policy_infos(config.run_dir)) == {"positive", "long"}
+
+    changed = config.model_copy(deep=True)
+    changed.policies = changed.policies[1:]
+    changed.policies[0].training = {"max_steps": 2}
+    retrained = train_all(changed)["long"]
+    assert not retrained.reused and len(retrained.manifest["training_curve"]) == 2
+
+
+def test_trained_policies_merge_with_lines(full_run, tiny_base, tmp_path):
+    from lines import merge, parse_recipe
+
+    _, infos = full_run
+    recipe = parse_recipe({"base_model": str(tiny_base), "method": "linear",
+                           "models": [{"model": str(infos["positive"].checkpoint), "weight": 0.5},
+                                      {"model": str(infos["long"].checkpoint), "weight": 0.5}]})
+    out = merge(recipe, tmp_path / "soup")
+    soup, base = state_dict_of(out), state_dict_of(tiny_base)
+    a, b = state_dict_of(infos["positive"].path), state_dict_of(infos["long"].path)
+    for name in base:
+        expected = base[name] + 0.5 * (a[name] - base[name]) + 0.5 * (b[name] - base[name])
+        torch.testing.assert_close(soup[name], expected, rtol=0, atol=1e-6)
+
+
+def test_lora_policy_saves_an_adapter_and_its_exact_merged_checkpoint(tiny_base, tmp_path):
+    config = parse_config(tiny_config(tmp_path, tiny_base, training={
+        "algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 3, "per_device_batch_size": 4, "logging_steps": 1,
+        "max_length": 64, "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"], "save_merged": True},
+        "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12}}), "lora.yaml")
+    info = train_all(config)["long"]
+    assert info.kind == "lora" and (info.path / "adapter_config.json").is_file()
+    assert info.checkpoint == info.path / "merged"
+    adapter = load_file(str(info.path / "adapter_model.safetensors"))
+    lora_b = [k for k in adapter if "lora_B" in k]
+    assert lora_b and all(adapter[k].abs().max() > 0 for k in lora_b)  # B starts at zero: it was trained
+    base, merged = state_dict_of(tiny_base), state_dict_of(info.checkpoint)
+    key = "model.layers.1.self_attn.q_proj.weight"
+    a = adapter["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"]
+    b = adapter["base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"]
+    torch.testing.assert_close(merged[key], base[key] + (8 / 4) * b @ a, rtol=0, atol=1e-6)
+    untouched = "model.layers.1.mlp.down_proj.weight"
+    assert torch.equal(merged[untouched], base[untouched])
+
+
+def test_dpo_on_a_fixed_preference_file_lowers_the_loss(tiny_base, tmp_path):
+    pairs = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": f"We had dinner at Casa Rosa with friends {i}.", "chosen": " Great food. Lovely staff.",
+             "rejected": " The bill was wrong and the whole experience left us angry."} for i in range(8)]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = parse_config(tiny_config(tmp_path, tiny_base, training={
+        "algorithm": "dpo", "learning_rate": 5e-3, "max_steps": 12, "per_device_batch_size": 8, "logging_steps": 1,
+        "max_length": 64, "dpo": {"pairs": "file", "dataset": str(pairs), "loss_type": ["sigmoid"]}}), "file.yaml")
+    curve = train_all(config)["long"].manifest["training_curve"]
+    assert curve[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
+    assert curve[-1]["loss"] < 0.5 and curve[-1]["rewards/margins"] > 0.5
+
+
+def test_best_worst_pairs_skip_ties_and_identical_texts():
+    rows = [{"prompt_id": "a", "prompt": "p", "response": r, "scores": {"x": s}}
+            for r, s in [("one", 1.0), ("two", 3.0), ("three", 2.0)]]
+    rows += [{"prompt_id": "b", "prompt": "q", "response": "same", "scores": {"x": s}} for s in (1.0, 1.0)]
+    rows += [{"prompt_id": "c", "prompt": "r", "response": r, "scores": {"x": s}} for r, s in [("u", 1.0), ("v", 1.1)]]
+    pairs = best_worst_pairs(rows, "x", min_margin=0.5)
+    assert pairs == [{"prompt": "p", "chosen": "two", "rejected": "one", "chosen_score": 3.0, "rejected_score": 1.0,
+                      "margin": 2.0}]

@@ -1,0 +1,52 @@
+"""Online RL (trl's RLOO and GRPO) with a reward from reward_models as the signal, on a tiny local θ0."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from pipelines.training import parse_config, train_all
+from pipelines.training.fingerprint import checkpoint_fingerprint
+from pipelines.training.rewards import TrlRewardFunction
+from reward_models import CharLength
+from train_helpers import max_weight_change, one_torch_thread, tiny_base, tiny_config  # noqa: F401
+
+
+def rl_training(algorithm: str, **extra) -> dict:
+    return {"algorithm": algorithm, "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4,
+            "logging_steps": 1, "beta": 0.05, "max_length": 64, "rl": {"num_generations": 4, "max_new_tokens": 12},
+            **extra}
+
+
+def test_rloo_full_fine_tuning_trains_on_the_reward(tiny_base, tmp_path):
+    config = parse_config(tiny_config(tmp_path, tiny_base, training=rl_training("rloo")), "rloo.yaml")
+    info = train_all(config)["long"]
+    assert info.kind == "full" and max_weight_change(info.path, tiny_base) > 1e-4
+    manifest = json.loads((info.path / "manifest.json").read_text())
+    assert manifest["algorithm"] == "rloo" and manifest["hyperparameters"]["beta"] == 0.05
+    curve = manifest["training_curve"]
+    assert [row["step"] for row in curve] == [1, 2]
+    # trl logs the reward it optimised under the reward function's name: the signal reached the trainer.
+    assert all(row["rewards/long/mean"] > 0 for row in curve) and all("kl" in row for row in curve)
+    assert manifest["evaluation"]["policy"]["long"]["n"] == 8
+
+
+def test_grpo_lora_trains_only_the_adapter(tiny_base, tmp_path):
+    config = parse_config(tiny_config(tmp_path, tiny_base, training=rl_training(
+        "grpo", lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})), "grpo.yaml")
+    before = checkpoint_fingerprint(tiny_base)
+    info = train_all(config)["long"]
+    assert info.kind == "lora" and info.checkpoint is None
+    adapter = load_file(str(info.path / "adapter_model.safetensors"))
+    assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
+    assert info.manifest["algorithm"] == "grpo" and "rewards/long/mean" in info.manifest["training_curve"][0]
+    assert checkpoint_fingerprint(tiny_base) == before == info.base_fingerprint  # θ0 untouched on disk
+
+
+def test_reward_function_adapter_reads_plain_and_conversational_inputs():
+    fn = TrlRewardFunction(CharLength("long"))
+    assert fn.__name__ == "long"
+    assert fn(["p", "q"], [" two words", "x"]) == [9.0, 0.0]
+    chat = fn([[{"role": "user", "content": "p"}]], [[{"role": "assistant", "content": "three small words"}]])
+    assert chat == [17.0]
