@@ -177,7 +177,7 @@ def sweep_section(results: dict, plot: Path) -> list[str]:
            "cache writes and summaries;",
            "- **write + reload** (naive): `lines.merge` writes a checkpoint, `make_generator(path)` loads it "
            "(`AutoModelForCausalLM.from_pretrained`), then the same generation, scoring and summary.", "",
-           f"Per point: medians over {r['repeats']} interleaved repeats; overhead = (total − generation − scoring) / "
+           f"Per point: the median run (by total) of {r['repeats']} interleaved repeats; overhead = (total − generation − scoring) / "
            f"total. Machine load during the run: {machine_load.describe(r['load'])}.", "",
            f"![sweep overhead]({plot.name})", ""]
     for key, title in [("in_memory", "in-memory"), ("naive", "write + reload")]:
@@ -196,7 +196,7 @@ def sweep_section(results: dict, plot: Path) -> list[str]:
             f"| sweep total, median (runs) | {mem['sweep_total_s']:.2f} s ({', '.join(map(str, mem['runs_sweep_total_s']))}) "
             f"| {naive['sweep_total_s']:.2f} s ({', '.join(map(str, naive['runs_sweep_total_s']))}) |",
             f"| overhead, whole sweep | {100 * mem['overhead_frac_sweep']:.1f}% | {100 * naive['overhead_frac_sweep']:.1f}% |",
-            f"| overhead, worst point (medians) | {100 * mem['overhead_frac_max_point']:.1f}% | "
+            f"| overhead, worst point (median runs) | {100 * mem['overhead_frac_max_point']:.1f}% | "
             f"{100 * naive['overhead_frac_max_point']:.1f}% |",
             f"| overhead, worst point of any single run | {100 * mem['overhead_frac_max_single_run']:.1f}% | "
             f"{100 * naive['overhead_frac_max_single_run']:.1f}% |", "",

@@ -26,24 +26,19 @@ from pipelines.errors import PipelineError  # noqa: E402
 from pipelines.sweep.cache import write_atomic  # noqa: E402
 from pipelines.sweep.config import RunConfig, load_run_config  # noqa: E402
 from pipelines.sweep.plan import EVALUATION, VALIDATION  # noqa: E402
+from pipelines.training.errors import TrainingError  # noqa: E402
 from reward_models import RewardError  # noqa: E402
 
 log = logging.getLogger("merge_policies")
 
 
-def resolve_checkpoints(cfg: RunConfig, config_path: Path) -> tuple[str, list[str]]:
-    """θ0 and one policy per reward: trained here (stage 1) or given in the config."""
+def resolve_checkpoints(cfg: RunConfig, config_path: Path) -> tuple[str, list[str], dict[str, str]]:
+    """θ0, one policy per reward, and reference policies (MORL): trained here (stage 1) or given."""
     if cfg.training is None:
-        return cfg.base_model, [cfg.policies[name] for name in cfg.reward_names]
+        return cfg.base_model, [cfg.policies[name] for name in cfg.reward_names], {}
     from pipelines.stages import train_stage
 
     return train_stage(cfg, config_path)
-
-
-def load_prompt_split(cfg: RunConfig) -> dict:
-    from pipelines.stages import prompt_split
-
-    return prompt_split(cfg)
 
 
 def save_diagnostics(cfg: RunConfig, base: str, policies: list[str]) -> None:
@@ -64,21 +59,27 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.report import build_report
         from pipelines.sweep.runner import Ranks, run_sweep
 
+        from pipelines.stages import prompt_split, resolve_metric_specs
+
         cfg = load_run_config(args.config, args.overrides)
         ranks = Ranks()
         if ranks.is_main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        base, policies = resolve_checkpoints(cfg, Path(args.config))
-        prompts = load_prompt_split(cfg)
+        base, policies, references = resolve_checkpoints(cfg, Path(args.config))
+        if ranks.is_main:
+            cfg = resolve_metric_specs(cfg)
+        ranks.barrier()
+        cfg = resolve_metric_specs(cfg)  # every rank sees the same (now written) held-out file
+        prompts = prompt_split(cfg)
         if ranks.is_main:
             log.info("prompts: %d evaluation, %d validation", len(prompts[EVALUATION]), len(prompts[VALIDATION]))
             save_diagnostics(cfg, base, policies)
-        run_sweep(cfg, base, policies, prompts, ranks, progress=not args.quiet)
+        run_sweep(cfg, base, policies, prompts, ranks, progress=not args.quiet, references=references)
         if ranks.is_main:
             report = build_report(cfg.run_dir)
             print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
-    except (LinesError, PipelineError, RewardError) as exc:
+    except (LinesError, PipelineError, RewardError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

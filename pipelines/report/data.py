@@ -11,7 +11,7 @@ import yaml
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, hypervolume, orient, pareto_front
 
-FRONT_KINDS_EXCLUDED = ("base", "policy", "forget_lines", "forget_uniform")
+FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform")
 
 
 @dataclass
@@ -43,6 +43,8 @@ class RunData:
         for p in self.points:
             if p["variant"] == "policy":
                 refs[f"policy: {p['candidate']}"] = p
+            elif p["variant"] == "reference":
+                refs[p["candidate"]] = p
         return refs
 
 

@@ -89,6 +89,11 @@ class PointEvaluator:
     def _live_model(self):
         return getattr(self.generator, "model", None)
 
+    @property
+    def _wrapped(self) -> bool:
+        """The live model is a peft model: dense weights go under its adapters, and run with them disabled."""
+        return hasattr(self._live_model, "get_base_model") and hasattr(self._live_model, "peft_config")
+
     def uses_adapter(self, point: Point) -> bool:
         """Whether this point is served as a soup adapter (adapter route, and the method has an exact one)."""
         if self.adapter_dir is None:
@@ -136,16 +141,14 @@ class PointEvaluator:
             return
         spec = point.merge_spec()
         if self._live_model is not None:
-            target = self.generator.model
-            if self.adapter_dir is not None:
-                target = target.get_base_model()
+            target = self._live_model.get_base_model() if self._wrapped else self._live_model
             merge_into_model(target, self.inputs, spec)
         else:  # a serving engine (vLLM): stream whole merged tensors to its in-place loader
             self.generator.load_weights(iter_merged_tensors(self.inputs, spec))
         self._base_holds = gen_key
 
-    def _restore_base(self, prompts) -> None:
-        """Adapter points need θ0 underneath: undo a dense fallback point."""
+    def restore_base(self, prompts) -> None:
+        """Adapter points need θ0 underneath: undo a dense point written under the adapters."""
         if self._base_holds is None:
             return
         zero = MergeSpec(method="task_arithmetic", weights=[0.0] * len(self.inputs.policies))
@@ -158,14 +161,14 @@ class PointEvaluator:
         dense_points = [(p, k) for p, k in zip(points, gen_keys) if not self.uses_adapter(p)]
         for point, key in dense_points:
             self._write_dense(point, key)
-            if self.adapter_dir is not None and hasattr(self.generator, "generate_with_adapters"):
+            if self._wrapped:
                 rows = self.generator.generate_with_adapters(prompts, [BASE_ADAPTER])[BASE_ADAPTER]
             else:
                 rows = self.generator.generate(prompts)
             self.cache.save_samples(key, [r.to_dict() for r in rows])
         if not adapter_points:
             return
-        self._restore_base(prompts)
+        self.restore_base(prompts)
         if hasattr(self.generator, "generate_with_adapters"):  # transformers + peft: one mixed batch
             names = [self._adapter_name(p, k) for p, k in adapter_points]
             rows = self.generator.generate_with_adapters(prompts, names)
@@ -186,9 +189,9 @@ class PointEvaluator:
     @contextlib.contextmanager
     def _policy(self, point: Point, gen_key: str, prompts):
         model = self._live_model
-        if model is not None and self.adapter_dir is not None:  # transformers + peft
+        if model is not None and self._wrapped:  # transformers + peft
             if self.uses_adapter(point):
-                self._restore_base(prompts)
+                self.restore_base(prompts)
                 name = self._adapter_name(point, gen_key)
                 if name == BASE_ADAPTER:
                     with model.disable_adapter():

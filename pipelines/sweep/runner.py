@@ -62,8 +62,11 @@ def build_objectives(cfg: RunConfig, base_model) -> list[Objective]:
 
 
 def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
-              prompt_split: dict[str, list[Prompt]], ranks: Ranks | None = None, progress: bool = True) -> dict:
-    """Evaluate every planned point (cached), return {"selection", "points": [results on rank 0]}."""
+              prompt_split: dict[str, list[Prompt]], ranks: Ranks | None = None, progress: bool = True,
+              references: dict[str, str] | None = None) -> dict:
+    """Evaluate every planned point (cached), return {"selection", "points": [results on rank 0]}.
+
+    `references`: further policies shown beside the fronts but not merged (e.g. the MORL baseline)."""
     ranks = ranks or Ranks()
     sweep_dir = cfg.run_dir / "sweep"
     cache = SweepCache(sweep_dir)
@@ -106,10 +109,29 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             selection = select_candidates(val_results, cfg.reward_names)
         chosen = {variant: s["chosen"] for variant, s in selection.items()}
         eval_results = run_phase(evaluation_points(cfg, chosen), EVALUATION, "evaluation sweep")
+        for name, path in (references or {}).items():
+            eval_results.append(_evaluate_reference(name, path, base_model_path, generator, objectives, cache,
+                                                    memo, generation.model_dump(), prompt_split[EVALUATION], ranks))
     if ranks.is_main:
         write_points(cfg, eval_results, selection, val_results if val_points else [])
     ranks.barrier()
     return {"selection": selection, "points": eval_results}
+
+
+def _evaluate_reference(name: str, path: str, base_model_path: str, generator, objectives, cache, memo,
+                        generation: dict, prompts, ranks: Ranks) -> dict:
+    """A policy evaluated as it is (θ0 + its own task vector), on rank 0, then read back by every rank."""
+    fingerprint = {"base": checkpoint_fingerprint(base_model_path, memo), "policies": [checkpoint_fingerprint(path, memo)]}
+    point = Point("reference", name, EVALUATION, (1.0,),
+                  {"method": "task_arithmetic", "weights": [1.0], "parameters": {}, "lines": None})
+    with MergeInputs(base_model_path, [path]) as inputs:
+        evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprint, generation,
+                                   policy_model_factory=lambda: _load_causal_lm(base_model_path))
+        if ranks.is_main:
+            evaluator.evaluate(point, prompts)
+            evaluator.restore_base(prompts)  # leave θ0 in the live model for whoever comes next
+        ranks.barrier()
+        return evaluator.evaluate(point, prompts)
 
 
 def _adapter_route(cfg: RunConfig, inputs: MergeInputs, generator, sweep_dir: Path, policy_paths: list[str]):
