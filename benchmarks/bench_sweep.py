@@ -218,6 +218,7 @@ def summarize_route(runs: list[dict]) -> dict:
         "runs_sweep_total_s": [round(t, 3) for t in sweep_totals],
         "phase_totals_s": {k: sum(p[f"{k}_s"] for p in points) for k in ["merge", "load", "generate", "score", "other"]},
         "overhead_frac_sweep": sum(p["overhead_s"] for p in points) / total,
+        "overhead_s_per_point": sum(p["overhead_s"] for p in points) / len(points),
         "overhead_frac_max_point": max(p["overhead_frac"] for p in points),
         "overhead_frac_max_single_run": max(all_fracs),
     }
@@ -288,6 +289,8 @@ def run(argv=None) -> dict:
         "in_memory": summarize_route(runs["in_memory"]), "naive": summarize_route(runs["naive"]),
     }
     results["naive_over_in_memory"] = results["naive"]["sweep_total_s"] / results["in_memory"]["sweep_total_s"]
+    results["naive_over_in_memory_per_repeat"] = [
+        n / m for n, m in zip(results["naive"]["runs_sweep_total_s"], results["in_memory"]["runs_sweep_total_s"])]
     results["target_met"] = results["in_memory"]["overhead_frac_max_point"] <= TARGET
     print(f"[sweep] in-memory {results['in_memory']['sweep_total_s']:.1f} s "
           f"(overhead {100 * results['in_memory']['overhead_frac_sweep']:.1f}%, worst point "

@@ -195,12 +195,15 @@ def sweep_section(results: dict, plot: Path) -> list[str]:
             f"| one-off set-up (fingerprints, generator, inputs) | {ms(mem['setup_s'])} | — |",
             f"| sweep total, median (runs) | {mem['sweep_total_s']:.2f} s ({', '.join(map(str, mem['runs_sweep_total_s']))}) "
             f"| {naive['sweep_total_s']:.2f} s ({', '.join(map(str, naive['runs_sweep_total_s']))}) |",
+            f"| outside generation and scoring, mean per point | {ms(mem['overhead_s_per_point'])} | "
+            f"{ms(naive['overhead_s_per_point'])} |",
             f"| overhead, whole sweep | {100 * mem['overhead_frac_sweep']:.1f}% | {100 * naive['overhead_frac_sweep']:.1f}% |",
             f"| overhead, worst point (median runs) | {100 * mem['overhead_frac_max_point']:.1f}% | "
             f"{100 * naive['overhead_frac_max_point']:.1f}% |",
             f"| overhead, worst point of any single run | {100 * mem['overhead_frac_max_single_run']:.1f}% | "
             f"{100 * naive['overhead_frac_max_single_run']:.1f}% |", "",
-            f"Sweep time, write + reload / in-memory: **{r['naive_over_in_memory']:.2f}×**. Both routes gave identical "
+            f"Sweep time, write + reload / in-memory: **{r['naive_over_in_memory']:.2f}×** (medians; the same "
+            f"ratio within each repeat: {', '.join(f'{x:.2f}' for x in r['naive_over_in_memory_per_repeat'])}). Both routes gave identical "
             f"responses at every point: {'yes' if r['identical_responses'] else 'NO'}.", "",
             f"Target (in-memory: time outside generation and scoring ≤ {100 * r['target_overhead_frac']:.0f}% of every "
             f"point's total): {'met' if r['target_met'] else 'NOT met'} (worst point "
@@ -239,7 +242,8 @@ def throughput_section(results: dict) -> list[str]:
         cells = {s["batch_size"]: s for s in r["scoring"] if s["reward"] == reward}
         out.append(f"| {reward} | " + " | ".join(f"{cells[b]['samples_per_s']:,.0f}" for b in sizes) + " |")
     if r.get("threads"):
-        out += ["", "torch threads, 1 vs torch's default on this machine (one batch of 64 prompts; one "
+        out += ["", f"torch threads, 1 vs torch's default on this machine (one batch of {r['threads'][0].get('prompts', 64)} "
+                    "prompts; one "
                     "`merge_into_model` of the demo soup, LiNeS α auto; medians, runs in brackets):", "",
                 "| threads | generation wall | tokens/s | merge_into_model |", "|---|---|---|---|"]
         for t in r["threads"]:
