@@ -92,17 +92,19 @@ def compute_threads(threads: int | None):
 
 
 def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpec, *,
-                     progress: bool = False, lines: ResolvedLines | None | str = "resolve") -> ResolvedLines | None:
+                     progress: bool = False, lines: ResolvedLines | None | str = "resolve",
+                     threads: int | None = 1) -> ResolvedLines | None:
     """Write the merge of `inputs` under `spec` straight into `model`'s parameters, in place.
 
     `model` must hold the same tensors as θ0 (a model loaded from θ0 or any policy). Nothing is written to disk
     and nothing is reloaded, so a sweep can reuse one live (e.g. generation) model for every point. Pass
     `lines` to reuse an already resolved schedule (skips the `alpha: auto` pass); returns the one applied.
+    `threads`: torch compute threads during the merge (see `merge`), restored afterwards.
     """
     merger = TensorMerger(spec, inputs)
-    resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
     targets = module_tensors(model, inputs)
-    with torch.no_grad():
+    with torch.no_grad(), compute_threads(threads):
+        resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
         for name, rows, block in merger.iter_merged(resolved, {n: t.dtype for n, t in targets.items()},
                                                     progress, desc="merging into model"):
             target = targets[name] if rows is None else targets[name][rows[0]:rows[1]]

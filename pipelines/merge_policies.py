@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.stages import prompt_split, resolve_metric_specs
 
         cfg = load_run_config(args.config, args.overrides)
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         ranks = Ranks()
         if ranks.is_main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     run_name: demo
     output_dir: runs
+    threads: 1                      # torch threads (null: torch's default)
     training: {...}                 # optional: train θ0 and the policies first (pipelines/train_policies.py)
     base_model: PATH                # θ0, when not trained here
     policies: {positive: PATH, long: PATH}   # one per reward, keyed by reward name
@@ -105,6 +106,9 @@ class RunConfig(_Strict):
     run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     output_dir: str = "runs"
     seed: int = 0
+    # torch intra-op threads for the whole job (null: torch's default). Small models on a few CPU cores run
+    # fastest, and far more steadily on a shared machine, with 1.
+    threads: int | None = Field(None, ge=1)
     training: dict | None = None
     base_model: str | None = None
     policies: dict[str, str] | None = None
