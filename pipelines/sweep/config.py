@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lines.merge_methods import METHODS
 
 from ..errors import PipelineError
+from ..overrides import apply_overrides
 
 
 class _Strict(BaseModel):
@@ -140,20 +141,6 @@ class RunConfig(_Strict):
         return [r["name"] for r in self.rewards]
 
 
-def set_override(data: dict, assignment: str) -> None:
-    """Apply `a.b.c=value` (value parsed as YAML) to a nested dict."""
-    if "=" not in assignment:
-        raise PipelineError(f"--set {assignment!r}: expected KEY=VALUE, e.g. sweep.points=5")
-    key, value = assignment.split("=", 1)
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise PipelineError(f"--set {assignment!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
-
-
 def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     path = Path(path)
     try:
@@ -164,8 +151,7 @@ def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         raise PipelineError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: a config is a YAML mapping")
-    for assignment in overrides:
-        set_override(data, assignment)
+    apply_overrides(data, list(overrides))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

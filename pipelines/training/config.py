@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from reward_models import RewardError, parse_reward_spec
 
 from .errors import TrainingError
-from .overrides import apply_overrides
+from ..overrides import apply_overrides
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Algorithm = Literal["dpo", "rloo", "grpo", "ppo"]

@@ -9,17 +9,17 @@ from typing import Any
 
 import yaml
 
-from .errors import TrainingError
+from .errors import PipelineError
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise TrainingError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set training.max_steps=5")
+        raise PipelineError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set training.max_steps=5")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise TrainingError(f"--set {text!r}: the value is not valid YAML ({err.__class__.__name__}); quote it") from None
+        raise PipelineError(f"--set {text!r}: the value is not valid YAML ({err.__class__.__name__}); quote it") from None
     return key.strip().split("."), value
 
 
@@ -33,7 +33,7 @@ def set_path(config: dict, path: list[str], value: Any, text: str) -> None:
             node[part] = {}
         node = node[part]
         if not isinstance(node, (dict, list)):
-            raise TrainingError(f"--set {text!r}: '{'.'.join(path[:depth + 1])}' is a value, not a section")
+            raise PipelineError(f"--set {text!r}: '{'.'.join(path[:depth + 1])}' is a value, not a section")
     last = path[-1]
     if isinstance(node, list):
         node[_index(node, last, text)] = value
@@ -43,7 +43,7 @@ def set_path(config: dict, path: list[str], value: Any, text: str) -> None:
 
 def _index(node: list, part: str, text: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
-        raise TrainingError(f"--set {text!r}: '{part}' is not an index of a list with {len(node)} entries")
+        raise PipelineError(f"--set {text!r}: '{part}' is not an index of a list with {len(node)} entries")
     return int(part)
 
 
