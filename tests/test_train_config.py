@@ -9,7 +9,7 @@ import torch
 from pipelines.train_policies import main
 from pipelines.training import TrainingError, load_config, parse_config, policy_settings, train_all
 from pipelines.training.environment import check_environment, ppo_trainer_classes
-from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401 (fixtures)
+from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401
 
 
 def test_demo_config_validates_and_resolves_per_policy_settings():

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pipelines.training import load_policy_infos, parse_config, train_all
 from pipelines.training.preference_pairs import best_worst_pairs
-from train_helpers import one_torch_thread, max_weight_change, state_dict_of, tiny_base, tiny_config  # noqa: F401 (fixtures)
+from train_helpers import max_weight_change, one_torch_thread, state_dict_of, tiny_base, tiny_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,8 @@ def training_signal(entry: PolicyEntry | MorlSpec, rewards: dict[str, Reward], b
     return entry.reward, reward, {"reward": entry.reward}
 
 
-def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: BaseInfo, tokenizer, rewards: dict[str, Reward], train_prompts, held_out, base_eval: dict) -> PolicyInfo:
+def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: BaseInfo, tokenizer,
+                 rewards: dict[str, Reward], train_prompts, held_out, base_eval: dict) -> PolicyInfo:
     where = f"{config.source}: policy '{getattr(entry, 'reward', None) or entry.name}'"
     name, signal, signal_record = training_signal(entry, rewards, base_eval, where)
     policies_dir = config.run_dir / "policies"
@@ -191,7 +192,8 @@ def _evaluation_record(config: TrainConfig, name: str, base_summary: dict, evalu
 
 # -- loaded policies ---------------------------------------------------------------------------------------------
 
-def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: BaseInfo, tokenizer, rewards: dict[str, Reward], held_out, base_eval: dict) -> PolicyInfo:
+def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: BaseInfo, tokenizer,
+                  rewards: dict[str, Reward], held_out, base_eval: dict) -> PolicyInfo:
     """A manifest for a given policy (no weights copied): its place in the run, θ0's and its own numbers."""
     name = entry.reward
     final_dir = config.run_dir / "policies" / name
@@ -208,7 +210,8 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
     manifest = {"format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "loaded",
                 "reward": name, "algorithm": None, "kind": kind, "config_hash": wanted, "path": str(path),
                 "policy_fingerprint": fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
-                "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation), "versions": _versions()}
+                "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation),
+                "versions": _versions()}
     if is_main_process():
         if final_dir.exists():
             shutil.rmtree(final_dir)
