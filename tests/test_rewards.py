@@ -363,3 +363,15 @@ def test_duplicate_names_are_refused():
 def test_reward_length_mismatch_is_refused():
     with pytest.raises(RewardError, match="2 prompts but 1 responses"):
         rm.build_reward({"type": "vader"}).score(["a", "b"], ["c"])
+
+
+def test_score_rewards_mixes_rewards_and_policy_metrics(policies):
+    tok, base, policy = policies
+    rewards = rm.build_rewards([{"name": "positive", "type": "vader"}, {"name": "kl", "type": "kl"}], base_model=base)
+    out = rm.score_rewards(rewards, PROMPTS, RESPONSES, policy=PolicyHandle(policy, tok))
+    assert list(out) == ["positive", "kl"]
+    assert out["positive"].higher_is_better and not out["kl"].higher_is_better
+    np.testing.assert_allclose(out["kl"].raw, rewards[1].score(PROMPTS, RESPONSES, policy=PolicyHandle(policy, tok)))
+    summary = out["positive"].summary()
+    assert summary["n"] == 5 and summary["mean"] == pytest.approx(out["positive"].values.mean())
+    assert summary["stderr"] == pytest.approx(out["positive"].values.std(ddof=1) / math.sqrt(5))

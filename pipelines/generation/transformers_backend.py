@@ -35,10 +35,12 @@ class TransformersGenerator:
         self.config = parse_generation_config(config)
         self.model = model.eval()
         self.tokenizer = tokenizer
-        ensure_pad_token(tokenizer, None)
         if self.tokenizer.eos_token_id is None:
             raise PipelineError("the policy tokenizer has no EOS token; generation could not stop early — "
                                 "set eos_token in the tokenizer config")
+        # Checked EOS first, so a missing pad token becomes EOS: adding a new token would resize the
+        # embeddings and the merged weights would no longer fit the live model.
+        ensure_pad_token(tokenizer, None)
 
     @classmethod
     def from_pretrained(cls, path: str, config: GenerationConfig | dict | None = None) -> "TransformersGenerator":
