@@ -109,3 +109,12 @@ def test_loaded_policy_path_must_exist(tmp_path, tiny_base):
     data = tiny_config(tmp_path / "runs", tiny_base, policies=[{"reward": "long", "path": str(tmp_path / "nope")}])
     with pytest.raises(TrainingError, match="does not exist"):
         train_all(parse_config(data, "cfg.yaml"))
+
+
+def test_hub_id_without_hub_access_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tiny_config(tmp_path / "runs", None)
+    data["base"] = {"path": "some-org/some-sft-model"}
+    with pytest.raises(TrainingError, match="'some-org/some-sft-model' is not a local directory and could not be "
+                                            "fetched from the hub"):
+        train_all(parse_config(data, "cfg.yaml"))

@@ -108,9 +108,24 @@ def test_dpo_on_a_fixed_preference_file_lowers_the_loss(tiny_base, tmp_path):
     config = parse_config(tiny_config(tmp_path, tiny_base, training={
         "algorithm": "dpo", "learning_rate": 5e-3, "max_steps": 12, "per_device_batch_size": 8, "logging_steps": 1,
         "max_length": 64, "dpo": {"pairs": "file", "dataset": str(pairs), "loss_type": ["sigmoid"]}}), "file.yaml")
-    curve = train_all(config)["long"].manifest["training_curve"]
+    info = train_all(config)["long"]
+    curve = info.manifest["training_curve"]
     assert curve[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
     assert curve[-1]["loss"] < 0.5 and curve[-1]["rewards/margins"] > 0.5
+    # Measured directly, outside trl: the policy prefers the file's chosen response more than θ0 does.
+    assert preference_margin(info.path, rows[0]) > preference_margin(tiny_base, rows[0]) + 0.5
+
+
+def preference_margin(model_dir, row) -> float:
+    """log p(chosen | prompt) − log p(rejected | prompt) under the model at `model_dir`."""
+    from pipelines.training.checkpoints import load_causal_lm, load_tokenizer
+    from reward_models import token_logprobs
+
+    model, tokenizer = load_causal_lm(model_dir), load_tokenizer(model_dir)
+    prompt = tokenizer(row["prompt"])["input_ids"]
+    sequences = [prompt + tokenizer(row[k], add_special_tokens=False)["input_ids"] for k in ("chosen", "rejected")]
+    chosen, rejected = token_logprobs(model, sequences, [len(prompt)] * 2, tokenizer.pad_token_id)
+    return float(chosen.sum() - rejected.sum())
 
 
 def test_best_worst_pairs_skip_ties_and_identical_texts():
