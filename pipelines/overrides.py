@@ -19,7 +19,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise PipelineError(f"--set {text!r}: the value is not valid YAML ({err.__class__.__name__}); quote it") from None
+        raise PipelineError(f"--set {text!r}: the value is not valid YAML ({err.__class__.__name__}); "
+                            "quote it") from None
     return key.strip().split("."), value
 
 

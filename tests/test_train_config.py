@@ -9,7 +9,7 @@ import torch
 from pipelines.train_policies import main
 from pipelines.training import TrainingError, load_config, parse_config, policy_settings, train_all
 from pipelines.training.environment import check_environment, ppo_trainer_classes
-from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401 (fixtures)
+from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401
 
 
 def test_demo_config_validates_and_resolves_per_policy_settings():
@@ -108,4 +108,13 @@ def test_loaded_policy_with_other_shapes_is_refused_before_training(tmp_path, ti
 def test_loaded_policy_path_must_exist(tmp_path, tiny_base):
     data = tiny_config(tmp_path / "runs", tiny_base, policies=[{"reward": "long", "path": str(tmp_path / "nope")}])
     with pytest.raises(TrainingError, match="does not exist"):
+        train_all(parse_config(data, "cfg.yaml"))
+
+
+def test_hub_id_without_hub_access_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tiny_config(tmp_path / "runs", None)
+    data["base"] = {"path": "some-org/some-sft-model"}
+    with pytest.raises(TrainingError, match="'some-org/some-sft-model' is not a local directory and could not be "
+                                            "fetched from the hub"):
         train_all(parse_config(data, "cfg.yaml"))

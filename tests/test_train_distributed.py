@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pipelines.prompts import Prompt
+from pipelines.demo_data import demo_prompts
 from pipelines.training import parse_config
 from pipelines.training.checkpoints import load_causal_lm, load_tokenizer
 from pipelines.training.evaluation import evaluate_model
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 def run_launched(tmp_path, base, accelerate_config: str) -> dict:
     data = tiny_config(tmp_path / "runs", base)
     config_path = write_config(tmp_path / "cfg.yaml", data)
-    result = launch([accelerate_bin(), "launch", "--config_file", str(REPO / "configs" / "accelerate" / accelerate_config),
-                     "pipelines/train_policies.py", "--config", str(config_path)], timeout=400)
+    launcher = str(REPO / "configs" / "accelerate" / accelerate_config)
+    result = launch([accelerate_bin(), "launch", "--config_file", launcher, "pipelines/train_policies.py",
+                     "--config", str(config_path)], timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     policy_dir = tmp_path / "runs" / "t" / "policies" / "long"
     assert "policy long [full, trained]" in result.stdout
@@ -36,8 +37,7 @@ def test_two_cpu_processes_train_and_evaluate_like_one(tmp_path, tiny_base):
     config = parse_config(run["data"], "cfg.yaml")
     rows = json.loads((tmp_path / "runs" / "t" / "base_eval.json").read_text())["rows"]
     model, tokenizer = load_causal_lm(tiny_base), load_tokenizer(tiny_base)
-    held_out = [Prompt(p.prompt_id, p.prompt) for p in __import__("pipelines.demo_data", fromlist=["x"]).demo_prompts(
-        "validation", config.prompts.n_eval)]
+    held_out = demo_prompts("validation", config.prompts.n_eval)
     local = evaluate_model(model, tokenizer, held_out, config.evaluation, build_reward_table(config.rewards),
                            tmp_path, "local")
     assert [(r["prompt_id"], r["sample_index"], r["response"]) for r in rows] == \

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pipelines.training import load_policy_infos, parse_config, train_all
 from pipelines.training.preference_pairs import best_worst_pairs
-from train_helpers import one_torch_thread, max_weight_change, state_dict_of, tiny_base, tiny_config  # noqa: F401 (fixtures)
+from train_helpers import max_weight_change, one_torch_thread, state_dict_of, tiny_base, tiny_config  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +108,24 @@ def test_dpo_on_a_fixed_preference_file_lowers_the_loss(tiny_base, tmp_path):
     config = parse_config(tiny_config(tmp_path, tiny_base, training={
         "algorithm": "dpo", "learning_rate": 5e-3, "max_steps": 12, "per_device_batch_size": 8, "logging_steps": 1,
         "max_length": 64, "dpo": {"pairs": "file", "dataset": str(pairs), "loss_type": ["sigmoid"]}}), "file.yaml")
-    curve = train_all(config)["long"].manifest["training_curve"]
+    info = train_all(config)["long"]
+    curve = info.manifest["training_curve"]
     assert curve[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy = reference at the start
     assert curve[-1]["loss"] < 0.5 and curve[-1]["rewards/margins"] > 0.5
+    # Measured directly, outside trl: the policy prefers the file's chosen response more than θ0 does.
+    assert preference_margin(info.path, rows[0]) > preference_margin(tiny_base, rows[0]) + 0.5
+
+
+def preference_margin(model_dir, row) -> float:
+    """log p(chosen | prompt) − log p(rejected | prompt) under the model at `model_dir`."""
+    from pipelines.training.checkpoints import load_causal_lm, load_tokenizer
+    from reward_models import token_logprobs
+
+    model, tokenizer = load_causal_lm(model_dir), load_tokenizer(model_dir)
+    prompt = tokenizer(row["prompt"])["input_ids"]
+    sequences = [prompt + tokenizer(row[k], add_special_tokens=False)["input_ids"] for k in ("chosen", "rejected")]
+    chosen, rejected = token_logprobs(model, sequences, [len(prompt)] * 2, tokenizer.pad_token_id)
+    return float(chosen.sum() - rejected.sum())
 
 
 def test_best_worst_pairs_skip_ties_and_identical_texts():
@@ -121,3 +136,48 @@ def test_best_worst_pairs_skip_ties_and_identical_texts():
     pairs = best_worst_pairs(rows, "x", min_margin=0.5)
     assert pairs == [{"prompt": "p", "chosen": "two", "rejected": "one", "chosen_score": 3.0, "rejected_score": 1.0,
                       "margin": 2.0}]
+
+
+def test_iterated_dpo_samples_again_from_each_round(tiny_base, tmp_path):
+    config = parse_config(tiny_config(tmp_path, tiny_base, training={
+        "algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4, "logging_steps": 1,
+        "max_length": 64, "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12, "rounds": 2}}), "rounds.yaml")
+    manifest = train_all(config)["long"].manifest
+    assert [(row["round"], row["step"]) for row in manifest["training_curve"]] == [(0, 1), (0, 2), (1, 3), (1, 4)]
+    first, second = manifest["training_details"]["rounds"]
+    assert second["round"] == 1 and second["sample_reward_mean"] != first["sample_reward_mean"]  # new sampler
+
+
+def test_morl_baseline_trains_on_the_z_scored_weighted_sum(tiny_base, tmp_path):
+    config = parse_config(tiny_config(tmp_path, tiny_base, policies=[{"reward": "long"}],
+                                      morl={"name": "morl", "weights": {"positive": 0.5, "long": 0.5}}), "morl.yaml")
+    infos = train_all(config)
+    assert set(infos) == {"long", "morl"}
+    morl = infos["morl"].manifest
+    assert morl["reward"] == {"positive": 0.5, "long": 0.5}
+    statistics = morl["training_signal"]["morl"]["statistics"]
+    assert statistics["long"]["method"] == "zscore" and statistics["long"]["std"] > 0
+    evaluation = morl["evaluation"]
+    # θ0's samples define the z-scores, so θ0's mean of the objective is 0 by construction.
+    assert abs(evaluation["base"]["morl"]["mean"]) < 1e-9 and evaluation["policy"]["morl"]["n"] == 8
+    assert max_weight_change(infos["morl"].path, tiny_base) > 1e-4
+
+
+def test_loaded_policies_are_validated_and_recorded_without_copying(full_run, tiny_base, tmp_path):
+    _, trained = full_run
+    adapter_run = parse_config(tiny_config(tmp_path / "a", tiny_base, training={
+        "algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 1, "per_device_batch_size": 4, "max_length": 64,
+        "lora": {"r": 2, "alpha": 4, "target_modules": ["q_proj"]}, "dpo": {"samples_per_prompt": 4,
+                                                                            "max_new_tokens": 8}}), "a.yaml")
+    adapter = train_all(adapter_run)["long"].path
+    config = parse_config(tiny_config(tmp_path / "b", tiny_base, policies=[
+        {"reward": "positive", "path": str(trained["positive"].path)}, {"reward": "long", "path": str(adapter)}]),
+        "loaded.yaml")
+    infos = train_all(config)
+    assert infos["positive"].source == "loaded" and infos["positive"].path == trained["positive"].path
+    assert infos["positive"].checkpoint == trained["positive"].path and infos["long"].kind == "lora"
+    recorded = config.run_dir / "policies" / "positive"
+    assert sorted(p.name for p in recorded.iterdir()) == ["manifest.json"]  # a record, not a copy
+    # Same θ0, same held-out prompts and seeds: the loaded policy scores exactly as when it was trained.
+    assert infos["positive"].evaluation["policy"]["positive"] == trained["positive"].evaluation["policy"]["positive"]
+    assert set(load_policy_infos(config.run_dir)) == {"positive", "long"}

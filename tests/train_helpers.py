@@ -68,8 +68,8 @@ def write_config(path: Path, config: dict) -> Path:
 
 def launch(args: list[str], timeout: int = 240, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command from the repository root with the test environment (offline, CPU)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-           **(env_extra or {})}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO),
+           "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -129,7 +129,8 @@ def build_initial_model(spec: SFTSpec, rows: list[dict], out_dir: Path, seed: in
         fields.setdefault("max_position_embeddings", max_positions)
         try:
             model_config = AutoConfig.for_model(spec.init["model_type"], vocab_size=len(tokenizer),
-                                                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                                pad_token_id=tokenizer.pad_token_id,
+                                                bos_token_id=tokenizer.bos_token_id,
                                                 eos_token_id=tokenizer.eos_token_id, **fields)
         except (ValueError, TypeError) as err:
             raise TrainingError(f"base.sft.init: cannot build a '{spec.init['model_type']}' config ({err}); check "

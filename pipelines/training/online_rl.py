@@ -56,7 +56,8 @@ def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
 def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cover - needs trl < 1.13
     classes = ppo_trainer_classes()
     if classes is None:
-        raise TrainingError(f"{job.where}: algorithm ppo needs trl's PPOTrainer (removed in trl 1.13); use rloo or grpo")
+        raise TrainingError(f"{job.where}: algorithm ppo needs trl's PPOTrainer (removed in trl 1.13); "
+                            "use rloo or grpo")
     trainer_cls, config_cls = classes
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification

@@ -56,27 +56,26 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
         validate_against_base(path, base.path, f"{config.source}: policy '{name}'")
 
     tokenizer = load_tokenizer(base.path)
-    base_model = load_causal_lm(base.path, device())
-    rewards = build_reward_table(config.rewards, base_model=base_model)
+    # θ0 is loaded for evaluation only and released before each trainer starts (trainers load their own copies);
+    # a `kl` reward without its own `base` keeps it, since it scores against θ0.
+    needs_base = any(spec.get("type") == "kl" and not spec.get("base") for spec in config.rewards)
+    rewards = build_reward_table(config.rewards, base_model=load_causal_lm(base.path, device()) if needs_base else None)
     train_prompts, held_out = training_prompts(config.prompts)
-    base_eval = evaluate_base(config, base, base_model, tokenizer, rewards, held_out)
+    base_eval = evaluate_base(config, base, tokenizer, rewards, held_out)
 
     results: dict[str, PolicyInfo] = {}
     for entry, settings in policy_settings(config):
         if isinstance(entry, PolicyEntry) and entry.path is not None:
-            info = record_loaded(config, entry, loaded[entry.reward], base, base_model, tokenizer, rewards, held_out,
-                                 base_eval)
+            info = record_loaded(config, entry, loaded[entry.reward], base, tokenizer, rewards, held_out, base_eval)
         else:
-            info = train_policy(config, entry, settings, base, base_model, tokenizer, rewards, train_prompts,
-                                held_out, base_eval)
+            info = train_policy(config, entry, settings, base, tokenizer, rewards, train_prompts, held_out, base_eval)
         results[info.name] = info
     return results
 
 
 # -- θ0's numbers, computed once per run ------------------------------------------------------------------------
 
-def evaluate_base(config: TrainConfig, base: BaseInfo, base_model, tokenizer, rewards: dict[str, Reward],
-                  held_out) -> dict:
+def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[str, Reward], held_out) -> dict:
     wanted = config_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.rewards})
     path = config.run_dir / BASE_EVAL
@@ -84,7 +83,8 @@ def evaluate_base(config: TrainConfig, base: BaseInfo, base_model, tokenizer, re
     if cached and cached.get("config_hash") == wanted:
         return cached
     barrier()  # nobody may read a stale file while the main process replaces it
-    result = evaluate_model(base_model, tokenizer, held_out, config.evaluation, rewards, config.run_dir, "base_eval")
+    result = evaluate_model(load_causal_lm(base.path, device()), tokenizer, held_out, config.evaluation, rewards,
+                            config.run_dir, "base_eval")
     result["config_hash"] = wanted
     if is_main_process():
         write_json(path, result)
@@ -118,7 +118,7 @@ def training_signal(entry: PolicyEntry | MorlSpec, rewards: dict[str, Reward], b
     return entry.reward, reward, {"reward": entry.reward}
 
 
-def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: BaseInfo, base_model, tokenizer,
+def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: BaseInfo, tokenizer,
                  rewards: dict[str, Reward], train_prompts, held_out, base_eval: dict) -> PolicyInfo:
     where = f"{config.source}: policy '{getattr(entry, 'reward', None) or entry.name}'"
     name, signal, signal_record = training_signal(entry, rewards, base_eval, where)
@@ -149,11 +149,10 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
         merged.save_pretrained(str(tmp_dir / "merged"))
         tokenizer.save_pretrained(str(tmp_dir / "merged"))
     barrier()
-    policy_model = load_policy_model(tmp_dir, base.path, device())
     # The training signal is scored too: for MORL that is the weighted objective itself.
-    evaluation = evaluate_model(policy_model, tokenizer, held_out, config.evaluation, {**rewards, name: signal},
-                                work_dir, f"eval-{name}", base_model=base_model)
-    del policy_model
+    evaluation = evaluate_model(load_policy_model(tmp_dir, base.path, device()), tokenizer, held_out,
+                                config.evaluation, {**rewards, name: signal}, work_dir, f"eval-{name}",
+                                base_model=load_causal_lm(base.path, device()))
     base_summary = dict(base_eval["summary"])
     if name not in base_summary:  # θ0 on the MORL objective, from θ0's stored samples
         reference = base_eval["rows"]
@@ -193,7 +192,7 @@ def _evaluation_record(config: TrainConfig, name: str, base_summary: dict, evalu
 
 # -- loaded policies ---------------------------------------------------------------------------------------------
 
-def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: BaseInfo, base_model, tokenizer,
+def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: BaseInfo, tokenizer,
                   rewards: dict[str, Reward], held_out, base_eval: dict) -> PolicyInfo:
     """A manifest for a given policy (no weights copied): its place in the run, θ0's and its own numbers."""
     name = entry.reward
@@ -206,14 +205,13 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
     existing = read_manifest(final_dir)
     if is_complete(existing, wanted):
         return info_from_manifest(final_dir, existing, reused=True)
-    policy_model = load_policy_model(path, base.path, device())
-    evaluation = evaluate_model(policy_model, tokenizer, held_out, config.evaluation, rewards, config.run_dir,
-                                f"eval-{name}", base_model=base_model)
-    del policy_model
+    evaluation = evaluate_model(load_policy_model(path, base.path, device()), tokenizer, held_out, config.evaluation,
+                                rewards, config.run_dir, f"eval-{name}", base_model=load_causal_lm(base.path, device()))
     manifest = {"format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "loaded",
                 "reward": name, "algorithm": None, "kind": kind, "config_hash": wanted, "path": str(path),
                 "policy_fingerprint": fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
-                "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation), "versions": _versions()}
+                "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation),
+                "versions": _versions()}
     if is_main_process():
         if final_dir.exists():
             shutil.rmtree(final_dir)
