@@ -116,6 +116,23 @@ def compare_outputs(out_lines: Path, out_mergekit: Path, base: Path, policies: l
     return worst
 
 
+def merge_phases(recipe: Path, out: Path, repeats: int, clear) -> dict:
+    """Median split of a `lines merge` process into interpreter start + imports (torch is most of it) and the
+    merge proper, measured inside the process."""
+    runs = []
+    for _ in range(repeats):
+        clear(out)
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(HERE / "merge_phases.py"), str(recipe), str(out)], env=ENV,
+                              capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+        runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall})
+    clear(out)
+    pick = lambda key: statistics.median(r[key] for r in runs)
+    return {"imports_s": pick("imports_s"), "merge_s": pick("merge_s"), "wall_s": pick("wall_s"),
+            "startup_s": pick("wall_s") - pick("imports_s") - pick("merge_s")}
+
+
 def bench_size(size: str, work: Path, repeats: int, with_mergekit: bool, policies: int = 2) -> dict:
     base, pols = synthetic_checkpoints.build(size, work, policies)
     shard = synthetic_checkpoints.SIZES[size]["shard"]
@@ -141,7 +158,9 @@ def bench_size(size: str, work: Path, repeats: int, with_mergekit: bool, policie
         result["agreement"] = compare_outputs(out_lines, out_mk, base, pols)
         result["lines_over_mergekit"] = result["lines"]["wall_s"] / result["mergekit"]["wall_s"]
         clear(out_mk)
+    result["lines_phases"] = merge_phases(recipe, out_lines, repeats, clear)  # after the comparison used out_lines
     result["lines_over_floor"] = result["lines"]["wall_s"] / floor["wall_s"]
+    result["merge_only_over_floor"] = result["lines_phases"]["merge_s"] / floor["wall_s"]
     clear(out_lines)
     return result
 

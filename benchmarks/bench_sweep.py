@@ -225,16 +225,6 @@ def summarize_route(runs: list[dict]) -> dict:
 
 
 def main(argv=None) -> dict:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        return run(argv)
-    finally:  # run_all.py runs the parts in one process: leave torch as found
-        torch.set_num_threads(threads)
-
-
-def run(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--points", type=int, default=11)

@@ -144,16 +144,6 @@ def thread_sensitivity(paths: dict, prompts, max_new_tokens: int, repeats: int, 
 
 
 def main(argv=None) -> dict:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        return run(argv)
-    finally:  # run_all.py runs the parts in one process: leave torch as found
-        torch.set_num_threads(threads)
-
-
-def run(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--prompts", type=int, default=128)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import LinesError
 from .merge_methods import METHODS
 from .safetensors_writer import parse_size
+from .validation import describe_validation_error, first_error
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -177,26 +178,13 @@ class Recipe(_Strict):
         return parse_size(self.max_shard_size)
 
 
-def first_error(exc: ValidationError) -> str:
-    """The first problem as "field 'models.1.weight': must be a finite number"."""
-    err = exc.errors()[0]
-    msg = err["msg"].removeprefix("Value error, ")
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"field '{loc}': {msg}" if loc else msg
-
-
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    extra = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {first_error(exc)}{extra}"
-
-
 def parse_recipe(data: object, source: str = "recipe") -> Recipe:
     if not isinstance(data, dict):
         raise LinesError(f"{source}: a recipe is a YAML mapping with base_model, models, method, ...")
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise LinesError(format_validation_error(exc, source)) from None
+        raise LinesError(describe_validation_error(exc, source)) from None
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lines.validation import describe_validation_error
 from reward_models.records import column, read_records
 
 from .errors import PipelineError
@@ -67,12 +68,7 @@ def parse_prompts_config(config: dict | PromptsConfig) -> PromptsConfig:
     try:
         return PromptsConfig.model_validate(config)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            raise PipelineError(f"prompts: field '{where}' is not a prompts setting; remove it or check its spelling") from None
-        raise PipelineError(f"prompts: {'field ' + repr(where) + ': ' if where else ''}{msg}") from None
+        raise PipelineError(describe_validation_error(err, "prompts", setting="prompts setting")) from None
 
 
 def _dataset_rows(config: PromptsConfig) -> list[dict]:

@@ -85,7 +85,7 @@ def test_non_finite_values(ckpts, capsys, value):
 
 @pytest.mark.parametrize("fields,needle", [
     ({"method": "slerp", "models": None}, "slerp merges exactly two"),
-    ({"method": "ties"}, "field 'density': Field required"),
+    ({"method": "ties"}, "field 'density' is required"),
     ({"method": "consensus", "parameters": {"k": 3}}, "k=3 exceeds"),
     ({"models": [{"model": "P0", "weight": -1.0}, {"model": "P1", "weight": 0.5}]}, "non-negative"),
     ({"lines": {"alpha": 0.5}}, "field 'lines'"),

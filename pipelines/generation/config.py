@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lines.validation import describe_validation_error
+
 from ..errors import PipelineError
 
 
@@ -59,11 +61,7 @@ def parse_generation_config(config: dict | GenerationConfig | None) -> Generatio
     try:
         return GenerationConfig.model_validate(config or {})
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(entry)"
-        if first["type"] == "extra_forbidden":
-            raise PipelineError(f"generation: field '{field}' is not a generation setting; remove it or check its spelling") from None
-        raise PipelineError(f"generation: field '{field}': {first['msg']}; fix that value") from None
+        raise PipelineError(describe_validation_error(err, "generation", setting="generation setting")) from None
 
 
 def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:

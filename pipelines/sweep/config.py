@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lines.merge_methods import METHODS
+from lines.validation import describe_validation_error
 
 from ..errors import PipelineError
 from ..overrides import apply_overrides
@@ -155,7 +156,4 @@ def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        raise PipelineError(f"{path}: {'field ' + repr(loc) + ': ' if loc else ''}{msg}") from None
+        raise PipelineError(describe_validation_error(exc, str(path))) from None

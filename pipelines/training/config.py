@@ -33,6 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lines.validation import describe_validation_error
 from reward_models import RewardError, parse_reward_spec
 
 from .errors import TrainingError
@@ -284,23 +285,6 @@ class TrainConfig(_Strict):
 TokenizerSpec.model_rebuild()
 
 
-def _location(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-")) or "(top level)"
-
-
-def format_validation_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    field, kind = _location(first["loc"]), first["type"]
-    msg = first["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return f"{source}: field '{field}' is not a setting here; remove it or check its spelling"
-    if kind == "missing":
-        return f"{source}: field '{field}' is required; add it"
-    if kind == "literal_error":
-        return f"{source}: field '{field}': {msg}"
-    return f"{source}: field '{field}': {msg}; fix that value"
-
-
 def parse_config(data: Any, source: str = "config") -> TrainConfig:
     """Validate a config dict (after overrides) and check cross-references (reward names, policies, MORL)."""
     if not isinstance(data, dict):
@@ -308,7 +292,7 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
     try:
         config = TrainConfig.model_validate({**data, "source": source})
     except ValidationError as err:
-        raise TrainingError(format_validation_error(err, source)) from None
+        raise TrainingError(describe_validation_error(err, source)) from None
     _check_references(config, source)
     for entry, settings in policy_settings(config):  # per-policy overrides are validated now, not mid-run
         del entry, settings
@@ -361,7 +345,7 @@ def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> Po
     try:
         return PolicyTraining.model_validate(merged)
     except ValidationError as err:
-        raise TrainingError(format_validation_error(err, where)) from None
+        raise TrainingError(describe_validation_error(err, where)) from None
 
 
 def _deep_merge(base: dict, update: dict) -> dict:

@@ -44,13 +44,18 @@ def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     trainer = trainer_cls(model=str(job.base_path), reward_funcs=[TrlRewardFunction(job.reward)],
                           args=rl_args(job, config_cls), train_dataset=dataset, processing_class=tokenizer,
                           peft_config=lora_config(lora) if lora is not None else None)
+    return train_and_save(trainer, out_dir, {"algorithm": job.settings.algorithm})
+
+
+def train_and_save(trainer, out_dir: Path, details: dict) -> TrainOutcome:
+    """Train, save the policy, keep the curve, and free the trainer before the next policy starts."""
     trainer.train()
     trainer.save_model(str(out_dir))
     curve = training_curve(trainer.state.log_history)
     del trainer
     gc.collect()
     barrier()
-    return TrainOutcome(curve, {"algorithm": job.settings.algorithm})
+    return TrainOutcome(curve, details)
 
 
 def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cover - needs trl < 1.13
@@ -83,10 +88,4 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cove
     trainer = trainer_cls(args=args, processing_class=tokenizer, model=policy, ref_model=ref, reward_model=reward_model,
                           value_model=value_model, train_dataset=dataset,
                           peft_config=lora_config(settings.lora) if settings.lora is not None else None)
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    curve = training_curve(trainer.state.log_history)
-    del trainer
-    gc.collect()
-    barrier()
-    return TrainOutcome(curve, {"algorithm": "ppo"})
+    return train_and_save(trainer, out_dir, {"algorithm": "ppo"})
