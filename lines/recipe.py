@@ -21,13 +21,12 @@ import math
 from pathlib import Path
 from typing import Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import LinesError
 from .merge_methods import METHODS
 from .safetensors_writer import parse_size
-from .validation import describe_validation_error, first_error
+from .validation import describe_validation_error, first_error, read_yaml_mapping
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -188,11 +187,4 @@ def parse_recipe(data: object, source: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LinesError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise LinesError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_yaml_mapping(path, LinesError, "recipe"), str(path))

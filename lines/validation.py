@@ -29,3 +29,27 @@ def describe_validation_error(exc: ValidationError, source: str, setting: str = 
     """`SOURCE: <first problem>`, noting how many more there are."""
     more = len(exc.errors()) - 1
     return f"{source}: {first_error(exc, setting)}" + (f" (and {more} more problems)" if more > 0 else "")
+
+
+def read_yaml_mapping(path, error: type[Exception], what: str = "config") -> dict:
+    """A YAML file that must hold a mapping; a missing file, bad syntax or another shape is one `error` line."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} file '{path}' does not exist; give the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}: not valid YAML{where} ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: a {what} is a YAML mapping of fields, got {type(data).__name__}")
+    return data

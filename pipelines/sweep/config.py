@@ -25,11 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lines.merge_methods import METHODS
-from lines.validation import describe_validation_error
+from lines.validation import describe_validation_error, read_yaml_mapping
 
 from ..errors import PipelineError
 from ..overrides import apply_overrides
@@ -144,14 +143,7 @@ class RunConfig(_Strict):
 
 def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise PipelineError(f"{path}: a config is a YAML mapping")
+    data = read_yaml_mapping(path, PipelineError)
     apply_overrides(data, list(overrides))
     try:
         return RunConfig.model_validate(data)

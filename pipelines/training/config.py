@@ -30,10 +30,9 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lines.validation import describe_validation_error
+from lines.validation import describe_validation_error, read_yaml_mapping
 from reward_models import RewardError, parse_reward_spec
 
 from .errors import TrainingError
@@ -373,22 +372,6 @@ def policy_settings(config: TrainConfig) -> list[tuple[PolicyEntry | MorlSpec, P
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"config file '{path}' does not exist; pass --config with a YAML file, e.g. "
-                            "configs/train_demo.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise TrainingError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', err)}); fix the syntax") from None
-    return data if data is not None else {}
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise TrainingError(f"{path}: expected a YAML mapping at the top level")
+    data = read_yaml_mapping(path, TrainingError)
     return parse_config(apply_overrides(data, overrides or []), str(path))
