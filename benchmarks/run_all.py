@@ -63,7 +63,7 @@ def merge_section(results: dict) -> list[str]:
     out = ["## 1. Merge: `lines merge` vs `mergekit-yaml` vs the I/O floor", "",
            f"θ0 + 2 policies in bf16, LiNeS rewarded soup with weights {bench_merge.WEIGHTS}, α {bench_merge.ALPHA}, "
            f"β {bench_merge.BETA}; mergekit: `task_arithmetic` with per-model weight gradient "
-           f"[α·w_i, (α+β)·w_i]. Median wall time of {results['repeats']} runs per tool (each its own process), "
+           f"[α·w_i, (α+β)·w_i]. Wall time: the median of {results['repeats']} runs per tool (each its own process); the floor is its fastest run, the best the machine's I/O reached. "
            "peak RSS = the process's maximum resident set. Inputs sit in the page cache for every run.", "",
            "| size | inputs | floor | lines | mergekit | lines/mergekit | lines/floor | lines peak RSS | mergekit peak RSS |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -96,12 +96,12 @@ def merge_section(results: dict) -> list[str]:
                        f"{r['merge_only_over_floor']:.2f}× |")
     if large.get("lines_phases") and large["lines_over_floor"] > 2.0:
         ph = large["lines_phases"]
-        out += ["", f"The gap to 2× the floor on \"large\" is start-up, not the merge: of {large['lines']['wall_s']:.2f} s, "
+        out += ["", f"The gap to 2× the floor on \"large\": of {large['lines']['wall_s']:.2f} s, "
                     f"{ph['startup_s'] + ph['imports_s']:.2f} s go to starting Python and importing torch before any "
-                    f"byte is read, while the merge proper takes {ph['merge_s']:.2f} s, "
+                    f"byte is read (a fixed cost, whatever the model size); the merge proper takes {ph['merge_s']:.2f} s, "
                     f"{large['merge_only_over_floor']:.2f}× the floor's {large['floor']['wall_s']:.2f} s. The floor "
-                    "here is fast because the inputs are in the page cache (memory-speed I/O); with inputs on disk "
-                    "the fixed start-up weighs less."]
+                    "is fast here because the inputs sit in the page cache (memory-speed I/O); with inputs read from "
+                    "disk, or larger models, the fixed start-up weighs less."]
     out += ["", "Individual runs (s): " + "; ".join(
         f"{r['size']} lines {r['lines']['runs_wall_s']}, mergekit {r['mergekit']['runs_wall_s']}, "
         f"floor {r['floor']['runs_wall_s']}" for r in results["side_by_side"]), ""]
@@ -284,7 +284,7 @@ def torch_threads_kept(part, argv: list[str]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each merge (parts 1-2)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each merge (parts 1-2)")
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--parts", default=",".join(map(str, PARTS)),
                         help="comma-separated parts to run, e.g. 3,4 (default: all)")
