@@ -39,10 +39,28 @@ def _init_process_group() -> None:
         import deepspeed
         from deepspeed.accelerator import get_accelerator
 
+        _build_deepspeed_comm_op_one_rank_at_a_time()
         deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(),
                                    auto_mpi_discovery=False)
     else:
         dist.init_process_group(backend="gloo")
+
+
+def _build_deepspeed_comm_op_one_rank_at_a_time() -> None:
+    """DeepSpeed on CPU compiles its shared-memory comm op on first use (and again for a new install path).
+    Every rank compiles it at once, and a rank can load the library while another is still writing it, which
+    crashes that rank. Under an exclusive file lock the first rank builds and the others load the result."""
+    import fcntl
+    import tempfile
+
+    from deepspeed.comm.torch import build_shm_op
+
+    with open(Path(tempfile.gettempdir()) / "lines-soups-deepspeed-op-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            build_shm_op()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def is_main_process() -> bool:
