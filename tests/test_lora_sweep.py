@@ -96,3 +96,27 @@ def test_vllm_serves_points_as_lora_requests_within_max_rank(lora_inputs, tmp_pa
             assert served.modules["model.layers.0.self_attn.q_proj.weight"].rank == 12
         else:
             assert lora is None and engine.rpc  # merged weights streamed into the engine instead
+
+
+def test_equal_points_in_one_batch_are_generated_once(lora_inputs, tmp_path):
+    """The policy alone and the forgetting study's γ = 1 point are one merge: one set of samples, not two."""
+    import yaml
+
+    root, paths = lora_inputs
+    config = sf.sweep_config(tmp_path, paths)
+    data = yaml.safe_load(config.read_text())
+    data["metrics"] = []
+    data["generation"].update(max_new_tokens=4)
+    data["sweep"] = {"points": 2, "lora_route": "adapter", "points_per_batch": 16, "uniform_control": False,
+                     "variants": [{"name": "soup", "method": "linear"}]}
+    data["forgetting"] = {"gamma_grid": [1.0]}
+    config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(config), "--quiet"]) == 0
+    sweep = tmp_path / "runs" / "tiny" / "sweep"
+    points = [json.loads(line) for line in (sweep / "points.jsonl").open()]
+    keys = {p["front"]: json.loads((sweep / "points" / f"{p['key']}.json").read_text())["gen_key"] for p in points}
+    same = keys["policy[positive]"]
+    assert keys["forget_lines[positive:gamma=1]"] == same and keys["forget_uniform[positive:gamma=1]"] == same
+    rows = [json.loads(line) for line in (sweep / "samples" / f"{same}.jsonl").open()]
+    assert len(rows) == 8  # 8 evaluation prompts × n = 1: not doubled by the duplicate points
+    assert len(list((sweep / "samples").iterdir())) == len(set(keys.values()))

@@ -51,6 +51,21 @@ def summarize(values: np.ndarray, prompt_index: np.ndarray, n_prompts: int) -> d
             "n_prompts": int(n_prompts), "per_prompt": per_prompt.tolist()}
 
 
+def canonical_merge(merge: dict) -> dict:
+    """The same weights get the same key however they were asked for: a normalised `linear` soup is
+    task_arithmetic with normalised weights, and LiNeS with α = 1, β = 0 is no LiNeS. So the plain soup at
+    w = (1, 0), the policy alone and the forgetting study's γ = 1 point are generated once."""
+    method, weights = merge["method"], list(merge["weights"])
+    params, lines = dict(merge.get("parameters") or {}), merge.get("lines")
+    if method == "linear" and params.get("normalize", True) and sum(weights) > 0:
+        method, weights, params = "task_arithmetic", [w / sum(weights) for w in weights], {}
+    elif method == "linear" and not params.get("normalize", True):
+        method, params = "task_arithmetic", {}
+    if lines and lines.get("alpha") == 1 and lines.get("beta") == 0 and lines.get("gamma") is None:
+        lines = None
+    return {"method": method, "weights": [round(w, 12) for w in weights], "parameters": params, "lines": lines}
+
+
 def is_base_point(spec: MergeSpec) -> bool:
     return spec.method == "task_arithmetic" and not any(spec.weights)
 
@@ -77,7 +92,7 @@ class PointEvaluator:
 
     # -- keys ----------------------------------------------------------------------------------------------
     def gen_key(self, point: Point, prompts) -> str:
-        return stable_hash({"models": self.models_fingerprint, "merge": point.merge,
+        return stable_hash({"models": self.models_fingerprint, "merge": canonical_merge(point.merge),
                             "prompts": [(p.prompt_id, p.prompt) for p in prompts],
                             "generation": self.generation_settings})
 
@@ -232,7 +247,11 @@ class PointEvaluator:
                       for p, k, s in zip(points, gen_keys, score_keys)]
         results = [self.cache.load_point(k) for k in point_keys]
         todo = [i for i, r in enumerate(results) if r is None]
-        missing = [i for i in todo if self.cache.load_samples(gen_keys[i]) is None]
+        # One generation per distinct merge: equal merges asked for in different ways share their samples.
+        first_of = {}
+        for i in todo:
+            first_of.setdefault(gen_keys[i], i)
+        missing = [i for i in first_of.values() if self.cache.load_samples(gen_keys[i]) is None]
         if missing:
             self._generate([points[i] for i in missing], [gen_keys[i] for i in missing], prompts)
         for i in todo:
