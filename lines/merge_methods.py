@@ -7,7 +7,6 @@ Every function takes `tvs`, the task vectors τ_i = θ_i − θ0 of one tensor s
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 

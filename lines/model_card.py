@@ -9,7 +9,7 @@ from .task_vectors import MergeInputs
 
 
 def render_model_card(recipe: Recipe, inputs: MergeInputs, lines: ResolvedLines | None, version: str) -> str:
-    lines_out = ["---", "tags: [merge, lines, rewarded-soups]", f"library_name: transformers", "---", "",
+    lines_out = ["---", "tags: [merge, lines, rewarded-soups]", "library_name: transformers", "---", "",
                  "# Merged model", "",
                  f"Made with `lines merge` (lines-soups {version}): θ = θ0 + λ(ℓ)·{recipe.method}(τ_1 … τ_N), "
                  f"τ_i = θ_i − θ0, computed in {recipe.compute_dtype}.", "",

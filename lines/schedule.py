@@ -33,7 +33,3 @@ class LinesSchedule:
     def layer_scales(self) -> list[float]:
         return [self.layer_scale(layer) for layer in range(self.num_layers)]
 
-
-def uniform_scale(lam: float, num_layers: int) -> LinesSchedule:
-    """θ0 + λ·τ everywhere: the control LiNeS is compared against."""
-    return LinesSchedule(alpha=lam, beta=0.0, num_layers=num_layers)

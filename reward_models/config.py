@@ -15,7 +15,6 @@ A bad entry is one line naming the entry, the field and the fix (`RewardError`).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator

@@ -18,7 +18,6 @@ empty second text (pair) or the prompt plus separator (concat) — deterministic
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Literal, Sequence
 

@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .base import PolicyHandle, Reward
 from .devices import resolve_device, resolve_dtype

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.errors import PipelineError
-from pipelines.generation import (GenerationConfig, LoraAdapter, TransformersGenerator, VLLMGenerator,
+from pipelines.generation import (LoraAdapter, TransformersGenerator, VLLMGenerator,
                                   choose_backend, make_generator, sample_seed)
 from pipelines.generation import backend_choice
 from pipelines.generation.seeded_sampling import nucleus_sample

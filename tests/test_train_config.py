@@ -1,8 +1,6 @@
 """The training config: schema, overrides, one-line errors with a non-zero exit, checks before any work."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from safetensors.torch import load_file
 
 from pipelines.training import parse_config, train_all

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version

@@ -9,7 +9,8 @@ import numpy as np
 import yaml
 
 from ..errors import PipelineError
-from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, hypervolume, orient, pareto_front
+from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
+from ..sweep.selection import normalisation, reward_matrix
 
 FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform")
 
@@ -68,14 +69,6 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(run_dir, config, plan, points, diagnostics)
 
 
-def reward_matrix(points: list[dict], names: list[str], field: str = "mean") -> np.ndarray:
-    return np.array([[p["objectives"][n][field] for n in names] for p in points], dtype=np.float64)
-
-
-def directions(data: RunData, names: list[str]) -> list[bool]:
-    return [data.points[0]["objectives"][n]["higher_is_better"] for n in names]
-
-
 def hypervolume_analysis(data: RunData) -> dict:
     """Every front's hypervolume with a paired bootstrap interval, differences, and dominance counts.
 
@@ -83,12 +76,8 @@ def hypervolume_analysis(data: RunData) -> dict:
     the single policies); each reward is scaled by its observed range, so a hypervolume is a fraction of the
     unit box."""
     rewards = data.rewards
-    dirs = directions(data, rewards)
     shown = [p for p in data.points if p["variant"] not in ("forget_lines", "forget_uniform")]
-    values = orient(reward_matrix(shown, rewards), dirs)
-    low, high = values.min(axis=0), values.max(axis=0)
-    scale = np.where(high > low, high - low, 1.0)
-    reference = low / scale
+    reference, scale, dirs = normalisation(shown, rewards)
     fronts = data.fronts()
     per_prompt = {}
     for name, pts in fronts.items():

@@ -172,8 +172,9 @@ class PointEvaluator:
 
     # -- generation ----------------------------------------------------------------------------------------
     def _generate(self, points: list[Point], gen_keys: list[str], prompts) -> None:
-        adapter_points = [(p, k) for p, k in zip(points, gen_keys) if self.uses_adapter(p)]
-        dense_points = [(p, k) for p, k in zip(points, gen_keys) if not self.uses_adapter(p)]
+        adapter_points, dense_points = [], []
+        for point, key in zip(points, gen_keys):
+            (adapter_points if self.uses_adapter(point) else dense_points).append((point, key))
         for point, key in dense_points:
             self._write_dense(point, key)
             if self._wrapped:

@@ -6,22 +6,23 @@ import numpy as np
 from ..pareto import hypervolume, orient
 
 
-def front_matrix(points: list[dict], rewards: list[str]) -> np.ndarray:
-    return np.array([[p["objectives"][r]["mean"] for r in rewards] for p in points], dtype=np.float64)
+def reward_matrix(points: list[dict], names: list[str], field: str = "mean") -> np.ndarray:
+    """(points, objectives) array of one summary field (mean, stderr, ...) of point results."""
+    return np.array([[p["objectives"][n][field] for n in names] for p in points], dtype=np.float64)
 
 
 def normalisation(all_points: list[dict], rewards: list[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
     """(reference, scale, directions): the reference is the worst observed value of each reward, the scale its
     observed range, in oriented (maximised) units; hypervolumes are then fractions of the unit box."""
     directions = [all_points[0]["objectives"][r]["higher_is_better"] for r in rewards]
-    values = orient(front_matrix(all_points, rewards), directions)
+    values = orient(reward_matrix(all_points, rewards), directions)
     low, high = values.min(axis=0), values.max(axis=0)
     scale = np.where(high > low, high - low, 1.0)
     return low / scale, scale, directions
 
 
 def front_hypervolume(points: list[dict], rewards: list[str], reference, scale, directions) -> float:
-    return hypervolume(orient(front_matrix(points, rewards), directions) / scale, reference)
+    return hypervolume(orient(reward_matrix(points, rewards), directions) / scale, reference)
 
 
 def select_candidates(results: list[dict], rewards: list[str]) -> dict[str, dict]:
