@@ -1,10 +1,18 @@
-"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`, `lines report RUN_DIR`."""
+"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`, plus the commands other packages add.
+
+The merge engine knows nothing of the packages built on it. They add subcommands through the entry-point group
+`lines.commands`: each entry names a function `register(subparsers)` that adds its parser and sets `func`
+(this project's pipelines add `lines report RUN_DIR` that way, see pyproject.toml).
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
-from .errors import LinesError
+from .errors import UserError, report_user_error
+
+COMMAND_GROUP = "lines.commands"
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -14,19 +22,6 @@ def _merge(args: argparse.Namespace) -> int:
                 progress=not args.quiet)
     if not args.quiet:
         print(f"merged checkpoint written to {out}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    # The report lives with the pipelines (it needs matplotlib); imported only for this command.
-    from pipelines.errors import PipelineError
-    from pipelines.report import build_report
-
-    try:
-        out = build_report(args.run_dir)
-    except PipelineError as exc:
-        raise LinesError(str(exc)) from None
-    print(f"report written to {out}")
     return 0
 
 
@@ -41,9 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept pickle .bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=_merge)
-    r = sub.add_parser("report", help="regenerate a run's report from its cached sweep (computes nothing)")
-    r.add_argument("run_dir", help="runs/<name>")
-    r.set_defaults(func=_report)
+    for entry in entry_points(group=COMMAND_GROUP):
+        entry.load()(sub)
     return parser
 
 
@@ -51,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except LinesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        return report_user_error(exc)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from .atomic import replace_directory, temporary_directory_beside
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, AdapterCheckpoint
@@ -84,15 +84,12 @@ def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, line
     """Write the soup as a PEFT adapter directory (atomically: a temporary directory renamed on success)."""
     state, ranks, modules_to_save = adapter_soup_tensors(inputs, spec, lines)
     config = soup_adapter_config(inputs, ranks, modules_to_save)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = temporary_directory_beside(out_dir)
     try:
         save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
-        from .merge import _replace_dir
-
-        _replace_dir(tmp, out_dir)
+        replace_directory(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

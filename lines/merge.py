@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from .atomic import replace_directory, temporary_directory_beside
 from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
@@ -60,8 +60,7 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             return write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card)
         out_dtype = _output_dtypes(inputs.base, recipe.dtype)
         planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        tmp = temporary_directory_beside(out_dir)
         try:
             writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes)
             write = BackgroundCalls(writer.write)  # writes overlap the next blocks' compute
@@ -73,7 +72,7 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             writer.close()
             _copy_side_files(inputs.base, tmp, recipe.dtype)
             (tmp / "README.md").write_text(render_model_card(recipe, inputs, lines, _version()))
-            _replace_dir(tmp, out_dir)
+            replace_directory(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -178,13 +177,3 @@ def _copy_side_files(base: Checkpoint, out_dir: Path, dtype: str | None) -> None
         if "torch_dtype" in config:
             config["torch_dtype"] = dtype
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(new, target)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, trash / "old")
-    os.replace(new, target)
-    shutil.rmtree(trash, ignore_errors=True)

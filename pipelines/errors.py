@@ -1,9 +1,7 @@
-"""The exception the pipeline stages raise for bad input: one line saying what, where and how to fix.
+"""The exception the pipeline stages raise for bad input (a `lines.errors.UserError`: one line saying what,
+where and how to fix; entry points print `error: <message>` and exit 2)."""
+from lines.errors import UserError
 
-Entry points catch it (and `reward_models.RewardError`) and print `error: <message>` with a non-zero exit.
-"""
 
-
-class PipelineError(Exception):
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+class PipelineError(UserError):
+    """A bad config, prompt file or run directory, or a request this machine cannot honour."""

@@ -11,7 +11,6 @@ across ranks and gathered on rank 0.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,13 +20,11 @@ import yaml
 # Run as a script (`accelerate launch pipelines/merge_policies.py`): make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lines import LinesError, MergeInputs, layer_diagnostics  # noqa: E402
-from pipelines.errors import PipelineError  # noqa: E402
-from pipelines.sweep.cache import write_atomic  # noqa: E402
+from lines import MergeInputs, layer_diagnostics  # noqa: E402
+from lines.atomic import write_json, write_text  # noqa: E402
+from lines.errors import UserError, report_user_error  # noqa: E402
 from pipelines.sweep.config import RunConfig, load_run_config  # noqa: E402
 from pipelines.sweep.plan import EVALUATION, VALIDATION  # noqa: E402
-from pipelines.training.errors import TrainingError  # noqa: E402
-from reward_models import RewardError  # noqa: E402
 
 log = logging.getLogger("merge_policies")
 
@@ -44,7 +41,7 @@ def resolve_checkpoints(cfg: RunConfig, config_path: Path) -> tuple[str, list[st
 def save_diagnostics(cfg: RunConfig, base: str, policies: list[str]) -> None:
     path = cfg.run_dir / "sweep" / "diagnostics.json"
     with MergeInputs(base, policies) as inputs:
-        write_atomic(path, json.dumps(layer_diagnostics(inputs).to_dict()))
+        write_json(path, layer_diagnostics(inputs).to_dict(), indent=None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ranks = Ranks()
         if ranks.is_main:
             cfg.run_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+            write_text(cfg.run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         base, policies, references = resolve_checkpoints(cfg, Path(args.config))
         if ranks.is_main:
             cfg = resolve_metric_specs(cfg)
@@ -83,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if ranks.is_main:
             report = build_report(cfg.run_dir)
             print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
-    except (LinesError, PipelineError, RewardError, TrainingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        return report_user_error(exc)
     return 0
 
 

@@ -5,9 +5,10 @@ import json
 import logging
 from pathlib import Path
 
+from lines.atomic import write_jsonl
+
 from .errors import PipelineError
 from .prompts import Prompt, load_prompt_set
-from .sweep.cache import write_atomic
 from .sweep.config import RunConfig
 from .sweep.plan import EVALUATION, VALIDATION
 
@@ -40,7 +41,7 @@ def resolve_metric_specs(cfg: RunConfig) -> RunConfig:
             if not path.exists():
                 prompts = demo_prompts("test", 64, seed=0)
                 texts = [f"{p.prompt} {r}" for p, r in zip(prompts, demo_reviews([p.prompt for p in prompts], 777))]
-                write_atomic(path, "".join(json.dumps({"text": t}) + "\n" for t in texts))
+                write_jsonl(path, [{"text": t} for t in texts])
             spec = {**spec, "texts": str(path)}
         metrics.append(spec)
     return cfg.model_copy(update={"metrics": metrics})
@@ -54,15 +55,10 @@ def train_stage(cfg: RunConfig, config_path: Path) -> tuple[str, list[str], dict
     Returns (θ0, policies in reward order, extra reference policies such as the MORL baseline).
     """
     from .training import parse_config, train_all
-    from .training.errors import TrainingError
 
     data = {"rewards": cfg.rewards, **cfg.training, "run_name": cfg.run_name, "output_dir": cfg.output_dir,
             "seed": cfg.seed}
-    try:
-        train_cfg = parse_config(data, f"{config_path}: training")
-        infos = train_all(train_cfg)
-    except TrainingError as exc:
-        raise PipelineError(str(exc)) from None
+    infos = train_all(parse_config(data, f"{config_path}: training"))
     missing = [name for name in cfg.reward_names if name not in infos]
     if missing:
         raise PipelineError(f"{config_path}: training.policies has no policy for reward {missing[0]!r}; add "

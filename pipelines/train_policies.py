@@ -31,10 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from lines import LinesError
-    from pipelines.errors import PipelineError
+    from lines.errors import UserError, report_user_error
     from pipelines.training import check_environment, load_config, train_all
-    from reward_models import RewardError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -44,10 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config ok: {args.config}")
             return 0
         policies = train_all(config)
-    except (PipelineError, RewardError, LinesError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from pipelines.training.distributed import is_main_process
+    except UserError as err:
+        return report_user_error(err)
+    from pipelines.distributed import is_main_process
 
     if is_main_process():
         for name, info in policies.items():

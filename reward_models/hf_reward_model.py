@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
+
 from .base import Reward
-from .devices import resolve_device, resolve_dtype
 from .errors import RewardError
 from .text_format import InputFormat, resolve_input_format, rm_text
 from .tokenizer_setup import ensure_pad_token
@@ -36,17 +37,12 @@ log = logging.getLogger(__name__)
 Mode = Literal["single", "label", "diff"]
 
 
-def _looks_local(path: str) -> bool:
-    """Hub ids are 'name' or 'org/name'; anything path-like (./x, /x, ~/x, a/b/c) is meant to be local."""
-    return path.startswith((".", "/", "~")) or path.count("/") > 1
-
-
 def load_sequence_classifier(path: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool,
                              reward_name: str):
     """Model and tokenizer from a local directory (or a hub id for users with hub access), as one line on failure."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if _looks_local(path) or Path(path).expanduser().exists():
+    if not looks_like_hub_id(path):
         local = Path(path).expanduser()
         if not local.is_dir():
             raise RewardError(f"reward '{reward_name}': reward model path '{path}' does not exist; "

@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lines.models import load_causal_lm
+
 from .base import PolicyHandle, Reward
-from .devices import resolve_device, resolve_dtype
 from .errors import RewardError
 from .records import column, read_records
 from .text_format import policy_prompt_ids, response_ids
@@ -75,7 +76,7 @@ class KLToBase(Reward):
         if base_model is None:
             if base_path is None:
                 raise RewardError(f"reward '{name}': kl needs `base` (the θ0 checkpoint directory)")
-            base_model = load_causal_lm(base_path, device, dtype, name)
+            base_model = load_causal_lm(base_path, device, dtype, what=f"reward '{name}': θ0 (`base`)")
         self.base_model = base_model.eval()
         self.batch_size, self.max_length = batch_size, max_length
 
@@ -140,19 +141,3 @@ class HeldOutPerplexity(Reward):
     def _score(self, prompts, responses, policy: PolicyHandle):
         self.last_value = self.corpus_perplexity(policy)
         return np.full(len(prompts), self.last_value)
-
-
-def load_causal_lm(path: str, device: str, dtype: str, reward_name: str):
-    from transformers import AutoModelForCausalLM
-
-    local = Path(path).expanduser()
-    if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not local.is_dir():
-        raise RewardError(f"reward '{reward_name}': θ0 path '{path}' does not exist; set `base` to the SFT checkpoint")
-    torch_device = resolve_device(device)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.is_dir() else path,
-                                                     dtype=resolve_dtype(dtype, torch_device))
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RewardError(f"reward '{reward_name}': cannot load θ0 from '{path}' ({first})") from None
-    return model.to(torch_device).eval()

@@ -1,43 +1,24 @@
-"""Score one set of generations with every reward: raw values, normalised values and their statistics."""
+"""Score one set of generations with every reward: raw and normalised values, with the normalisation used."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .base import PolicyHandle, Reward
-from .normalize import Normalizer
 
 
 @dataclass
 class RewardScores:
-    """Scores of one reward over one set of pairs, in input order."""
+    """Scores of one reward over one set of pairs, in input order. Summaries (means, standard errors over
+    prompts) are the pipelines' job: see pipelines/statistics.py."""
 
     name: str
     values: np.ndarray  # normalised (equal to raw when the normaliser is 'raw')
     raw: np.ndarray
     higher_is_better: bool
     normalization: dict = field(default_factory=dict)
-
-    @property
-    def mean(self) -> float:
-        return float(self.values.mean()) if self.values.size else math.nan
-
-    @property
-    def stderr(self) -> float:
-        n = self.values.size
-        return float(self.values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-
-    def summary(self) -> dict:
-        return {"name": self.name, "mean": self.mean, "stderr": self.stderr, "n": int(self.values.size),
-                "raw_mean": float(self.raw.mean()) if self.raw.size else math.nan,
-                "higher_is_better": self.higher_is_better, "normalization": self.normalization}
-
-
-def normalizer_of(reward: Reward) -> Normalizer:
-    return getattr(reward, "normalizer", None) or Normalizer()
 
 
 def score_rewards(rewards: Sequence[Reward], prompts: Sequence[str], responses: Sequence[str],
@@ -46,7 +27,7 @@ def score_rewards(rewards: Sequence[Reward], prompts: Sequence[str], responses: 
     results: dict[str, RewardScores] = {}
     for reward in rewards:
         raw = reward.score(prompts, responses, policy=policy)
-        normalizer = normalizer_of(reward)
+        normalizer = reward.normalizer
         results[reward.name] = RewardScores(reward.name, normalizer.apply(raw, reward.name), raw,
                                             reward.higher_is_better, normalizer.record())
     return results
@@ -60,6 +41,6 @@ def fit_normalizers(rewards: Sequence[Reward], prompts: Sequence[str], responses
     already fitted from a reference file are kept unless `refit`.
     """
     for reward in rewards:
-        normalizer = normalizer_of(reward)
+        normalizer = reward.normalizer
         if normalizer.method == "zscore" and (refit or not normalizer.fitted):
             normalizer.fit(reward.score(prompts, responses, policy=policy))

@@ -7,7 +7,8 @@ import pytest
 
 from pipelines.demo_data import demo_prompts
 from pipelines.training import parse_config
-from pipelines.training.checkpoints import load_causal_lm, load_tokenizer
+from lines.models import load_causal_lm
+from pipelines.training.checkpoints import load_tokenizer
 from pipelines.training.evaluation import evaluate_model
 from pipelines.training.rewards import build_reward_table
 from train_helpers import (REPO, accelerate_bin, launch, max_weight_change, one_torch_thread, tiny_base,  # noqa: F401

@@ -117,7 +117,8 @@ def test_dpo_on_a_fixed_preference_file_lowers_the_loss(tiny_base, tmp_path):
 
 def preference_margin(model_dir, row) -> float:
     """log p(chosen | prompt) − log p(rejected | prompt) under the model at `model_dir`."""
-    from pipelines.training.checkpoints import load_causal_lm, load_tokenizer
+    from lines.models import load_causal_lm
+    from pipelines.training.checkpoints import load_tokenizer
     from reward_models import token_logprobs
 
     model, tokenizer = load_causal_lm(model_dir), load_tokenizer(model_dir)

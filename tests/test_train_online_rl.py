@@ -6,7 +6,7 @@ import json
 from safetensors.torch import load_file
 
 from pipelines.training import parse_config, train_all
-from pipelines.training.fingerprint import checkpoint_fingerprint
+from lines.fingerprints import fingerprint as checkpoint_fingerprint
 from pipelines.training.rewards import TrlRewardFunction
 from reward_models import CharLength
 from train_helpers import max_weight_change, one_torch_thread, tiny_base, tiny_config  # noqa: F401

@@ -5,7 +5,7 @@ import json
 
 from pipelines.training import parse_config, prepare_base
 from pipelines.training.checkpoints import load_tokenizer
-from pipelines.training.fingerprint import checkpoint_fingerprint
+from lines.fingerprints import fingerprint as checkpoint_fingerprint
 from train_helpers import TINY_LLAMA, one_torch_thread, tiny_config  # noqa: F401 (fixture)
 
 

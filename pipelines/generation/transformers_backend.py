@@ -13,8 +13,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from reward_models.devices import resolve_device, resolve_dtype
-from reward_models.errors import RewardError
+from lines.models import load_causal_lm
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
@@ -44,21 +43,11 @@ class TransformersGenerator:
 
     @classmethod
     def from_pretrained(cls, path: str, config: GenerationConfig | dict | None = None) -> "TransformersGenerator":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         config = parse_generation_config(config)
-        try:
-            device = resolve_device(config.device)
-            dtype = resolve_dtype(config.dtype, device)
-        except RewardError as err:
-            raise PipelineError(f"generation: {err}") from None
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-        except (OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PipelineError(f"generation: cannot load policy '{path}' ({first}); give a checkpoint directory") from None
-        return cls(model, tokenizer, config)
+        model = load_causal_lm(path, config.device, config.dtype, "generation: policy")
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), config)
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

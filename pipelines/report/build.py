@@ -120,10 +120,11 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
                      + " |")
     lines += ["", "## The trade-off between the single policies", ""]
     for t in policy_tradeoff(data):
+        level = int(round(t["level"] * 100))
         lines.append(f"{t['a']} − {t['b']}: " + "; ".join(
-            f"{r['reward']} {r['diff']:+.4g} (s.e. {r['se']:.3g}, z = {r['z']:+.1f})" for r in t["rows"])
-            + (". They differ in opposite directions by more than twice the standard error on every reward."
-               if t["opposite"] else ". They do **not** differ in opposite directions by more than 2 s.e. on every "
+            f"{r['reward']} {r['difference']:+.4g} ({level}% CI {r['low']:+.4g} … {r['high']:+.4g})" for r in t["rows"])
+            + (". They differ in opposite directions on the rewards, beyond evaluation noise on every one."
+               if t["opposite"] else ". They do **not** differ in opposite directions beyond evaluation noise on every "
                                      "reward."))
     selection = data.plan.get("selection") or {}
     if selection:

@@ -10,6 +10,7 @@ import yaml
 
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
+from ..statistics import LEVEL, compare, direction
 from ..sweep.selection import normalisation, reward_matrix
 
 FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform")
@@ -100,22 +101,18 @@ def hypervolume_analysis(data: RunData) -> dict:
 
 
 def policy_tradeoff(data: RunData) -> list[dict]:
-    """For each pair of single policies and each reward: difference, its standard error, and whether the
-    policies differ in opposite directions by more than twice that standard error on every reward."""
+    """For each pair of single policies and each reward: the paired difference with its interval (the project's
+    significance rule), and whether the policies differ significantly in opposite directions on the rewards."""
     pols = [p for p in data.points if p["variant"] == "policy"]
+    level = (data.config.get("bootstrap") or {}).get("level", LEVEL)
     out = []
     for i in range(len(pols)):
         for j in range(i + 1, len(pols)):
             a, b = pols[i], pols[j]
-            rows = []
-            for r in data.rewards:
-                oa, ob = a["objectives"][r], b["objectives"][r]
-                diff = oa["mean"] - ob["mean"]
-                se = float(np.hypot(oa["stderr"], ob["stderr"]))
-                rows.append({"reward": r, "diff": diff, "se": se, "z": diff / se if se > 0 else float("inf")})
-            signs = {np.sign(row["diff"]) for row in rows}
-            out.append({"a": a["candidate"], "b": b["candidate"], "rows": rows,
-                        "opposite": len(signs) > 1 and all(abs(row["z"]) > 2 for row in rows)})
+            rows = [{"reward": r, **compare(a["objectives"][r], b["objectives"][r], level)} for r in data.rewards]
+            signs = {np.sign(row["difference"]) for row in rows}
+            out.append({"a": a["candidate"], "b": b["candidate"], "rows": rows, "level": level,
+                        "opposite": len(signs) > 1 and all(row["significant"] for row in rows)})
     return out
 
 
@@ -123,8 +120,9 @@ def verdict(analysis: dict, a: str, b: str) -> str:
     d: Interval = analysis["diff"][(a, b)]
     level = int(round(analysis["level"] * 100))
     ci = f"{d.estimate:+.4f} ({level}% CI {d.low:+.4f} … {d.high:+.4f})"
-    if d.low > 0:
+    sign = direction(d.low, d.high)
+    if sign > 0:
         return f"**{a} beat {b}**: hypervolume difference {ci}, larger than evaluation noise."
-    if d.high < 0:
+    if sign < 0:
         return f"**{a} lost to {b}**: hypervolume difference {ci}, larger than evaluation noise."
     return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} includes zero."

@@ -23,7 +23,10 @@ from lines.merge_methods import linear_coefficients
 from lines.recipe import MergeSpec
 from reward_models import PolicyHandle, Reward, score_rewards
 
-from .cache import SweepCache, stable_hash
+from lines.fingerprints import stable_hash
+
+from ..statistics import summarize
+from .cache import SweepCache
 from .plan import Point
 
 log = logging.getLogger(__name__)
@@ -37,18 +40,6 @@ class Objective:
     reward: Reward
     spec: dict
     is_metric: bool
-
-
-def summarize(values: np.ndarray, prompt_index: np.ndarray, n_prompts: int) -> dict:
-    """Mean over samples; per-prompt means; standard error over prompts (samples of one prompt are not
-    independent, so the prompt is the unit of the standard error and of the bootstrap)."""
-    sums = np.bincount(prompt_index, weights=values, minlength=n_prompts)
-    counts = np.bincount(prompt_index, minlength=n_prompts)
-    per_prompt = sums / np.maximum(counts, 1)
-    std = float(per_prompt.std(ddof=1)) if n_prompts > 1 else math.nan
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
-            "stderr": std / math.sqrt(n_prompts) if n_prompts > 1 else math.nan, "n": int(values.size),
-            "n_prompts": int(n_prompts), "per_prompt": per_prompt.tolist()}
 
 
 def canonical_merge(merge: dict) -> dict:
@@ -261,8 +252,7 @@ class PointEvaluator:
 
     def _score(self, point: Point, gen_key: str, score_keys: dict, point_key: str, prompts) -> dict:
         rows = self.cache.load_samples(gen_key)
-        index = {p.prompt_id: i for i, p in enumerate(prompts)}
-        prompt_index = np.array([index[r["prompt_id"]] for r in rows])
+        prompt_ids = [r["prompt_id"] for r in rows]
         texts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
         objectives = {}
         for objective in self.objectives:
@@ -275,7 +265,7 @@ class PointEvaluator:
                 record = {"values": scored.values.tolist(), "raw": scored.raw.tolist(),
                           "normalization": scored.normalization}
                 self.cache.save_scores(key, record)
-            summary = summarize(np.asarray(record["values"], dtype=np.float64), prompt_index, len(prompts))
+            summary = summarize(record["values"], prompt_ids, [p.prompt_id for p in prompts])
             summary.update(higher_is_better=objective.reward.higher_is_better, is_metric=objective.is_metric,
                            normalization=record["normalization"])
             objectives[objective.reward.name] = summary

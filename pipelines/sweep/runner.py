@@ -13,39 +13,18 @@ from reward_models import build_reward, fit_normalizers
 from ..generation.backend_choice import make_generator
 from ..generation.config import parse_generation_config
 from ..prompts import Prompt
-from .cache import SweepCache, checkpoint_fingerprint, write_atomic
+from lines.atomic import write_jsonl, write_json
+from lines.fingerprints import fingerprint
+from lines.models import load_causal_lm
+
+from ..distributed import Ranks
+from .cache import SweepCache
 from .config import RunConfig
 from .evaluate import Objective, PointEvaluator
 from .plan import EVALUATION, VALIDATION, Point, evaluation_points, validation_points
 from .selection import select_candidates
 
 log = logging.getLogger(__name__)
-
-
-class Ranks:
-    """This process's share of the points; a thin layer over accelerate's PartialState (1 process without it)."""
-
-    def __init__(self):
-        from accelerate import PartialState
-
-        self.state = PartialState(cpu=True) if not _cuda() else PartialState()
-        self.rank, self.world = self.state.process_index, self.state.num_processes
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def share(self, items: list) -> list:
-        return items[self.rank::self.world]
-
-    def barrier(self) -> None:
-        self.state.wait_for_everyone()
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def build_objectives(cfg: RunConfig, base_model) -> list[Objective]:
@@ -70,9 +49,9 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     ranks = ranks or Ranks()
     sweep_dir = cfg.run_dir / "sweep"
     cache = SweepCache(sweep_dir)
-    memo = sweep_dir / f"fingerprints.rank{ranks.rank}.json"
-    fingerprints = {"base": checkpoint_fingerprint(base_model_path, memo),
-                    "policies": [checkpoint_fingerprint(p, memo) for p in policy_paths]}
+    memo = cfg.run_dir / ".fingerprints.json"
+    fingerprints = {"base": fingerprint(base_model_path, memo),
+                    "policies": [fingerprint(p, memo) for p in policy_paths]}
     generation = parse_generation_config(cfg.generation)
     generator = make_generator(base_model_path, generation)
     base_for_metrics = _load_base_for_metrics(cfg, base_model_path)
@@ -81,7 +60,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
         adapter_dir = _adapter_route(cfg, inputs, generator, sweep_dir, policy_paths)
         max_rank = generator.config.vllm.max_lora_rank if getattr(generator, "model", None) is None else None
         evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprints, generation.model_dump(),
-                                   policy_model_factory=lambda: _load_causal_lm(base_model_path),
+                                   policy_model_factory=lambda: load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0"),
                                    adapter_dir=adapter_dir, max_adapter_rank=max_rank)
         _fit_reward_normalizers(evaluator, objectives, prompt_split[EVALUATION], cfg)
         batch = cfg.sweep.points_per_batch if adapter_dir is not None else 1
@@ -121,12 +100,12 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
 def _evaluate_reference(name: str, path: str, base_model_path: str, generator, objectives, cache, memo,
                         generation: dict, prompts, ranks: Ranks) -> dict:
     """A policy evaluated as it is (θ0 + its own task vector), on rank 0, then read back by every rank."""
-    fingerprint = {"base": checkpoint_fingerprint(base_model_path, memo), "policies": [checkpoint_fingerprint(path, memo)]}
+    fingerprint = {"base": fingerprint(base_model_path, memo), "policies": [fingerprint(path, memo)]}
     point = Point("reference", name, EVALUATION, (1.0,),
                   {"method": "task_arithmetic", "weights": [1.0], "parameters": {}, "lines": None})
     with MergeInputs(base_model_path, [path]) as inputs:
         evaluator = PointEvaluator(generator, inputs, objectives, cache, fingerprint, generation,
-                                   policy_model_factory=lambda: _load_causal_lm(base_model_path))
+                                   policy_model_factory=lambda: load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0"))
         if ranks.is_main:
             evaluator.evaluate(point, prompts)
             evaluator.restore_base(prompts)  # leave θ0 in the live model for whoever comes next
@@ -167,15 +146,9 @@ def _fit_reward_normalizers(evaluator: PointEvaluator, objectives, prompts, cfg:
         fit_normalizers(needing, [r["prompt"] for r in rows], [r["response"] for r in rows], policy=policy)
 
 
-def _load_causal_lm(path: str):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path).eval()
-
-
 def _load_base_for_metrics(cfg: RunConfig, base_model_path: str):
     if any(m.get("type") == "kl" and not m.get("base") for m in cfg.metrics + cfg.rewards):
-        return _load_causal_lm(base_model_path)
+        return load_causal_lm(base_model_path, "auto", "auto", "θ0 (for kl)")
     return None
 
 
@@ -189,9 +162,8 @@ def write_points(cfg: RunConfig, results: list[dict], selection: dict, validatio
         row["objectives"] = {name: {k: v for k, v in o.items() if k != "per_prompt"}
                              for name, o in r["objectives"].items()}
         rows.append(row)
-    write_atomic(sweep_dir / "points.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    write_atomic(sweep_dir / "plan.json", json.dumps({
+    write_jsonl(sweep_dir / "points.jsonl", rows)
+    write_json(sweep_dir / "plan.json", {
         "selection": selection, "rewards": cfg.reward_names,
         "metrics": [m["name"] for m in cfg.metrics],
-        "evaluation_keys": [r["key"] for r in results], "validation_keys": [r["key"] for r in validation]},
-        indent=1))
+        "evaluation_keys": [r["key"] for r in results], "validation_keys": [r["key"] for r in validation]})

@@ -18,12 +18,15 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_tokenizer, resolve_local
+from lines.atomic import write_json
+from lines.fingerprints import fingerprint, stable_hash
+from lines.models import resolve_local
+
+from .checkpoints import load_tokenizer
 from .config import SFTSpec, TrainConfig
 from .curves import training_curve
-from .distributed import barrier, is_main_process
+from ..distributed import barrier, is_main_process
 from .errors import TrainingError
-from .fingerprint import checkpoint_fingerprint, config_hash
 from .sft_data import row_texts, sft_rows
 from .tokenizer_train import train_bpe_tokenizer
 from .trainer_args import common_args
@@ -35,14 +38,14 @@ BASE_MANIFEST = "base_manifest.json"
 @dataclass
 class BaseInfo:
     path: Path          # θ0's checkpoint directory (with tokenizer)
-    fingerprint: str    # sha256 of its safetensors files
+    fingerprint: str    # lines.fingerprints.fingerprint of its directory (weights, config, tokenizer)
     source: str         # 'sft' or 'given'
     reused: bool = False
     manifest: dict | None = None
 
 
 def sft_hash(config: TrainConfig) -> str:
-    return config_hash({"sft": config.base.sft.model_dump(), "seed": config.seed})
+    return stable_hash({"sft": config.base.sft.model_dump(), "seed": config.seed})
 
 
 def prepare_base(config: TrainConfig) -> BaseInfo:
@@ -52,12 +55,10 @@ def prepare_base(config: TrainConfig) -> BaseInfo:
         if not (path / "config.json").is_file():
             raise TrainingError(f"base.path '{config.base.path}' has no config.json; θ0 must be a full Hugging Face "
                                 "checkpoint (a PEFT adapter cannot be θ0)")
-        try:
-            fingerprint = checkpoint_fingerprint(path)
-        except FileNotFoundError:
+        if not any(path.glob("*.safetensors")):
             raise TrainingError(f"base.path '{config.base.path}' has no .safetensors weights; re-save θ0 with "
-                                "save_pretrained(safe_serialization=True)") from None
-        return BaseInfo(path, fingerprint, "given")
+                                "save_pretrained(safe_serialization=True)")
+        return BaseInfo(path, fingerprint(path, memo_file(config)), "given")
     return train_base(config)
 
 
@@ -95,8 +96,7 @@ def train_base(config: TrainConfig) -> BaseInfo:
         if base_dir.exists():
             shutil.rmtree(base_dir)
         os.replace(out_tmp, base_dir)
-        fingerprint = checkpoint_fingerprint(base_dir)
-        manifest = {"config_hash": wanted, "fingerprint": fingerprint, "path": str(base_dir),
+        manifest = {"config_hash": wanted, "fingerprint": fingerprint(base_dir, memo_file(config)), "path": str(base_dir),
                     "settings": spec.model_dump(), "parameters": count_parameters(base_dir),
                     "training_curve": training_curve(log_history), "wall_time_s": round(time.time() - start, 1)}
         write_json(run_dir / BASE_MANIFEST, manifest)
@@ -187,8 +187,6 @@ def count_parameters(path: Path) -> int:
         checkpoint.close()
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Written to a temporary name and renamed, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+def memo_file(config: TrainConfig) -> Path:
+    """Where a run memoises file digests, so a re-run does not hash every weight file again."""
+    return config.run_dir / ".fingerprints.json"

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_causal_lm, load_policy_model, load_tokenizer
+from lines.models import load_causal_lm, load_policy_model
+
+from .checkpoints import load_tokenizer
 from .curves import training_curve
-from .distributed import barrier, device, is_main_process
+from ..distributed import barrier, device, is_main_process
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
 from .preference_pairs import file_pairs, sampled_pairs
@@ -88,5 +90,5 @@ def _round_model(job: PolicyJob, current: Path | None):
         return str(current), None
     from peft import PeftModel
 
-    base = load_causal_lm(job.base_path)
+    base = load_causal_lm(job.base_path, "cpu", "float32", "θ0")  # the trainer places it
     return PeftModel.from_pretrained(base, str(current), is_trainable=True), None

@@ -6,18 +6,16 @@ Every sample is seeded by (seed, prompt id, sample index) through the generation
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
-
-import numpy as np
 
 from reward_models import KLToBase, PolicyHandle, Reward
 
 from ..generation import GenerationConfig, TransformersGenerator
+from ..statistics import compare, summarize
 from ..prompts import Prompt
 from .config import EvaluationSpec
-from .distributed import device, run_sharded
+from ..distributed import device, run_sharded
 
 
 def sample_rows(model, tokenizer, prompts: Sequence[Prompt] | Sequence[tuple[str, str]], generation: GenerationConfig,
@@ -49,18 +47,12 @@ def sharded_sample_rows(model, tokenizer, prompts: Sequence[Prompt], generation:
                        workdir, tag)
 
 
-def mean_stderr(values: Sequence[float]) -> dict:
-    array = np.asarray(values, dtype=np.float64)
-    n = int(array.size)
-    stderr = float(array.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return {"mean": float(array.mean()) if n else math.nan, "stderr": stderr, "n": n}
-
-
-def summarize(rows: list[dict]) -> dict[str, dict]:
-    """Mean ± standard error (over samples) of every score column."""
+def summarize_rows(rows: list[dict], prompt_order: Sequence[str]) -> dict[str, dict]:
+    """Every score column summarised by the project's convention (standard error over prompts)."""
     if not rows:
         return {}
-    return {name: mean_stderr([row["scores"][name] for row in rows]) for name in rows[0]["scores"]}
+    ids = [row["prompt_id"] for row in rows]
+    return {name: summarize([row["scores"][name] for row in rows], ids, prompt_order) for name in rows[0]["scores"]}
 
 
 def evaluation_generation(spec: EvaluationSpec) -> GenerationConfig:
@@ -74,17 +66,10 @@ def evaluate_model(model, tokenizer, prompts: Sequence[Prompt], spec: Evaluation
     """{'summary': {reward: {mean, stderr, n}}, 'rows': every sample with its scores} on the held-out prompts."""
     rows = sharded_sample_rows(model, tokenizer, prompts, evaluation_generation(spec), rewards, workdir, tag,
                                base_model if spec.kl else None)
-    return {"summary": summarize(rows), "rows": rows, "n_prompts": len(prompts),
+    return {"summary": summarize_rows(rows, [p.prompt_id for p in prompts]), "rows": rows, "n_prompts": len(prompts),
             "samples_per_prompt": spec.samples_per_prompt}
 
 
-def compare(base: dict[str, dict], policy: dict[str, dict]) -> dict[str, dict]:
-    """Policy minus θ0 per score, with the larger of the two standard errors for a quick significance read."""
-    out = {}
-    for name in policy:
-        if name not in base:
-            continue
-        diff = policy[name]["mean"] - base[name]["mean"]
-        se = max(policy[name]["stderr"], base[name]["stderr"])
-        out[name] = {"difference": diff, "stderr_max": se, "exceeds_stderr": bool(abs(diff) > se)}
-    return out
+def compare_summaries(base: dict[str, dict], policy: dict[str, dict]) -> dict[str, dict]:
+    """Policy minus θ0 for every score both have, by the project's significance rule (paired over prompts)."""
+    return {name: compare(policy[name], base[name]) for name in policy if name in base}

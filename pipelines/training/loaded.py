@@ -14,8 +14,9 @@ import torch
 
 from lines import LinesError, MergeInputs
 from lines.checkpoint import read_safetensors_header
+from lines.lora import ADAPTER_CONFIG, is_adapter_dir
+from lines.models import resolve_local
 
-from .checkpoints import ADAPTER_CONFIG, is_adapter, resolve_local
 from .errors import TrainingError
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>A|B)(?:\.[^.]+)?\.weight$")
@@ -30,7 +31,7 @@ def resolve_loaded(path: str, where: str) -> Path:
 
 
 def validate_against_base(policy: Path, base: Path, where: str) -> None:
-    if is_adapter(policy):
+    if is_adapter_dir(policy):
         check_adapter(policy, base, where)
         return
     try:

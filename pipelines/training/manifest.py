@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .checkpoints import is_adapter
+from lines.lora import is_adapter_dir
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: summaries over prompts (per-prompt means, paired differences)
 
 
 @dataclass
@@ -68,7 +68,7 @@ def info_from_manifest(policy_dir: Path, manifest: dict, reused: bool = False) -
 
 
 def policy_kind(path: Path) -> Literal["full", "lora"]:
-    return "lora" if is_adapter(path) else "full"
+    return "lora" if is_adapter_dir(path) else "full"
 
 
 def load_policy_infos(run_dir: str | Path) -> dict[str, PolicyInfo]:

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoints import load_tokenizer
 from .curves import training_curve
-from .distributed import barrier
+from ..distributed import barrier
 from .environment import ppo_trainer_classes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_prompt

@@ -12,7 +12,7 @@ from reward_models.records import column, read_records
 from ..generation import GenerationConfig
 from ..prompts import Prompt
 from .config import DPOSpec
-from .distributed import device
+from ..distributed import device
 from .errors import TrainingError
 from .evaluation import sharded_sample_rows
 

@@ -17,17 +17,20 @@ from pathlib import Path
 
 import yaml
 
+from lines.atomic import write_json
+from lines.fingerprints import fingerprint, stable_hash
+from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
 
-from .base_model import BaseInfo, prepare_base, write_json
-from .checkpoints import load_causal_lm, load_policy_model, load_tokenizer
+from ..distributed import barrier, device, is_main_process, process_state
+from ..distributed import describe as describe_distribution
+from ..statistics import summarize
+from .base_model import BaseInfo, memo_file, prepare_base
+from .checkpoints import load_tokenizer
 from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
-from .distributed import barrier, device, is_main_process, process_state
-from .distributed import describe as describe_distribution
 from .dpo import train_dpo
 from .environment import check_environment
-from .evaluation import compare, evaluate_model, mean_stderr
-from .fingerprint import checkpoint_fingerprint, config_hash
+from .evaluation import compare_summaries, evaluate_model
 from .jobs import PolicyJob
 from .loaded import resolve_loaded, validate_against_base
 from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
@@ -76,7 +79,7 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
 # -- θ0's numbers, computed once per run ------------------------------------------------------------------------
 
 def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[str, Reward], held_out) -> dict:
-    wanted = config_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
+    wanted = stable_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.rewards})
     path = config.run_dir / BASE_EVAL
     cached = _read_json(path)
@@ -95,7 +98,7 @@ def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[
 # -- one trained policy ------------------------------------------------------------------------------------------
 
 def policy_hash(config: TrainConfig, name: str, signal: dict, settings: PolicyTraining, base: BaseInfo) -> str:
-    return config_hash({"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
+    return stable_hash({"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
                         "prompts": config.prompts.model_dump(), "evaluation": config.evaluation.model_dump(),
                         "rewards": config.rewards, "base": base.fingerprint, "seed": config.seed,
                         "processes": process_state().num_processes})
@@ -145,7 +148,7 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
 
     kind = policy_kind(tmp_dir)
     if kind == "lora" and settings.lora is not None and settings.lora.save_merged and is_main_process():
-        merged = load_policy_model(tmp_dir, base.path)
+        merged = load_policy_model(tmp_dir, base.path, "cpu", "float32")  # saved as trained (fp32)
         merged.save_pretrained(str(tmp_dir / "merged"))
         tokenizer.save_pretrained(str(tmp_dir / "merged"))
     barrier()
@@ -156,8 +159,9 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     base_summary = dict(base_eval["summary"])
     if name not in base_summary:  # θ0 on the MORL objective, from θ0's stored samples
         reference = base_eval["rows"]
-        base_summary[name] = mean_stderr(signal.score([r["prompt"] for r in reference],
-                                                      [r["response"] for r in reference]))
+        base_summary[name] = summarize(signal.score([r["prompt"] for r in reference],
+                                                    [r["response"] for r in reference]),
+                                       [r["prompt_id"] for r in reference], [p.prompt_id for p in held_out])
     manifest = {
         "format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "trained",
         "reward": signal_record.get("reward") or signal_record["morl"]["weights"], "training_signal": signal_record,
@@ -186,7 +190,7 @@ def _evaluation_record(config: TrainConfig, name: str, base_summary: dict, evalu
         "split": "held-out (" + ("demo validation" if config.prompts.source == "demo" else "prompts file") + ")",
         "n_prompts": evaluation["n_prompts"], "samples_per_prompt": evaluation["samples_per_prompt"],
         "own_reward": name, "base": base_summary, "policy": policy_summary,
-        "difference": compare(base_summary, policy_summary), "examples": evaluation["rows"][:6],
+        "difference": compare_summaries(base_summary, policy_summary), "examples": evaluation["rows"][:6],
     }
 
 
@@ -198,8 +202,8 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
     name = entry.reward
     final_dir = config.run_dir / "policies" / name
     kind = policy_kind(path)
-    fingerprint = _policy_fingerprint(path)
-    wanted = config_hash({"format": FORMAT_VERSION, "loaded": str(path), "fingerprint": fingerprint,
+    policy_fingerprint = fingerprint(path, memo_file(config))
+    wanted = stable_hash({"format": FORMAT_VERSION, "loaded": str(path), "fingerprint": policy_fingerprint,
                           "base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.rewards})
     existing = read_manifest(final_dir)
@@ -209,7 +213,7 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
                                 rewards, config.run_dir, f"eval-{name}", base_model=load_causal_lm(base.path, device()))
     manifest = {"format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "loaded",
                 "reward": name, "algorithm": None, "kind": kind, "config_hash": wanted, "path": str(path),
-                "policy_fingerprint": fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
+                "policy_fingerprint": policy_fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
                 "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation),
                 "versions": _versions()}
     if is_main_process():
@@ -219,13 +223,6 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
         write_json(final_dir / MANIFEST, manifest)
     barrier()
     return info_from_manifest(final_dir, manifest)
-
-
-def _policy_fingerprint(path: Path) -> str | None:
-    try:
-        return checkpoint_fingerprint(path)
-    except FileNotFoundError:
-        return None
 
 
 # -- small helpers -----------------------------------------------------------------------------------------------

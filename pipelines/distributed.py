@@ -1,8 +1,8 @@
-"""The little the stage needs from accelerate's process state outside trainers.
+"""The little the stages need from accelerate's process state outside trainers.
 
 Under `accelerate launch --num_processes N` every process runs the whole script. Trainers distribute
-themselves; the stage's own work (sampling pairs, evaluating, writing manifests) is either split across
-processes with `run_sharded` or done by the main process while the others wait at `barrier`.
+themselves; the stages' own work (sampling pairs, evaluating, sweep points) is either split across
+processes (`run_sharded`, `Ranks.share`) or done by the main process while the others wait at `barrier`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
+
+from lines.atomic import write_json
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -93,8 +95,7 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
         shard_dir.mkdir(parents=True)
     state.wait_for_everyone()
     part = fn(list(items[bounds[rank]:bounds[rank + 1]]))
-    (shard_dir / f"{rank}.json.tmp").write_text(json.dumps(part))
-    (shard_dir / f"{rank}.json.tmp").rename(shard_dir / f"{rank}.json")
+    write_json(shard_dir / f"{rank}.json", part, indent=None)
     state.wait_for_everyone()
     results: list = []
     for index in range(count):
@@ -119,3 +120,21 @@ def describe() -> dict:
     if plugin is not None:
         out["zero_stage"] = plugin.zero_stage
     return out
+
+
+class Ranks:
+    """This process's rank, its share of a list of work items, and a barrier (one process without a launcher)."""
+
+    def __init__(self):
+        self.state = process_state()
+        self.rank, self.world = self.state.process_index, self.state.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: list) -> list:
+        return items[self.rank::self.world]
+
+    def barrier(self) -> None:
+        self.state.wait_for_everyone()

@@ -1,0 +1,104 @@
+"""Loading Hugging Face models as a config asks: local directory or hub id, on the right device, in the right dtype.
+
+Every stage that loads a causal LM (θ0 for KL and perplexity, the generation model, policies for evaluation)
+goes through `load_causal_lm`, so `device: auto` and `dtype: auto` mean the same everywhere: this process's
+GPU (its local rank under `accelerate launch`) in bf16 where the GPU supports it, else the CPU in fp32.
+transformers and peft are imported only when a model is loaded (the merge engine itself does not need them).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import LinesError
+from .lora import is_adapter_dir
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float64": torch.float64}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto': this process's GPU (LOCAL_RANK under a launcher), else the CPU; or an explicit 'cpu', 'cuda:1'."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LinesError(f"device '{name}' is not a device name; use auto, cpu or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LinesError(f"device '{name}' was asked for but CUDA is not available here; use device: auto or cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' is bfloat16 on a GPU that supports it (the usual serving dtype), float32 elsewhere."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in DTYPES:
+        raise LinesError(f"dtype '{name}' is not known; use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """Hub ids are 'name' or 'org/name'; anything path-like (./x, /x, ~/x, a/b/c) or existing is local."""
+    return not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).expanduser().exists()
+
+
+def resolve_local(path_or_id: str | Path, what: str) -> Path:
+    """A local directory for `path_or_id`: the directory itself, or a hub snapshot (downloaded once into the hub
+    cache, for users with hub access). Without hub access a hub id is one clear error, not connection retries."""
+    text = str(path_or_id)
+    local = Path(text).expanduser()
+    if local.is_dir():
+        return local
+    if not looks_like_hub_id(text):
+        raise LinesError(f"{what} '{text}' does not exist; give a local checkpoint directory or a hub id like org/name")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
+                                                             "*.jinja", "tokenizer*"]))
+    except Exception as err:  # offline mode, unknown repo, no network: all mean "cannot use this id here"
+        raise LinesError(f"{what} '{text}' is not a local directory and could not be fetched from the hub "
+                         f"({_first_line(err)}); download it first and give the local path") from None
+
+
+def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
+                   what: str = "model"):
+    """A causal LM in eval mode on `device` in `dtype` (names as in configs, or torch objects)."""
+    from transformers import AutoModelForCausalLM
+
+    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, torch_device)
+    local = resolve_local(path, what)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype)
+    except (OSError, ValueError) as err:
+        raise LinesError(f"{what}: cannot load '{path}' ({_first_line(err)}); give a checkpoint directory") from None
+    return model.to(torch_device).eval()
+
+
+def load_policy_model(policy: str | Path, base: str | Path, device: str | torch.device = "auto",
+                      dtype: str | torch.dtype = "auto", what: str = "policy"):
+    """A policy as a plain causal LM: a full checkpoint as it is, a LoRA adapter folded into θ0 (θ0 + B·A)."""
+    if not is_adapter_dir(policy):
+        return load_causal_lm(policy, device, dtype, what)
+    from peft import PeftModel
+
+    # Folded on the CPU in fp32 (exact B·A), then moved and cast like any other model.
+    model = PeftModel.from_pretrained(load_causal_lm(base, "cpu", "float32", f"{what} base"), str(policy))
+    merged = model.merge_and_unload()
+    torch_device = device if isinstance(device, torch.device) else resolve_device(device)
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, torch_device)
+    return merged.to(torch_device, torch_dtype).eval()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
