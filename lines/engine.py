@@ -13,8 +13,8 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from . import merge_methods as mm
 from .errors import LinesError
+from .method_registry import MergeContext, get_method
 from .prefetch import prefetched
 from .recipe import MergeSpec
 from .schedule import LinesSchedule
@@ -43,13 +43,15 @@ class TensorMerger:
         self.dtype = COMPUTE_DTYPES[spec.compute_dtype]
         self.weights = torch.tensor(spec.weights, dtype=self.dtype)
         self.block_elements = block_elements
-        self.coefficients = mm.linear_coefficients(spec.method, self.weights, spec.parameters)
+        self.method = get_method(spec.method)
+        self.params = self.method.resolved_parameters(spec.weights, spec.parameters)
+        self.coefficients = self.method.linear_coefficients(self.weights, self.params)
 
     # -- per tensor ---------------------------------------------------------------------------------------
     def row_blocks(self, name: str) -> list[tuple[int, int] | None]:
         """[None] for a whole tensor, else consecutive row ranges of its first dimension."""
         info = self.inputs.base.info(name)
-        if (self.spec.method not in mm.ELEMENTWISE_METHODS or len(info.shape) == 0
+        if (not self.method.elementwise or len(info.shape) == 0
                 or info.numel <= self.block_elements or self.inputs.base.is_pickle):
             return [None]
         row_elements = max(1, info.numel // info.shape[0])
@@ -58,23 +60,7 @@ class TensorMerger:
 
     def merged_update(self, name: str, tvs: torch.Tensor) -> torch.Tensor:
         """τ_merged for one tensor (or block) from its stacked task vectors."""
-        spec, p = self.spec, self.spec.parameters
-        method = spec.method
-        if method == "linear":
-            return mm.linear(tvs, self.weights, p["normalize"])
-        if method == "task_arithmetic":
-            return mm.task_arithmetic(tvs, self.weights)
-        if method == "ties":
-            return mm.ties(tvs, self.weights, p["density"], p["normalize"])
-        if method in ("dare_linear", "dare_ties"):
-            seeds = [mm.dare_seed(spec.seed, name, i) for i in range(len(self.weights))]
-            fn = mm.dare_linear if method == "dare_linear" else mm.dare_ties
-            return fn(tvs, self.weights, p["density"], seeds, p["normalize"])
-        if method == "consensus":
-            return mm.consensus(tvs, self.weights, p["k"], p["tall_lambda"], p["normalize"])
-        if method == "slerp":
-            return mm.slerp(tvs, spec.slerp_t())
-        raise LinesError(f"unknown merge method {method!r}")
+        return self.method.merge(tvs, self.weights, self.params, MergeContext(name, self.spec.seed))
 
     def blocks(self) -> list[tuple[str, tuple[int, int] | None]]:
         """Every (tensor, rows) work item of one pass, in θ0's storage order."""

@@ -4,7 +4,7 @@
 
 One adapter of rank Σ r_i per module (each module keeps its own rank; its alpha equals its rank, so PEFT's
 scaling is 1), small and servable without touching the base. Exact only for methods linear in the task
-vectors (linear, task_arithmetic); the others need the dense output.
+vectors (those with linear coefficients in the registry); the others need the dense output.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .atomic import replace_directory, temporary_directory_beside
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, AdapterCheckpoint
-from .merge_methods import linear_coefficients
+from .method_registry import get_method, method_names
 from .recipe import MergeSpec
 from .task_vectors import MergeInputs
 
@@ -33,9 +33,10 @@ def adapter_soup_tensors(inputs: MergeInputs, spec: MergeSpec, lines: ResolvedLi
         raise LinesError("output: adapter needs every policy to be a LoRA adapter directory; "
                          "use output: dense to merge full checkpoints")
     merger = TensorMerger(spec, inputs)
-    coefficients = linear_coefficients(spec.method, merger.weights, spec.parameters)
+    coefficients = merger.coefficients
     if coefficients is None:
-        raise LinesError(f"output: adapter is exact only for linear and task_arithmetic, not {spec.method}; "
+        linear = [m for m in method_names() if get_method(m).coefficients is not None]
+        raise LinesError(f"output: adapter is exact only for {' and '.join(linear)}, not {spec.method}; "
                          f"use output: dense")
     fan = {bool(a.adapter.config.get("fan_in_fan_out", False)) for a in adapters}
     if len(fan) > 1:

@@ -2,7 +2,8 @@
 
 Every function takes `tvs`, the task vectors τ_i = θ_i − θ0 of one tensor stacked on a new first dimension
 (shape (N, *shape), fp32 or fp64), and `weights` (shape (N,), same dtype), and returns τ_merged (shape
-`*shape`). LiNeS scaling and adding θ0 back happen outside, in the engine.
+`*shape`). LiNeS scaling and adding θ0 back happen outside, in the engine. Each method is declared (name,
+parameters, properties) in `method_registry`, which points at these functions.
 """
 from __future__ import annotations
 
@@ -27,16 +28,6 @@ def task_arithmetic(tvs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 def linear(tvs: torch.Tensor, weights: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """The rewarded soup: the weighted average Σ_i w_i τ_i / Σ_i w_i (a plain weighted sum if not normalize)."""
     return task_arithmetic(tvs, normalized(weights) if normalize else weights)
-
-
-def linear_coefficients(method: str, weights: torch.Tensor, params: dict) -> torch.Tensor | None:
-    """c with τ_merged = Σ_i c_i τ_i for the methods that are linear in the task vectors, else None.
-    The engine then computes θ0 + λ·τ_merged as (1 − λΣc)·θ0 + Σ λc_i·θ_i in one pass per input."""
-    if method == "linear":
-        return normalized(weights) if params.get("normalize", True) else weights
-    if method == "task_arithmetic":
-        return weights
-    return None
 
 
 # -- TIES (Yadav et al. 2023): trim, elect sign, disjoint mean ----------------------------------------------
@@ -146,5 +137,22 @@ def slerp(tvs: torch.Tensor, t: float, collinear_eps: float = 1e-6) -> torch.Ten
     return (torch.sin((1 - t) * omega) / sin_omega) * a + (torch.sin(t * omega) / sin_omega) * b
 
 
-ELEMENTWISE_METHODS = frozenset({"linear", "task_arithmetic", "consensus"})
-METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "consensus", "slerp")
+# -- names kept for callers outside lines; the registry is their source -------------------------------------
+
+def linear_coefficients(method: str, weights: torch.Tensor, params: dict) -> torch.Tensor | None:
+    """c with τ_merged = Σ_i c_i τ_i for a method linear in the task vectors, else None."""
+    from .method_registry import get_method
+
+    entry = get_method(method)
+    if entry.coefficients is None:
+        return None
+    return entry.linear_coefficients(weights, entry.params.model_validate(params).model_dump())
+
+
+def __getattr__(name: str):
+    # METHODS is computed on access, so it names methods registered after this module was imported.
+    if name == "METHODS":
+        from .method_registry import method_names
+
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

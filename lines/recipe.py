@@ -5,6 +5,7 @@
       - {model: PATH, weight: 0.3}
       - {model: PATH, weight: 0.7}
     method: linear          # linear | task_arithmetic | ties | dare_linear | dare_ties | consensus | slerp
+                            # (the methods registered in lines.method_registry)
     parameters: {}          # e.g. {density: 0.2}, {k: 2}, {normalize: false}, {t: 0.5}
     lines: {alpha: 0.3, beta: 0.6, head_depth: alpha}   # or alpha: auto, or gamma: 0.5; omit/null = no LiNeS
     dtype: bfloat16         # output dtype; default: θ0's
@@ -24,7 +25,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import LinesError
-from .merge_methods import METHODS
+from .method_registry import MethodName, get_method
 from .safetensors_writer import parse_size
 from .validation import describe_validation_error, first_error, read_yaml_mapping
 
@@ -67,44 +68,10 @@ class LinesConfig(_Strict):
         return self
 
 
-class LinearParams(_Strict):
-    normalize: bool = True
-
-
-class TaskArithmeticParams(_Strict):
-    pass
-
-
-class TiesParams(_Strict):
-    density: float = Field(gt=0.0, le=1.0)
-    normalize: bool = True
-
-
-class DareParams(_Strict):
-    density: float = Field(gt=0.0, le=1.0)
-    normalize: bool = True
-
-
-class ConsensusParams(_Strict):
-    k: int = Field(default=2, ge=1)
-    tall_lambda: float = Field(default=1.0, gt=0.0)
-    normalize: bool = False
-
-
-class SlerpParams(_Strict):
-    t: float | None = Field(default=None, ge=0.0, le=1.0)
-
-
-METHOD_PARAMS: dict[str, type[BaseModel]] = {
-    "linear": LinearParams, "task_arithmetic": TaskArithmeticParams, "ties": TiesParams,
-    "dare_linear": DareParams, "dare_ties": DareParams, "consensus": ConsensusParams, "slerp": SlerpParams,
-}
-
-
 class MergeSpec(_Strict):
     """What to compute from the task vectors: method, weights and LiNeS. Shared by disk and in-memory merges."""
 
-    method: Literal[METHODS] = "linear"  # type: ignore[valid-type]
+    method: MethodName = "linear"
     weights: list[float]
     parameters: dict = Field(default_factory=dict)
     lines: LinesConfig | None = None
@@ -113,38 +80,36 @@ class MergeSpec(_Strict):
 
     @model_validator(mode="after")
     def _method_fits(self):
+        method = get_method(self.method)
         try:
-            params = METHOD_PARAMS[self.method].model_validate(self.parameters)
+            params = method.params.model_validate(self.parameters)
         except ValidationError as exc:
             raise ValueError(f"parameters of method {self.method}: {first_error(exc)}") from None
         self.parameters = params.model_dump()
-        n = len(self.weights)
-        if self.method == "slerp":
-            if n != 2:
-                raise ValueError(f"slerp merges exactly two policies, got {n}")
-            if params.t is None and (min(self.weights) < 0 or sum(self.weights) <= 0):
-                raise ValueError("slerp without parameters.t needs non-negative weights with a positive sum "
-                                 "(t = w2 / (w1 + w2))")
-        if self.method == "consensus" and params.k > n:
-            raise ValueError(f"consensus k={params.k} exceeds the number of policies ({n})")
-        if getattr(params, "normalize", False):
-            if min(self.weights) < 0 or sum(self.weights) <= 0:
-                raise ValueError(f"method {self.method} normalises weights: they must be non-negative with a "
-                                 f"positive sum (got {self.weights}); or set parameters.normalize: false")
-        if self.lines is not None and self.lines.gamma is not None and n != 1:
+        method.validate(self.weights, self.parameters)
+        if self.lines is not None and self.lines.gamma is not None and len(self.weights) != 1:
             raise ValueError("lines.gamma is the single-task edit of one policy; with several policies "
                              "give alpha (or 'auto') and beta")
         return self
 
-    def slerp_t(self) -> float:
-        t = self.parameters.get("t")
-        return t if t is not None else self.weights[1] / (self.weights[0] + self.weights[1])
+
+def canonical_merge(spec: MergeSpec) -> dict:
+    """A JSON-able description of what `spec` computes, equal for equal merges asked for in different ways
+    (for cache keys): a method linear in the task vectors is task_arithmetic with its coefficients (so a
+    normalised soup equals task_arithmetic with normalised weights), weights are rounded to 12 decimals,
+    parameters have their defaults and derived values (slerp's t) filled, the seed is kept only where it
+    changes the result (DARE), and LiNeS with α = 1, β = 0 is no LiNeS."""
+    lines = spec.lines.model_dump() if spec.lines is not None else None
+    if lines is not None and lines["alpha"] == 1 and lines["beta"] == 0 and lines["gamma"] is None:
+        lines = None
+    return {**get_method(spec.method).canonical(spec.weights, spec.parameters, spec.seed), "lines": lines,
+            "compute_dtype": spec.compute_dtype}
 
 
 class Recipe(_Strict):
     base_model: str
     models: list[ModelEntry] = Field(min_length=1)
-    method: Literal[METHODS] = "linear"  # type: ignore[valid-type]
+    method: MethodName = "linear"
     parameters: dict = Field(default_factory=dict)
     lines: LinesConfig | None = None
     dtype: Literal[DTYPES] | None = None  # type: ignore[valid-type]

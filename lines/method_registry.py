@@ -1,0 +1,219 @@
+"""The merge methods, each declared once: name, parameter schema, maths, and the facts the rest of lines needs.
+
+Recipes validate method names and parameters here, the engine dispatches here (and streams row blocks only
+for elementwise methods), LoRA soups and the engine's fused pass use the linear coefficients, and sweep caches
+use the canonical form. A new method is one `register_method(MergeMethod(...))` call; the maths stays a
+pure function on tensors in `merge_methods`.
+
+    register_method(MergeMethod(
+        name="scaled_sum", params=ScaledSumParams,          # a StrictParams subclass (extra="forbid")
+        merge=lambda tvs, weights, p, ctx: p["scale"] * mm.task_arithmetic(tvs, weights),
+        elementwise=True))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from . import merge_methods as mm
+from .errors import LinesError
+
+
+class StrictParams(BaseModel):
+    """Base of parameter schemas: a misspelt parameter is an error, not a silently ignored key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class MergeContext:
+    """What a merge may need beyond the task vectors and weights of one tensor (or row block)."""
+
+    tensor_name: str
+    seed: int  # the recipe's seed
+
+
+# merge(tvs (N, *shape), weights (N,), parameters, context) -> τ_merged (*shape); parameters are the schema's
+# model_dump after `resolve`, so every default is filled.
+MergeFn = Callable[[torch.Tensor, torch.Tensor, dict, MergeContext], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    name: str
+    params: type[BaseModel]
+    merge: MergeFn
+    # Each output entry depends only on the same entry of the inputs: the engine may merge row blocks.
+    elementwise: bool = False
+    # (weights, parameters) -> c with τ_merged = Σ_i c_i τ_i, for methods linear in the task vectors. The
+    # engine then fuses θ0 + λ·τ_merged into one pass, and LoRA policies get an exact soup adapter.
+    coefficients: Callable[[torch.Tensor, dict], torch.Tensor] | None = None
+    # (weights, parameters) -> None, raising ValueError with a one-line reason when they do not fit.
+    check: Callable[[list[float], dict], None] | None = None
+    # (weights, parameters) -> parameters with values derived from the weights filled in (slerp's t).
+    resolve: Callable[[list[float], dict], dict] | None = None
+    # The result depends on the recipe seed (random drops): the seed is part of the canonical form.
+    seeded: bool = False
+
+    def resolved_parameters(self, weights: list[float], params: dict) -> dict:
+        return self.resolve(weights, params) if self.resolve is not None else params
+
+    def linear_coefficients(self, weights: torch.Tensor, params: dict) -> torch.Tensor | None:
+        return self.coefficients(weights, params) if self.coefficients is not None else None
+
+    def validate(self, weights: list[float], params: dict) -> None:
+        """Raise ValueError when the weights do not fit the (validated) parameters."""
+        if self.check is not None:
+            self.check(weights, params)
+        if params.get("normalize", False) and (min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"method {self.name} normalises weights: they must be non-negative with a "
+                             f"positive sum (got {weights}); or set parameters.normalize: false")
+
+    def canonical(self, weights: list[float], params: dict, seed: int) -> dict:
+        """A JSON-able description equal for equal merges: a linear method is task_arithmetic with its
+        coefficients (computed in fp64), derived parameters are filled in, and the seed kept only if it matters."""
+        params = self.resolved_parameters(list(weights), params)
+        name = self.name
+        coefficients = self.linear_coefficients(torch.tensor(weights, dtype=torch.float64), params)
+        if coefficients is not None:
+            name, weights, params = "task_arithmetic", coefficients.tolist(), {}
+        # + 0.0 turns -0.0 into 0.0, so the JSON of equal weights is equal too.
+        out = {"method": name, "weights": [round(w, 12) + 0.0 for w in weights], "parameters": params}
+        if self.seeded:
+            out["seed"] = seed
+        return out
+
+
+_REGISTRY: dict[str, MergeMethod] = {}
+
+
+def register_method(method: MergeMethod, replace: bool = False) -> MergeMethod:
+    if method.name in _REGISTRY and not replace:
+        raise ValueError(f"merge method {method.name!r} is already registered; pass replace=True to redefine it")
+    if method.params.model_config.get("extra") != "forbid":
+        raise ValueError(f"parameters of merge method {method.name!r} must forbid extra fields "
+                         f"(subclass StrictParams)")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def method_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def _unknown(name: object) -> str:
+    return f"unknown merge method {name!r}; use one of {', '.join(_REGISTRY)}"
+
+
+def get_method(name: str) -> MergeMethod:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise LinesError(_unknown(name)) from None
+
+
+def _known(name: str) -> str:
+    if name not in _REGISTRY:
+        raise ValueError(_unknown(name))
+    return name
+
+
+# A config field naming a merge method, checked against the registry when validated (a Literal would freeze
+# the names at import time).
+MethodName = Annotated[str, AfterValidator(_known)]
+
+
+# -- built-in methods ------------------------------------------------------------------------------------
+
+class LinearParams(StrictParams):
+    normalize: bool = True
+
+
+def _linear_coefficients(weights: torch.Tensor, p: dict) -> torch.Tensor:
+    return mm.normalized(weights) if p["normalize"] else weights
+
+
+register_method(MergeMethod(
+    "linear", LinearParams, lambda tvs, w, p, ctx: mm.linear(tvs, w, p["normalize"]),
+    elementwise=True, coefficients=_linear_coefficients))
+
+
+class TaskArithmeticParams(StrictParams):
+    pass
+
+
+register_method(MergeMethod(
+    "task_arithmetic", TaskArithmeticParams, lambda tvs, w, p, ctx: mm.task_arithmetic(tvs, w),
+    elementwise=True, coefficients=lambda w, p: w))
+
+
+class TiesParams(StrictParams):
+    density: float = Field(gt=0.0, le=1.0)
+    normalize: bool = True
+
+
+register_method(MergeMethod(
+    "ties", TiesParams, lambda tvs, w, p, ctx: mm.ties(tvs, w, p["density"], p["normalize"])))
+
+
+class DareParams(StrictParams):
+    density: float = Field(gt=0.0, le=1.0)
+    normalize: bool = True
+
+
+def _dare(fn: Callable) -> MergeFn:
+    def merge(tvs: torch.Tensor, weights: torch.Tensor, p: dict, ctx: MergeContext) -> torch.Tensor:
+        # One seed per (recipe seed, tensor, model): independent of tensor order, sharding and row blocks.
+        seeds = [mm.dare_seed(ctx.seed, ctx.tensor_name, i) for i in range(len(weights))]
+        return fn(tvs, weights, p["density"], seeds, p["normalize"])
+    return merge
+
+
+register_method(MergeMethod("dare_linear", DareParams, _dare(mm.dare_linear), seeded=True))
+register_method(MergeMethod("dare_ties", DareParams, _dare(mm.dare_ties), seeded=True))
+
+
+class ConsensusParams(StrictParams):
+    k: int = Field(default=2, ge=1)
+    tall_lambda: float = Field(default=1.0, gt=0.0)
+    normalize: bool = False
+
+
+def _consensus_check(weights: list[float], p: dict) -> None:
+    if p["k"] > len(weights):
+        raise ValueError(f"consensus k={p['k']} exceeds the number of policies ({len(weights)})")
+
+
+register_method(MergeMethod(
+    "consensus", ConsensusParams,
+    lambda tvs, w, p, ctx: mm.consensus(tvs, w, p["k"], p["tall_lambda"], p["normalize"]),
+    elementwise=True, check=_consensus_check))
+
+
+class SlerpParams(StrictParams):
+    t: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+def _slerp_check(weights: list[float], p: dict) -> None:
+    if len(weights) != 2:
+        raise ValueError(f"slerp merges exactly two policies, got {len(weights)}")
+    if p["t"] is None and (min(weights) < 0 or sum(weights) <= 0):
+        raise ValueError("slerp without parameters.t needs non-negative weights with a positive sum "
+                         "(t = w2 / (w1 + w2))")
+
+
+def _slerp_resolve(weights: list[float], p: dict) -> dict:
+    # t from the weights in Python floats (fp64), whatever the compute dtype.
+    return {**p, "t": p["t"] if p["t"] is not None else weights[1] / (weights[0] + weights[1])}
+
+
+register_method(MergeMethod(
+    "slerp", SlerpParams, lambda tvs, w, p, ctx: mm.slerp(tvs, p["t"]),
+    check=_slerp_check, resolve=_slerp_resolve))
