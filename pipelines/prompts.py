@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from lines.validation import describe_validation_error
 from reward_models.records import column, read_records
 
 from .errors import PipelineError
+
+
+VALIDATION, EVALUATION = "validation", "evaluation"  # the two prompt sets of a sweep
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class PromptSet:
 
 class PromptsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    source: Literal["file", "dataset"] | None = None  # optional: which of `path` / `dataset` says it
     path: str | None = None
     dataset: str | None = None
     dataset_config: str | None = None
@@ -57,8 +62,44 @@ class PromptsConfig(BaseModel):
     @model_validator(mode="after")
     def _one_source(self):
         if (self.path is None) == (self.dataset is None):
-            raise ValueError("give exactly one of `path` (a local file) or `dataset` (a datasets name)")
+            raise ValueError("give exactly one of `path` (a local file) or `dataset` (a datasets name), or "
+                             "source: demo for the demo's prompts")
+        if self.source is not None and (self.source == "file") != (self.path is not None):
+            raise ValueError(f"source is {self.source} but {'path' if self.source == 'file' else 'dataset'} is "
+                             "not set")
         return self
+
+
+class DemoPromptsConfig(BaseModel):
+    """The embedded demo's held-out prompts (pipelines/demo_data.py), disjoint from its training prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["demo"]
+    n_validation: int = Field(32, ge=0)
+    n_eval: int = Field(128, ge=1)
+    seed: int = 0
+
+
+def _prompt_source(value) -> str:
+    source = value.get("source") if isinstance(value, dict) else getattr(value, "source", None)
+    return "demo" if source == "demo" else "file"
+
+
+# The main job's `prompts:` section: the demo's prompts or a prompt file / dataset.
+PromptsSection = Annotated[Union[Annotated[DemoPromptsConfig, Tag("demo")], Annotated[PromptsConfig, Tag("file")]],
+                           Discriminator(_prompt_source)]
+
+
+def prompt_split(config: PromptsConfig | DemoPromptsConfig) -> dict[str, list[Prompt]]:
+    """{"validation": prompts to choose β / λ on, "evaluation": prompts the fronts are measured on}: disjoint
+    and fixed by seed."""
+    if isinstance(config, DemoPromptsConfig):
+        from .demo_data import demo_prompts
+
+        return {VALIDATION: demo_prompts("validation", config.n_validation, config.seed),
+                EVALUATION: demo_prompts("test", config.n_eval, config.seed)}
+    prompt_set = load_prompt_set(config)
+    return {VALIDATION: prompt_set.validation, EVALUATION: prompt_set.evaluation}
 
 
 def parse_prompts_config(config: dict | PromptsConfig) -> PromptsConfig:

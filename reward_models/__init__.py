@@ -6,7 +6,8 @@
 """
 from .base import PolicyHandle, Reward, check_scores
 from .callable_reward import CallableReward, import_target
-from .config import build_reward, build_rewards, parse_reward_spec
+from .config import (REWARD_TYPES, RewardSpec, RewardSpecField, build_reward, build_rewards, check_unique_names,
+                     parse_reward_spec, reward_identity, reward_type)
 from .errors import RewardError
 from .hf_reward_model import HFRewardModel
 from .normalize import Normalizer
@@ -16,7 +17,8 @@ from .scoring import RewardScores, fit_normalizers, score_rewards
 
 __all__ = [
     "PolicyHandle", "Reward", "check_scores", "CallableReward", "import_target", "build_reward", "build_rewards",
-    "parse_reward_spec", "RewardError", "HFRewardModel", "Normalizer", "HeldOutPerplexity", "KLToBase",
+    "parse_reward_spec", "REWARD_TYPES", "RewardSpec", "RewardSpecField", "check_unique_names", "reward_identity",
+    "reward_type", "RewardError", "HFRewardModel", "Normalizer", "HeldOutPerplexity", "KLToBase",
     "token_logprobs", "CharLength", "Conciseness", "KeywordPresence", "LexicalDiversity", "Readability",
     "VaderSentiment", "RewardScores", "fit_normalizers", "score_rewards",
 ]

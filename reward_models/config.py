@@ -1,4 +1,5 @@
-"""Rewards built by name from YAML-style dicts, validated with pydantic.
+"""Reward types, declared once each: schema, whether it is a metric of the policy, how it builds, what files its
+scores depend on.
 
     rewards:
       - {name: positive, type: vader}
@@ -11,28 +12,38 @@
       - {name: ppl, type: perplexity, texts: data/heldout.txt}
       - {name: positive_z, type: vader, normalize: {method: zscore, reference: data/ref.jsonl}}
 
-A bad entry is one line naming the entry, the field and the fix (`RewardError`).
+A reward type is one `RewardSpec` subclass decorated with `@reward_type`: its pydantic fields are the schema (the
+`type` literal names it), `build` makes the `Reward`, `is_metric` says it is computed from the policy's weights
+(KL, perplexity: never a training signal), and `content_files` lists the local files whose content its scores
+depend on (cache keys hash their content, not their paths). `name` defaults to the type. A bad entry is one line
+naming the entry and the field (`RewardError`); inside a larger config, `RewardSpecField` validates an entry
+in place so the config's own error line names the field.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Sequence, Union
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Sequence, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, field_validator,
+                      model_validator)
+
+from lines.fingerprints import fingerprint
+from lines.models import looks_like_hub_id
+from lines.validation import describe_validation_error
 
 from .base import Reward
 from .errors import RewardError
 
 Label = Union[int, str]
+REWARD_TYPES: dict[str, type["RewardSpec"]] = {}
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    normalize: "NormalizeSpec | Literal['raw', 'zscore']" = "raw"
-
-    def normalize_spec(self) -> "NormalizeSpec":
-        return self.normalize if isinstance(self.normalize, NormalizeSpec) else NormalizeSpec(method=self.normalize)
+def reward_type(cls: type["RewardSpec"]) -> type["RewardSpec"]:
+    """Register a spec class under the value of its `type` literal."""
+    name = cls.model_fields["type"].annotation.__args__[0]
+    REWARD_TYPES[name] = cls
+    return cls
 
 
 class NormalizeSpec(BaseModel):
@@ -46,39 +57,108 @@ class NormalizeSpec(BaseModel):
     response_field: str = "response"
 
 
-class VaderSpec(_Spec):
+class RewardSpec(BaseModel):
+    """Fields every reward type has. Subclasses add `type: Literal[...]`, their settings and `build`."""
+
+    model_config = ConfigDict(extra="forbid")
+    is_metric: ClassVar[bool] = False
+
+    type: str
+    name: str | None = None
+    normalize: NormalizeSpec | Literal["raw", "zscore"] = "raw"
+
+    @model_validator(mode="after")
+    def _default_name(self):
+        if self.name is None:
+            self.name = self.type
+        return self
+
+    def normalize_spec(self) -> NormalizeSpec:
+        return self.normalize if isinstance(self.normalize, NormalizeSpec) else NormalizeSpec(method=self.normalize)
+
+    def build(self, base_model=None) -> Reward:  # pragma: no cover - every registered type overrides it
+        raise NotImplementedError
+
+    def wants_base_model(self) -> bool:
+        """Whether `build` needs θ0 loaded by the pipeline (a KL metric without its own `base`)."""
+        return False
+
+    def content_files(self) -> list[str]:
+        """Local files and directories whose content the scores depend on."""
+        reference = self.normalize_spec().reference
+        return [reference] if self.normalize_spec().method == "zscore" and reference else []
+
+
+@reward_type
+class VaderSpec(RewardSpec):
     type: Literal["vader"]
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import VaderSentiment
 
-class LengthSpec(_Spec):
+        return VaderSentiment(self.name)
+
+
+@reward_type
+class LengthSpec(RewardSpec):
     type: Literal["length"]
     min_words: int = Field(2, ge=0)
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import CharLength
 
-class ConcisenessSpec(_Spec):
+        return CharLength(self.name, min_words=self.min_words)
+
+
+@reward_type
+class ConcisenessSpec(RewardSpec):
     type: Literal["conciseness"]
     form: Literal["negative", "inverse"] = "negative"
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import Conciseness
 
-class DiversitySpec(_Spec):
+        return Conciseness(self.name, form=self.form)
+
+
+@reward_type
+class DiversitySpec(RewardSpec):
     type: Literal["diversity"]
     method: Literal["distinct", "mtld"] = "distinct"
     mtld_threshold: float = Field(0.72, gt=0, lt=1)
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import LexicalDiversity
 
-class ReadabilitySpec(_Spec):
+        return LexicalDiversity(self.name, method=self.method, mtld_threshold=self.mtld_threshold)
+
+
+@reward_type
+class ReadabilitySpec(RewardSpec):
     type: Literal["readability"]
     lang: str = "en_US"
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import Readability
 
-class KeywordsSpec(_Spec):
+        return Readability(self.name, lang=self.lang)
+
+
+@reward_type
+class KeywordsSpec(RewardSpec):
     type: Literal["keywords"]
     keywords: list[str] = Field(min_length=1)
     mode: Literal["any", "fraction", "count"] = "any"
     case_sensitive: bool = False
 
+    def build(self, base_model=None) -> Reward:
+        from .rules import KeywordPresence
 
-class HFSpec(_Spec):
+        return KeywordPresence(self.keywords, self.name, mode=self.mode, case_sensitive=self.case_sensitive)
+
+
+@reward_type
+class HFSpec(RewardSpec):
     type: Literal["hf"]
     path: str
     mode: Literal["single", "label", "diff"] = "single"
@@ -104,15 +184,46 @@ class HFSpec(_Spec):
             raise ValueError("mode diff needs `positive` and `negative` labels (score = positive − negative)")
         return self
 
+    def build(self, base_model=None) -> Reward:
+        from .hf_reward_model import HFRewardModel
 
-class CallableSpec(_Spec):
+        return HFRewardModel(
+            self.path, self.name, mode=self.mode, label=self.label, positive=self.positive, negative=self.negative,
+            output=self.output, trust_remote_code=self.trust_remote_code, max_length=self.max_length,
+            batch_size=self.batch_size, device=self.device, dtype=self.dtype, input_format=self.input_format,
+            separator=self.separator, truncation_side=self.truncation_side, higher_is_better=self.higher_is_better)
+
+    def content_files(self) -> list[str]:
+        # A hub id is known by its name only (no network to ask for its revision); a local model by its files.
+        return super().content_files() + ([] if looks_like_hub_id(self.path) else [self.path])
+
+
+@reward_type
+class CallableSpec(RewardSpec):
     type: Literal["callable"]
     target: str = Field(pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
     higher_is_better: bool = True
     batch_size: int | None = Field(None, gt=0)
 
+    def build(self, base_model=None) -> Reward:
+        from .callable_reward import CallableReward
 
-class KLSpec(_Spec):
+        return CallableReward(self.target, self.name, self.higher_is_better, self.batch_size)
+
+    def content_files(self) -> list[str]:
+        # The module's source: edited code must not be served scores from the old code.
+        module = self.target.partition(":")[0] if ":" in self.target else self.target.rpartition(".")[0]
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        return super().content_files() + ([origin] if origin and Path(origin).is_file() else [])
+
+
+@reward_type
+class KLSpec(RewardSpec):
+    is_metric: ClassVar[bool] = True
     type: Literal["kl"]
     base: str | None = None  # θ0 checkpoint; the pipeline may pass the loaded θ0 instead
     batch_size: int = Field(8, gt=0)
@@ -120,88 +231,114 @@ class KLSpec(_Spec):
     dtype: str = "auto"
     max_length: int | None = Field(None, gt=0)
 
+    def build(self, base_model=None) -> Reward:
+        from .policy_metrics import KLToBase
 
-class PerplexitySpec(_Spec):
+        if self.base is None and base_model is None:
+            raise RewardError(f"reward '{self.name}': field 'base' is required for kl unless the pipeline passes "
+                              "θ0; set base to the SFT checkpoint directory")
+        return KLToBase(base_model if self.base is None else None, self.base, self.name, self.batch_size,
+                        self.device, self.dtype, self.max_length)
+
+    def wants_base_model(self) -> bool:
+        return self.base is None
+
+    def content_files(self) -> list[str]:
+        return super().content_files() + ([self.base] if self.base and not looks_like_hub_id(self.base) else [])
+
+
+@reward_type
+class PerplexitySpec(RewardSpec):
+    is_metric: ClassVar[bool] = True
     type: Literal["perplexity"]
     texts: str
     field: str = "text"
     batch_size: int = Field(8, gt=0)
     max_length: int = Field(256, gt=1)
 
+    def build(self, base_model=None) -> Reward:
+        from .policy_metrics import HeldOutPerplexity
 
-RewardSpec = Annotated[Union[VaderSpec, LengthSpec, ConcisenessSpec, DiversitySpec, ReadabilitySpec, KeywordsSpec,
-                             HFSpec, CallableSpec, KLSpec, PerplexitySpec], Field(discriminator="type")]
-_ADAPTER = TypeAdapter(RewardSpec)
-REWARD_TYPES = ("vader", "length", "conciseness", "diversity", "readability", "keywords", "hf", "callable", "kl",
-                "perplexity")
+        return HeldOutPerplexity(path=self.texts, field=self.field, name=self.name, batch_size=self.batch_size,
+                                 max_length=self.max_length)
 
-
-def validation_message(err: ValidationError, where: str) -> str:
-    """The first pydantic error as one line: where, which field, what is wrong, how to fix."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"] if str(p) not in REWARD_TYPES]  # drop the union tag from the path
-    field = ".".join(loc) or "(entry)"
-    kind, msg = first["type"], first["msg"]
-    if kind == "union_tag_invalid" or (kind == "union_tag_not_found"):
-        return f"{where}: field 'type' is missing or unknown; use one of {', '.join(REWARD_TYPES)}"
-    if kind == "extra_forbidden":
-        return f"{where}: field '{field}' is not a setting of this reward type; remove it or check its spelling"
-    if kind == "missing":
-        return f"{where}: field '{field}' is required; add it"
-    msg = msg.removeprefix("Value error, ")
-    if not loc:  # a check across fields (e.g. mode vs label): the message names the fields itself
-        return f"{where}: {msg}"
-    return f"{where}: field '{field}': {msg}; fix that value"
+    def content_files(self) -> list[str]:
+        return super().content_files() + [self.texts]
 
 
-def parse_reward_spec(config: dict, where: str = "reward") -> Any:
-    if not isinstance(config, dict):
-        raise RewardError(f"{where}: expected a mapping like {{name: positive, type: vader}}, got {config!r}")
+# -- validation ------------------------------------------------------------------------------------------------
+
+class _TypeTag(BaseModel):
+    """Only the `type` field, so an unknown or missing type is reported at `<entry>.type`."""
+
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in REWARD_TYPES:
+            raise ValueError(f"unknown reward type '{value}'; use one of {', '.join(REWARD_TYPES)}")
+        return value
+
+
+def validate_reward_spec(value: Any) -> RewardSpec:
+    """A spec from a mapping (or an existing spec); pydantic errors keep their field paths for the caller."""
+    if isinstance(value, RewardSpec):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("a reward is a mapping like {name: positive, type: vader}")
+    tag = _TypeTag.model_validate({"type": value.get("type")} if "type" in value else {})
+    return REWARD_TYPES[tag.type].model_validate(value)
+
+
+# A reward entry inside a larger config (the run config, the training config): validated and dumped in place.
+RewardSpecField = Annotated[Any, PlainValidator(validate_reward_spec),
+                            PlainSerializer(lambda spec: spec.model_dump(mode="json"), return_type=dict)]
+
+
+def parse_reward_spec(config: Any, where: str = "reward") -> RewardSpec:
     try:
-        return _ADAPTER.validate_python(config)
+        return validate_reward_spec(config)
     except ValidationError as err:
-        raise RewardError(validation_message(err, where)) from None
+        raise RewardError(describe_validation_error(err, where, setting="setting of this reward type")) from None
+    except ValueError as err:
+        raise RewardError(f"{where}: {err}") from None
 
 
-def build_reward(config: dict | Any, where: str = "reward", base_model=None) -> Reward:
+def check_unique_names(specs: Sequence[RewardSpec], where: str = "rewards") -> None:
+    names = [spec.name for spec in specs]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise RewardError(f"{where}[{index}]: reward name '{name}' is used twice; give each reward a unique name")
+
+
+# -- building and identity ---------------------------------------------------------------------------------------
+
+def build_reward(config: dict | RewardSpec, where: str = "reward", base_model=None) -> Reward:
     """A ready Reward from one config dict (or parsed spec). `base_model` is θ0 for `kl` without `base`."""
-    from . import callable_reward, hf_reward_model, policy_metrics, rules
-
-    spec = config if isinstance(config, BaseModel) else parse_reward_spec(config, where)
-    name = spec.name or spec.type
-    if isinstance(spec, VaderSpec):
-        reward: Reward = rules.VaderSentiment(name)
-    elif isinstance(spec, LengthSpec):
-        reward = rules.CharLength(name, min_words=spec.min_words)
-    elif isinstance(spec, ConcisenessSpec):
-        reward = rules.Conciseness(name, form=spec.form)
-    elif isinstance(spec, DiversitySpec):
-        reward = rules.LexicalDiversity(name, method=spec.method, mtld_threshold=spec.mtld_threshold)
-    elif isinstance(spec, ReadabilitySpec):
-        reward = rules.Readability(name, lang=spec.lang)
-    elif isinstance(spec, KeywordsSpec):
-        reward = rules.KeywordPresence(spec.keywords, name, mode=spec.mode, case_sensitive=spec.case_sensitive)
-    elif isinstance(spec, HFSpec):
-        reward = hf_reward_model.HFRewardModel(
-            spec.path, name, mode=spec.mode, label=spec.label, positive=spec.positive, negative=spec.negative,
-            output=spec.output, trust_remote_code=spec.trust_remote_code, max_length=spec.max_length,
-            batch_size=spec.batch_size, device=spec.device, dtype=spec.dtype, input_format=spec.input_format,
-            separator=spec.separator, truncation_side=spec.truncation_side, higher_is_better=spec.higher_is_better)
-    elif isinstance(spec, CallableSpec):
-        reward = callable_reward.CallableReward(spec.target, name, spec.higher_is_better, spec.batch_size)
-    elif isinstance(spec, KLSpec):
-        if spec.base is None and base_model is None:
-            raise RewardError(f"{where}: field 'base' is required for kl unless the pipeline passes θ0; "
-                              "set base to the SFT checkpoint directory")
-        reward = policy_metrics.KLToBase(base_model if spec.base is None else None, spec.base, name,
-                                         spec.batch_size, spec.device, spec.dtype, spec.max_length)
-    elif isinstance(spec, PerplexitySpec):
-        reward = policy_metrics.HeldOutPerplexity(path=spec.texts, field=spec.field, name=name,
-                                                  batch_size=spec.batch_size, max_length=spec.max_length)
-    else:  # pragma: no cover - the union above is exhaustive
-        raise RewardError(f"{where}: unsupported reward type {spec.type}")
+    spec = parse_reward_spec(config, where)
+    reward = spec.build(base_model)
     _set_up_normalizer(reward, spec.normalize_spec(), where)
     return reward
+
+
+def build_rewards(configs: Sequence[dict | RewardSpec], base_model=None) -> list[Reward]:
+    """All rewards of a config's `rewards:` list; names must be unique (they key the score columns)."""
+    if not configs:
+        raise RewardError("rewards: the list is empty; add at least one reward such as {name: positive, type: vader}")
+    specs = [parse_reward_spec(config, f"rewards[{index}]") for index, config in enumerate(configs)]
+    check_unique_names(specs)
+    return [build_reward(spec, f"rewards[{index}] ({spec.name})", base_model) for index, spec in enumerate(specs)]
+
+
+def reward_identity(spec: RewardSpec, memo_file: Path | None = None) -> dict:
+    """What a score depends on: the spec and the content of every file it names (for cache keys)."""
+    files = {}
+    for path in spec.content_files():
+        if not Path(path).expanduser().exists():
+            raise RewardError(f"reward '{spec.name}': '{path}' does not exist; check the path in the config")
+        files[path] = fingerprint(path, memo_file)
+    return {"spec": spec.model_dump(mode="json"), "files": files}
 
 
 def _set_up_normalizer(reward: Reward, spec: NormalizeSpec, where: str) -> None:
@@ -216,21 +353,3 @@ def _set_up_normalizer(reward: Reward, spec: NormalizeSpec, where: str) -> None:
         prompts = column(rows, spec.prompt_field, spec.reference)
         responses = column(rows, spec.response_field, spec.reference)
         reward.normalizer.fit(reward.score(prompts, responses))
-
-
-def build_rewards(configs: Sequence[dict], base_model=None) -> list[Reward]:
-    """All rewards of a config's `rewards:` list; names must be unique (they key the score columns)."""
-    if not configs:
-        raise RewardError("rewards: the list is empty; add at least one reward such as {name: positive, type: vader}")
-    rewards, seen = [], set()
-    for index, config in enumerate(configs):
-        label = config.get("name") if isinstance(config, dict) else None
-        where = f"rewards[{index}]" + (f" ({label})" if label else "")
-        reward = build_reward(config, where, base_model=base_model)
-        if reward.name in seen:
-            raise RewardError(f"{where}: reward name '{reward.name}' is used twice; give each reward a unique name")
-        seen.add(reward.name)
-        rewards.append(reward)
-    return rewards
-
-

@@ -12,7 +12,7 @@ from .base import PolicyHandle, Reward
 @dataclass
 class RewardScores:
     """Scores of one reward over one set of pairs, in input order. Summaries (means, standard errors over
-    prompts) are the pipelines' job: see pipelines/statistics.py."""
+    prompts) are the pipelines' job: see pipelines/summary.py."""
 
     name: str
     values: np.ndarray  # normalised (equal to raw when the normaliser is 'raw')

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.errors import PipelineError
-from pipelines.generation import (LoraAdapter, TransformersGenerator, VLLMGenerator,
+from pipelines.generation import (AdapterRef, TransformersGenerator, VLLMGenerator,
                                   choose_backend, make_generator, sample_seed)
 from pipelines.generation import backend_choice
 from pipelines.generation.seeded_sampling import nucleus_sample
@@ -234,15 +234,15 @@ def test_vllm_lora_requests(tokenizer):
     api = FakeApi()
     gen = vllm_generator(tokenizer, api, vllm={"enable_lora": True, "max_lora_rank": 32})
     assert api.engines[0].kwargs["enable_lora"] and api.engines[0].kwargs["max_lora_rank"] == 32
-    gen.generate(PROMPTS[:1], lora=LoraAdapter("positive", "/runs/p/positive"))
-    gen.generate(PROMPTS[:1], lora=LoraAdapter("long", "/runs/p/long"))
-    gen.generate(PROMPTS[:1], lora=LoraAdapter("positive", "/runs/p/positive"))
+    gen.generate(PROMPTS[:1], lora=AdapterRef("positive", "/runs/p/positive"))
+    gen.generate(PROMPTS[:1], lora=AdapterRef("long", "/runs/p/long"))
+    gen.generate(PROMPTS[:1], lora=AdapterRef("positive", "/runs/p/positive"))
     requests = [call[2] for call in api.engines[0].calls]
     assert requests == [("lora", "positive", 1, "/runs/p/positive"), ("lora", "long", 2, "/runs/p/long"),
                         ("lora", "positive", 1, "/runs/p/positive")]
     plain = vllm_generator(tokenizer, FakeApi())
     with pytest.raises(PipelineError, match="enable_lora"):
-        plain.generate(PROMPTS[:1], lora=LoraAdapter("positive", "/x"))
+        plain.generate(PROMPTS[:1], lora=AdapterRef("positive", "/x"))
 
 
 def test_vllm_worker_extension_loads_into_the_runner_model():

@@ -67,14 +67,15 @@ def test_vllm_serves_points_as_lora_requests_within_max_rank(lora_inputs, tmp_pa
     from pipelines.generation.vllm_backend import VLLMGenerator
     from pipelines.prompts import Prompt
     from pipelines.sweep.cache import SweepCache
-    from pipelines.sweep.evaluate import Objective, PointEvaluator
+    from pipelines.sweep.evaluate import PointEvaluator
+    from pipelines.sweep.objectives import build_objectives
     from pipelines.sweep.plan import Point
-    from reward_models import build_reward
+    from reward_models import parse_reward_spec
     from test_generation import FakeApi
 
     root, paths = lora_inputs
     prompts = [Prompt("a", "the food was"), Prompt("b", "our waiter")]
-    objectives = [Objective(build_reward({"name": "positive", "type": "vader"}), {"type": "vader"}, False)]
+    objectives = build_objectives([parse_reward_spec({"name": "positive", "type": "vader"})], [])
     soup = Point("soup", "", "evaluation", (0.5, 0.5), {"method": "linear", "weights": [0.5, 0.5],
                                                          "parameters": {}, "lines": {"alpha": 0.5, "beta": 0.5}})
     for max_rank, expect_lora in [(16, True), (8, False)]:  # the soup of q_proj has rank 4 + 8 = 12
@@ -83,9 +84,9 @@ def test_vllm_serves_points_as_lora_requests_within_max_rank(lora_inputs, tmp_pa
                                                                                       "max_lora_rank": max_rank}},
                                   tokenizer=tiny.tiny_tokenizer(), api=api)
         with MergeInputs(paths["base"], paths["policies"]) as inputs:
-            evaluator = PointEvaluator(generator, inputs, objectives, SweepCache(tmp_path / f"c{max_rank}"),
-                                       {"test": max_rank}, {}, adapter_dir=tmp_path / f"a{max_rank}",
-                                       max_adapter_rank=max_rank)
+            evaluator = PointEvaluator(generator, inputs, str(paths["base"]), [str(p) for p in paths["policies"]],
+                                       objectives, SweepCache(tmp_path / f"c{max_rank}"), {"test": max_rank}, {},
+                                       policy_copy_factory=lambda: None, adapter_dir=tmp_path / f"a{max_rank}")
             result = evaluator.evaluate(soup, prompts)
         engine = api.engines[0]
         lora = engine.calls[-1][2]

@@ -341,18 +341,23 @@ def test_perplexity_matches_exp_mean_nll(policies, tmp_path):
 
 # ---------------------------------------------------------------- config validation
 @pytest.mark.parametrize("config, fragment", [
-    ({"type": "sentiment"}, "field 'type' is missing or unknown"),
+    ({"type": "sentiment"}, "field 'type': unknown reward type 'sentiment'; use one of vader, length"),
+    ({"name": "x"}, "field 'type' is required"),
     ({"type": "hf"}, "field 'path' is required"),
     ({"type": "hf", "path": "x", "mode": "label"}, "mode label needs `label`"),
     ({"type": "hf", "path": "x", "mode": "logit"}, "field 'mode'"),
     ({"type": "vader", "colour": "red"}, "field 'colour' is not a setting"),
     ({"type": "callable", "target": "not a path"}, "field 'target'"),
-    ({"type": "kl"}, "field 'base' is required"),
 ])
 def test_config_errors_are_one_line_naming_the_field(config, fragment):
     with pytest.raises(RewardError, match=fragment) as info:
         rm.build_rewards([config])
     assert "\n" not in str(info.value) and str(info.value).startswith("rewards[0]")
+
+
+def test_kl_without_base_or_theta0_is_one_line():
+    with pytest.raises(RewardError, match="reward 'kl': field 'base' is required for kl unless the pipeline passes θ0"):
+        rm.build_rewards([{"type": "kl"}])
 
 
 def test_duplicate_names_are_refused():

@@ -13,7 +13,7 @@ import yaml
 
 import sweep_fixtures as sf
 from pipelines.merge_policies import main
-from pipelines.sweep.config import load_run_config
+from pipelines.run_config import load_run_config
 from pipelines.sweep.plan import evaluation_points, validation_points
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_two_processes_give_the_one_process_results(inputs, tmp_path):
                            str(ROOT / "pipelines" / "merge_policies.py"), "--config", str(two), "--quiet"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "two" / "runs" / "tiny" / "sweep" / "fingerprints.rank1.json").exists()  # rank 1 worked
+    assert proc.stderr.count("generation backend: transformers") == 2  # both ranks served points
     rows = lambda d: [json.loads(line) for line in (d / "runs" / "tiny" / "sweep" / "points.jsonl").open()]
     one_rows, two_rows = rows(tmp_path / "one"), rows(tmp_path / "two")
     assert [r["front"] for r in two_rows] == [r["front"] for r in one_rows]
@@ -139,18 +139,3 @@ def test_two_processes_give_the_one_process_results(inputs, tmp_path):
             assert b["objectives"][name]["mean"] == pytest.approx(a["objectives"][name]["mean"], rel=1e-5, abs=1e-6)
     samples = lambda d: {p.name: p.read_text() for p in (d / "runs" / "tiny" / "sweep" / "samples").iterdir()}
     assert samples(tmp_path / "two") == samples(tmp_path / "one")
-
-
-def test_equal_merges_share_one_generation():
-    from pipelines.sweep.evaluate import canonical_merge
-
-    soup_end = {"method": "linear", "weights": [1.0, 0.0], "parameters": {"normalize": True}, "lines": None}
-    policy = {"method": "task_arithmetic", "weights": [1.0, 0.0], "parameters": {}, "lines": None}
-    gamma_one = {**policy, "lines": {"alpha": 1.0, "beta": 0.0}}
-    assert canonical_merge(soup_end) == canonical_merge(policy) == canonical_merge(gamma_one)
-    # Different weights, a real LiNeS schedule or another method stay apart.
-    assert canonical_merge({**soup_end, "weights": [2.0, 2.0]}) == canonical_merge({**policy, "weights": [0.5, 0.5]})
-    assert canonical_merge({**policy, "lines": {"alpha": 1.0, "beta": 0.5}}) != canonical_merge(policy)
-    assert canonical_merge({**policy, "lines": {"alpha": 0.5, "beta": 0.0}}) != canonical_merge(policy)
-    ties = {"method": "ties", "weights": [1.0, 0.0], "parameters": {"density": 0.5}, "lines": None}
-    assert canonical_merge(ties) != canonical_merge(policy)

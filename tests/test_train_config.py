@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pipelines.train_policies import main
+from lines.errors import UserError
 from pipelines.training import TrainingError, load_config, parse_config, policy_settings, train_all
 from pipelines.training.environment import check_environment, ppo_trainer_classes
 from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401
@@ -44,7 +45,7 @@ def test_per_policy_overrides_are_deep_merged_and_validated(tmp_path):
     (lambda c: c.update(policies=[{"reward": "helpful"}]), "'helpful' is not one of the rewards"),
     (lambda c: c["rewards"].append({"name": "long", "type": "length"}), "used twice"),
     (lambda c: c.update(base={}), "exactly one of `path`"),
-    (lambda c: c["rewards"].append({"name": "x", "type": "sentiment"}), "field 'type' is missing or unknown"),
+    (lambda c: c["rewards"].append({"name": "x", "type": "sentiment"}), "field 'rewards.2.type': unknown reward type 'sentiment'"),
     (lambda c: c.update(morl={"weights": {"positive": 1, "nope": 1}}), "morl.weights names 'nope'"),
 ])
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path, mutate, message):
@@ -113,6 +114,6 @@ def test_hub_id_without_hub_access_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = tiny_config(tmp_path / "runs", None)
     data["base"] = {"path": "some-org/some-sft-model"}
-    with pytest.raises(TrainingError, match="'some-org/some-sft-model' is not a local directory and could not be "
+    with pytest.raises(UserError, match="'some-org/some-sft-model' is not a local directory and could not be "
                                             "fetched from the hub"):
         train_all(parse_config(data, "cfg.yaml"))

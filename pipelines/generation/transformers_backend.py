@@ -7,33 +7,50 @@ prompts go through the chat template when the tokenizer has one, and each sample
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from lines import MergeInputs, merge_into_model
 from lines.models import load_causal_lm
+from reward_models import PolicyHandle
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
+from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 from .seeded_sampling import SeededRowSampler
 
 log = logging.getLogger(__name__)
 
 NamedTensors = Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+# Soup adapters kept loaded between calls: enough for a batch of points and their metrics, bounded memory.
+MAX_RESIDENT_ADAPTERS = 64
 
 
 class TransformersGenerator:
+    """The transformers backend: one live module, merged into in place, LoRA soups as peft adapters."""
+
     backend = "transformers"
+    capabilities = Capabilities(dense_weights=True, lora_adapters=True, max_points_per_call=None,
+                                max_lora_rank=None, policy_model=True)
 
     def __init__(self, model, tokenizer, config: GenerationConfig | dict | None = None):
         self.config = parse_generation_config(config)
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self._peft = None  # the peft model wrapping `model` once an adapter is served
+        self._recent: dict[str, None] = {}  # resident adapters, least recently used first
+        self._inputs: dict[tuple, MergeInputs] = {}
+        # The model is taken to hold θ0 as given (a backend is built from θ0); a merge request changes that.
+        self._dense_key: str | None = None
+        self._dense_is_base = True
         if self.tokenizer.eos_token_id is None:
             raise PipelineError("the policy tokenizer has no EOS token; generation could not stop early — "
                                 "set eos_token in the tokenizer config")
@@ -118,16 +135,19 @@ class TransformersGenerator:
         return self.tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids)
 
     def generate(self, prompts: Sequence) -> list[GenerationRow]:
-        """n samples per prompt; rows ordered by prompt, then sample index."""
-        return self._generate(prompts, [None])[None]
+        """n samples per prompt with the current dense weights; rows ordered by prompt, then sample index."""
+        return self._generate(prompts, [BASE_ADAPTER if self._peft is not None else None])[0]
 
-    def generate_with_adapters(self, prompts: Sequence, adapter_names: Sequence[str]) -> dict[str, list[GenerationRow]]:
-        """The same prompts under several adapters of a peft model, mixed in shared batches (peft's
-        `adapter_names`; "__base__" is the base model). Per-sample seeds do not depend on the adapter, so each
-        adapter's rows equal what `generate` gives with that adapter merged into the weights."""
-        return self._generate(prompts, list(adapter_names))
+    def generate_adapters(self, prompts: Sequence, adapters: Sequence[AdapterRef]) -> list[list[GenerationRow]]:
+        """The same prompts under several adapters, mixed in shared batches (peft's `adapter_names`). Per-sample
+        seeds do not depend on the adapter, so each adapter's rows equal what `generate` gives with that adapter
+        merged into θ0."""
+        if not self._dense_is_base:
+            raise RuntimeError("adapters are served on θ0: load θ0 (a MergeRequest with zero weights) first")
+        names = [self._resident(adapter) for adapter in adapters]
+        return self._generate(prompts, names)
 
-    def _generate(self, prompts: Sequence, adapters: list[str | None]) -> dict:
+    def _generate(self, prompts: Sequence, adapters: list[str | None]) -> list[list[GenerationRow]]:
         pairs = as_prompt_pairs(prompts)
         encoded = [policy_prompt_ids(self.tokenizer, text) for _, text in pairs]
         work = [(a, p, s, sample_seed(self.config.seed, pairs[p][0], s)) for a in range(len(adapters))
@@ -138,15 +158,62 @@ class TransformersGenerator:
         step = self.config.batch_size
         for start in tqdm(range(0, len(work), step), desc="generate", leave=False, disable=len(work) <= step):
             chunk = work[start:start + step]
-            names = None if adapters == [None] else [adapters[a] for a, _, _, _ in chunk]
+            names = None if adapters == [None] else [adapters[a] for a, _, _, _ in chunk]  # peft mixed batch
             outputs = self._run_batch([encoded[p] for _, p, _, _ in chunk], [seed for *_, seed in chunk], names)
             for (a, p, s, _), new_ids in zip(chunk, outputs):
                 results[(a, p, s)] = self._finish(new_ids)
-        rows: dict = {name: [] for name in adapters}
+        rows: list[list[GenerationRow]] = [[] for _ in adapters]
         for a, p, s, seed in sorted(work, key=lambda item: item[:3]):
             text, count = results[(a, p, s)]
-            rows[adapters[a]].append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
+            rows[a].append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
         return rows
 
+    # -- the sweep's protocol: dense merges, adapters, the policy's module ------------------------------------
+    def load_merge(self, request: MergeRequest) -> None:
+        """Merge in place into the live module (under the adapters once it serves some); nothing is reloaded."""
+        if request.key == self._dense_key or (request.is_base and self._dense_is_base):
+            return
+        key = (request.base, request.policies)
+        if key not in self._inputs:
+            self._inputs[key] = MergeInputs(request.base, list(request.policies))
+        target = self.model.get_base_model() if self._peft is not None else self.model
+        merge_into_model(target, self._inputs[key], request.spec)
+        self._dense_key, self._dense_is_base = request.key, request.is_base
+
+    @contextlib.contextmanager
+    def policy(self, adapter: AdapterRef | None = None) -> Iterator[PolicyHandle]:
+        if adapter is None and self._peft is not None:
+            with self.model.disable_adapter():
+                yield PolicyHandle(self.model, self.tokenizer)
+            return
+        if adapter is not None:
+            if not self._dense_is_base:
+                raise RuntimeError("adapters are served on θ0: load θ0 first")
+            self.model.set_adapter(self._resident(adapter))
+        yield PolicyHandle(self.model, self.tokenizer)
+
+    def _resident(self, adapter: AdapterRef) -> str:
+        """The adapter's name in the peft model, loading it (and wrapping the model) on first use. At most
+        `MAX_RESIDENT_ADAPTERS` stay loaded; the least recently used goes first (never the active one)."""
+        from peft import PeftModel
+
+        if self._peft is None:
+            self.model = PeftModel.from_pretrained(self.model, adapter.path, adapter_name=adapter.name).eval()
+            self._peft = self.model
+        elif adapter.name not in self.model.peft_config:
+            self.model.load_adapter(adapter.path, adapter_name=adapter.name)
+        self._recent.pop(adapter.name, None)
+        self._recent[adapter.name] = None
+        while len(self._recent) > MAX_RESIDENT_ADAPTERS:
+            victim = next(iter(self._recent))
+            if victim == self.model.active_adapter:
+                self.model.set_adapter(adapter.name)
+            self.model.delete_adapter(victim)
+            del self._recent[victim]
+        return adapter.name
+
     def close(self) -> None:
-        """Nothing to release: the model belongs to the caller."""
+        """Close the merge inputs; the model itself belongs to the caller."""
+        for inputs in self._inputs.values():
+            inputs.close()
+        self._inputs.clear()

@@ -11,16 +11,17 @@ All vLLM calls sit behind `VLLMApi`, a thin seam: tests substitute a fake and ex
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from lines import MergeInputs, iter_merged_tensors
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
+from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 
 log = logging.getLogger(__name__)
@@ -54,17 +55,11 @@ class VLLMApi:
         return LoRARequest(lora_name=name, lora_int_id=int_id, lora_path=path)
 
 
-@dataclass(frozen=True)
-class LoraAdapter:
-    """A PEFT adapter directory served on top of the engine's base model."""
-
-    name: str
-    path: str
-
-
 class VLLMGenerator:
+    """The vLLM backend: one engine for the whole sweep; dense merges streamed into it, soups as LoRA requests.
+    It has no torch module of the policy in this process: metrics of the policy use the sweep's own copy."""
+
     backend = "vllm"
-    model = None  # no live torch module here: policy metrics use the sweep's own transformers model
 
     def __init__(self, model_path: str, config: GenerationConfig | dict | None = None, tokenizer=None,
                  api: VLLMApi | None = None):
@@ -89,6 +84,12 @@ class VLLMGenerator:
         self.engine_kwargs = engine_kwargs
         self.engine = self.api.create_engine(**engine_kwargs)  # once, for the whole sweep
         self._lora_ids: dict[tuple[str, str], int] = {}
+        self._dense_key: str | None = None
+        self._dense_is_base = True  # the engine starts from θ0's checkpoint
+        self._inputs: dict[tuple, MergeInputs] = {}
+        self.capabilities = Capabilities(dense_weights=True, lora_adapters=settings.enable_lora,
+                                         max_points_per_call=1, max_lora_rank=settings.max_lora_rank,
+                                         policy_model=False)
 
     # ------------------------------------------------------------------------------------------
     def sampling_params_for(self, seed: int) -> Any:
@@ -98,7 +99,7 @@ class VLLMGenerator:
         return self.api.sampling_params(n=1, temperature=self.config.temperature, top_p=self.config.top_p,
                                         max_tokens=self.config.max_new_tokens, seed=seed)
 
-    def lora_request_for(self, adapter: LoraAdapter | None) -> Any:
+    def lora_request_for(self, adapter: AdapterRef | None) -> Any:
         """LoRARequest with a stable integer id per (name, path): vLLM caches adapters by id, so a changed
         adapter must come with a new name or path."""
         if adapter is None:
@@ -111,7 +112,7 @@ class VLLMGenerator:
             self._lora_ids[key] = len(self._lora_ids) + 1  # vLLM reserves id 0
         return self.api.lora_request(adapter.name, self._lora_ids[key], str(adapter.path))
 
-    def generate(self, prompts: Sequence, lora: LoraAdapter | None = None) -> list[GenerationRow]:
+    def generate(self, prompts: Sequence, lora: AdapterRef | None = None) -> list[GenerationRow]:
         pairs = as_prompt_pairs(prompts)
         encoded = [policy_prompt_ids(self.tokenizer, text) for _, text in pairs]
         work = [(p, s, sample_seed(self.config.seed, pairs[p][0], s)) for p in range(len(pairs))
@@ -128,6 +129,25 @@ class VLLMGenerator:
             rows.append(GenerationRow(pairs[p][0], pairs[p][1], completion.text, len(encoded[p]),
                                       len(completion.token_ids), s, seed))
         return rows
+
+    def generate_adapters(self, prompts: Sequence, adapters: Sequence[AdapterRef]) -> list[list[GenerationRow]]:
+        """One LoRA request set per call (max_points_per_call = 1)."""
+        if len(adapters) > 1:
+            raise ValueError("the vllm backend serves one adapter per generate call")
+        return [self.generate(prompts, lora=adapter) for adapter in adapters]
+
+    def load_merge(self, request: MergeRequest) -> None:
+        """The merged weights, built here tensor by tensor and streamed into the running engine."""
+        if request.key == self._dense_key or (request.is_base and self._dense_is_base):
+            return
+        key = (request.base, request.policies)
+        if key not in self._inputs:
+            self._inputs[key] = MergeInputs(request.base, list(request.policies))
+        self.load_weights(iter_merged_tensors(self._inputs[key], request.spec))
+        self._dense_key, self._dense_is_base = request.key, request.is_base
+
+    def policy(self, adapter: AdapterRef | None = None):
+        raise NotImplementedError("the vllm backend has no policy module in this process (policy_model is False)")
 
     # ------------------------------------------------------------------------------------------
     def _chunks(self, named_tensors) -> Iterable[list[tuple[str, torch.Tensor]]]:
@@ -154,5 +174,8 @@ class VLLMGenerator:
         return total
 
     def close(self) -> None:
+        for inputs in self._inputs.values():
+            inputs.close()
+        self._inputs.clear()
         engine, self.engine = self.engine, None
         del engine

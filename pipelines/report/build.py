@@ -30,7 +30,9 @@ def point_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
         header += [f"{n}_mean", f"{n}_stderr", f"{n}_n"]
     rows = []
     for p in data.points:
-        row = [p["front"], p["variant"], p["candidate"]] + [fmt(w) for w in p["weights"]]
+        # A reference policy trained without a reward mixture has no weights: its weight cells stay empty.
+        weights = [fmt(w) for w in p["weights"]] if len(p["weights"]) == len(data.rewards) else [""] * len(data.rewards)
+        row = [p["front"], p["variant"], p["candidate"]] + weights
         for n in names:
             o = p["objectives"][n]
             row += [fmt(o["mean"]), fmt(o["stderr"]), fmt(o["n"])]

@@ -10,7 +10,7 @@ import yaml
 
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
-from ..statistics import LEVEL, compare, direction
+from ..summary import LEVEL, compare, direction
 from ..sweep.selection import normalisation, reward_matrix
 
 FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform")

@@ -4,9 +4,10 @@
     sweep/scores/<score_key>.json       one objective's per-sample scores of those generations
     sweep/points/<point_key>.json       the point's summary (means, stderr, per-prompt means)
 
-gen_key hashes θ0's and the policies' weight files (content), the merge spec, the prompts and the sampling
-settings; score_key adds the objective's config. A re-run or a resumed run recomputes nothing that is already
-there, and a changed reward only rescored, never regenerates.
+The keys (below) are built from content: θ0's and the policies' fingerprints, the canonical merge (equal
+merges asked for in different ways share one key), the prompts and the sampling settings; a score adds its
+objective's identity (its config and the content of every file it reads). A re-run or a resumed run recomputes
+nothing that is already there, and a changed reward is only rescored, never regenerated.
 """
 from __future__ import annotations
 
@@ -14,6 +15,27 @@ import json
 from pathlib import Path
 
 from lines.atomic import write_json, write_jsonl
+from lines.fingerprints import stable_hash
+from lines.recipe import MergeSpec, canonical_merge
+
+
+def merge_key(models: dict, spec: MergeSpec) -> str:
+    """The merged weights: the inputs' content and what is computed from them."""
+    return stable_hash({"models": models, "merge": canonical_merge(spec)})
+
+
+def generation_key(merge: str, prompts, generation: dict) -> str:
+    """Generations of those weights on these prompts with these sampling settings."""
+    return stable_hash({"merge": merge, "prompts": [(p.prompt_id, p.prompt) for p in prompts],
+                        "generation": generation})
+
+
+def score_key(gen_key: str, objective_identity: dict) -> str:
+    return stable_hash({"gen": gen_key, "objective": objective_identity})
+
+
+def point_key(gen_key: str, score_keys: dict, description: dict) -> str:
+    return stable_hash({"gen": gen_key, "scores": score_keys, "point": description})
 
 
 class SweepCache:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lines.recipe import MergeSpec
 
-from .config import RunConfig
+from ..prompts import EVALUATION, VALIDATION
 from .weights import one_hot, simplex_grid
 
-VALIDATION, EVALUATION = "validation", "evaluation"
+if TYPE_CHECKING:
+    from ..run_config import RunConfig
+
 UNIFORM = "uniform"
 
 
@@ -37,9 +40,10 @@ def weight_grid(cfg: RunConfig) -> list[tuple[float, ...]]:
     n = len(cfg.rewards)
     if cfg.sweep.weights is not None:
         grid = [tuple(float(x) for x in w) for w in cfg.sweep.weights]
-        for w in grid:
+        for index, w in enumerate(grid):
             if len(w) != n or min(w) < 0 or abs(sum(w) - 1) > 1e-6:
-                raise ValueError(f"sweep.weights entry {list(w)} must have {n} non-negative values summing to 1")
+                raise ValueError(f"sweep.weights[{index}] {list(w)} must have {n} non-negative values (one per "
+                                 "reward) summing to 1; fix that entry")
         refs = [one_hot(n, i) for i in range(n)]
         return grid + [r for r in refs if r not in grid]
     return simplex_grid(n, points=cfg.sweep.points if cfg.sweep.step is None else None, step=cfg.sweep.step)
@@ -88,10 +92,8 @@ def front_points(cfg: RunConfig, variant: str, candidate: str, lines: dict | Non
     method, params = variant_method(cfg, variant)
     points = []
     for w in weight_grid(cfg):
-        merge = {"method": method, "weights": list(w), "parameters": params, "lines": lines}
-        if method == "slerp" and 0.0 in w:  # slerp at an end point is that policy; keep t explicit
-            merge["parameters"] = {**params, "t": w[1] / sum(w)}
-        points.append(Point(variant, candidate, split, w, merge))
+        points.append(Point(variant, candidate, split, w,
+                            {"method": method, "weights": list(w), "parameters": params, "lines": lines}))
     return points
 
 

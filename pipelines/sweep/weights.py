@@ -20,7 +20,7 @@ def simplex_grid(n_rewards: int, points: int | None = None, step: float | None =
         step = 1.0 / (points - 1)
     divisions = round(1.0 / step)
     if divisions < 1 or abs(divisions * step - 1.0) > 1e-9:
-        raise ValueError(f"step {step} does not divide 1 into equal parts")
+        raise ValueError(f"sweep.step {step} does not divide 1 into equal parts; use e.g. 0.25, 0.2 or 0.1")
     grid = []
     for combo in itertools.product(range(divisions + 1), repeat=n_rewards - 1):
         if sum(combo) <= divisions:

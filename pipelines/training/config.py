@@ -33,14 +33,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lines.validation import describe_validation_error, read_yaml_mapping
-from reward_models import RewardError, parse_reward_spec
+from lines.models import looks_like_hub_id
+from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
 
-from .errors import TrainingError
 from ..overrides import apply_overrides
+from .errors import TrainingError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Algorithm = Literal["dpo", "rloo", "grpo", "ppo"]
-POLICY_METRIC_TYPES = ("kl", "perplexity")
 
 
 class _Strict(BaseModel):
@@ -258,17 +258,24 @@ class MorlSpec(_Strict):
         return v
 
 
-class TrainConfig(_Strict):
-    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    output_dir: str = "runs"
-    seed: int = 0
+class TrainingSection(_Strict):
+    """The training stage without the run's identity: what the main job's `training:` section holds (the run
+    name, output directory, seed and, by default, the rewards come from the main config)."""
+
     base: BaseSpec
-    rewards: list[dict[str, Any]] = Field(min_length=1)
+    rewards: list[RewardSpecField] | None = None
     prompts: PromptSource = Field(default_factory=PromptSource)
     training: PolicyTraining = Field(default_factory=PolicyTraining)
     policies: list[PolicyEntry] = Field(min_length=1)
     morl: MorlSpec | None = None
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+
+
+class TrainConfig(TrainingSection):
+    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    rewards: list[RewardSpecField] = Field(min_length=1)
 
     # Where the file came from, for error messages; not part of the schema's data.
     source: str = Field("config", exclude=True)
@@ -278,7 +285,11 @@ class TrainConfig(_Strict):
         return Path(self.output_dir) / self.run_name
 
     def reward_names(self) -> list[str]:
-        return [spec.get("name") or spec.get("type") for spec in self.rewards]
+        return [spec.name for spec in self.rewards]
+
+    def reward_identities(self) -> list[dict]:
+        """The rewards as cache keys see them: specs and the content of the files they name."""
+        return [reward_identity(spec, self.run_dir / ".fingerprints.json") for spec in self.rewards]
 
 
 TokenizerSpec.model_rebuild()
@@ -292,26 +303,21 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
         config = TrainConfig.model_validate({**data, "source": source})
     except ValidationError as err:
         raise TrainingError(describe_validation_error(err, source)) from None
-    _check_references(config, source)
-    for entry, settings in policy_settings(config):  # per-policy overrides are validated now, not mid-run
-        del entry, settings
+    check_config(config)
     return config
 
 
-def _check_references(config: TrainConfig, source: str) -> None:
-    names = []
-    for index, spec in enumerate(config.rewards):
-        try:
-            parsed = parse_reward_spec(spec, f"{source}: rewards[{index}]")
-        except RewardError as err:
-            raise TrainingError(str(err)) from None
-        names.append(parsed.name or parsed.type)
+def check_config(config: TrainConfig) -> None:
+    """Everything the schema alone cannot say, checked before any work: cross-references between rewards,
+    policies and MORL; every policy's merged settings; paths that must exist."""
+    source = config.source
+    try:
+        check_unique_names(config.rewards, f"{source}: rewards")
+    except RewardError as err:
+        raise TrainingError(str(err)) from None
+    names = config.reward_names()
     # Metrics of the policy itself (KL to θ0, perplexity) describe a model, not a response: no training signal.
-    metrics = {name for name, spec in zip(names, config.rewards) if spec.get("type") in POLICY_METRIC_TYPES}
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise TrainingError(f"{source}: reward name '{sorted(duplicates)[0]}' is used twice in `rewards`; "
-                            "give each reward a unique name")
+    metrics = {spec.name for spec in config.rewards if spec.is_metric}
     seen: set[str] = set()
     for index, entry in enumerate(config.policies):
         if entry.reward not in names:
@@ -336,6 +342,32 @@ def _check_references(config: TrainConfig, source: str) -> None:
         if config.morl.name in names:
             raise TrainingError(f"{source}: morl.name '{config.morl.name}' is also a reward name; the policies "
                                 "directory needs distinct names: rename the MORL policy")
+    policy_settings(config)  # per-policy overrides are validated now, not mid-run
+    check_paths(config)
+
+
+def check_paths(config: TrainConfig) -> None:
+    """Local files the stage will read exist (hub ids are checked when they are fetched)."""
+    source = config.source
+    wanted: list[tuple[str, str | None]] = [("base.path", config.base.path)]
+    if config.base.sft is not None:
+        sft = config.base.sft
+        wanted += [("base.sft.init.path", sft.init.get("path")), ("base.sft.tokenizer.path", sft.tokenizer.path)]
+        if sft.data.source == "file":
+            wanted.append(("base.sft.data.path", sft.data.path))
+    if config.prompts.source == "file":
+        wanted.append(("prompts.path", config.prompts.path))
+    wanted += [(f"policies[{i}].path", entry.path) for i, entry in enumerate(config.policies)]
+    for where, settings in [("training", config.training)] + [
+            (f"policies[{i}].training", s) for i, (_, s) in enumerate(policy_settings(config)) if s is not None]:
+        if settings.dpo.pairs == "file":
+            wanted.append((f"{where}.dpo.dataset", settings.dpo.dataset))
+    for index, spec in enumerate(config.rewards):
+        wanted += [(f"rewards[{index}] ({spec.name})", path) for path in spec.content_files()]
+    for where, path in wanted:
+        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
+            raise TrainingError(f"{source}: {where}: '{path}' does not exist; fix the path (relative paths are "
+                                "read from the directory the job is started in)")
 
 
 def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> PolicyTraining:

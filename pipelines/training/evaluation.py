@@ -12,7 +12,7 @@ from typing import Sequence
 from reward_models import KLToBase, PolicyHandle, Reward
 
 from ..generation import GenerationConfig, TransformersGenerator
-from ..statistics import compare, summarize
+from ..summary import compare, summarize
 from ..prompts import Prompt
 from .config import EvaluationSpec
 from ..distributed import device, run_sharded

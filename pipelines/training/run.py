@@ -24,7 +24,7 @@ from reward_models import Reward
 
 from ..distributed import barrier, device, is_main_process, process_state
 from ..distributed import describe as describe_distribution
-from ..statistics import summarize
+from ..summary import summarize
 from .base_model import BaseInfo, memo_file, prepare_base
 from .checkpoints import load_tokenizer
 from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
@@ -61,7 +61,7 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
     tokenizer = load_tokenizer(base.path)
     # θ0 is loaded for evaluation only and released before each trainer starts (trainers load their own copies);
     # a `kl` reward without its own `base` keeps it, since it scores against θ0.
-    needs_base = any(spec.get("type") == "kl" and not spec.get("base") for spec in config.rewards)
+    needs_base = any(spec.wants_base_model() for spec in config.rewards)
     rewards = build_reward_table(config.rewards, base_model=load_causal_lm(base.path, device()) if needs_base else None)
     train_prompts, held_out = training_prompts(config.prompts)
     base_eval = evaluate_base(config, base, tokenizer, rewards, held_out)
@@ -80,7 +80,7 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
 
 def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[str, Reward], held_out) -> dict:
     wanted = stable_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
-                          "prompts": config.prompts.model_dump(), "rewards": config.rewards})
+                          "prompts": config.prompts.model_dump(), "rewards": config.reward_identities()})
     path = config.run_dir / BASE_EVAL
     cached = _read_json(path)
     if cached and cached.get("config_hash") == wanted:
@@ -100,7 +100,7 @@ def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[
 def policy_hash(config: TrainConfig, name: str, signal: dict, settings: PolicyTraining, base: BaseInfo) -> str:
     return stable_hash({"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
                         "prompts": config.prompts.model_dump(), "evaluation": config.evaluation.model_dump(),
-                        "rewards": config.rewards, "base": base.fingerprint, "seed": config.seed,
+                        "rewards": config.reward_identities(), "base": base.fingerprint, "seed": config.seed,
                         "processes": process_state().num_processes})
 
 
@@ -205,7 +205,7 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
     policy_fingerprint = fingerprint(path, memo_file(config))
     wanted = stable_hash({"format": FORMAT_VERSION, "loaded": str(path), "fingerprint": policy_fingerprint,
                           "base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
-                          "prompts": config.prompts.model_dump(), "rewards": config.rewards})
+                          "prompts": config.prompts.model_dump(), "rewards": config.reward_identities()})
     existing = read_manifest(final_dir)
     if is_complete(existing, wanted):
         return info_from_manifest(final_dir, existing, reused=True)

@@ -1,0 +1,285 @@
+"""The main job's config: one typed model composed of the stage configs, checked whole before any work.
+
+    run_name: demo
+    output_dir: runs
+    threads: 1                      # torch threads (null: torch's default)
+    training: {...}                 # optional: the training stage's config without run_name/output_dir/seed
+    base_model: PATH                # θ0, when not trained here
+    policies: {positive: PATH, long: PATH}   # one per reward, keyed by reward name
+    rewards: [{name: positive, type: vader}, {name: long, type: length}]   # the front's objectives
+    metrics: [{name: kl, type: kl}, {name: perplexity, type: perplexity, texts: held_out.jsonl}]
+    prompts: {path: prompts.jsonl, n_validation: 32, n_eval: 128}          # or {source: demo, ...}
+    generation: {temperature: 0.7, max_new_tokens: 48, n: 1, seed: 0}
+    sweep:
+      points: 11                    # or `step: 0.25`, or an explicit `weights` list
+      variants:
+        - {name: soup, method: linear}
+        - {name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.25, 0.5, 1.0]}}
+      uniform_control: {lambda_grid: null}   # null: the mean λ of each LiNeS candidate; false: off
+    forgetting: {gamma_grid: [0.0, 0.25, 0.5, 0.75, 1.0]}   # or null
+    bootstrap: {samples: 1000, level: 0.95, seed: 0}
+
+`load_run_config` validates the schema (every section typed: rewards and metrics against their reward type,
+variants against their merge method, the training section as the training stage does), then the rules across
+sections (unique objective names, weights valid for the number of rewards, one policy per reward, every local
+path that will be read exists) and, with `check_machine`, what this machine can do. A bad config is one
+`PipelineError` line naming the file and the field, before anything is trained, generated or written.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lines.method_registry import MethodName
+from lines.models import looks_like_hub_id
+from lines.recipe import MergeSpec
+from lines.validation import describe_validation_error, first_error, read_yaml_mapping
+from reward_models import RewardError, RewardSpecField, check_unique_names
+
+from .errors import PipelineError
+from .generation.config import GenerationConfig
+from .overrides import apply_overrides
+from .prompts import DemoPromptsConfig, PromptsSection
+from .training.config import TrainConfig, TrainingSection, check_config
+
+DEMO_HELD_OUT = "demo"  # `texts: demo` for the perplexity metric: held-out reviews generated from templates
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantLines(_Strict):
+    alpha: Union[float, Literal["auto"]] = "auto"
+    beta: float | None = None
+    beta_grid: list[float] | None = None
+    head_depth: Literal["alpha", "last"] = "alpha"
+
+    @model_validator(mode="after")
+    def _one_beta(self):
+        if (self.beta is None) == (self.beta_grid is None):
+            raise ValueError("give either beta or beta_grid")
+        if self.beta_grid is not None and not self.beta_grid:
+            raise ValueError("beta_grid is empty")
+        return self
+
+    def betas(self) -> list[float]:
+        return [self.beta] if self.beta is not None else list(self.beta_grid)
+
+
+class VariantConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    method: MethodName = "linear"  # a registered merge method; its parameters are checked by `check_run_config`
+    parameters: dict = Field(default_factory=dict)
+    lines: VariantLines | None = None
+
+
+class UniformControl(_Strict):
+    lambda_grid: list[float] | None = None
+
+
+class SweepConfig(_Strict):
+    points: int | None = Field(11, ge=2)
+    step: float | None = Field(None, gt=0, le=1)
+    weights: list[list[float]] | None = None
+    variants: list[VariantConfig] = Field(min_length=1)
+    uniform_control: Union[UniformControl, Literal[False]] = Field(default_factory=UniformControl)
+    selection: Literal["hypervolume"] = "hypervolume"
+    # LoRA policies: "adapter" serves each point as its exact soup adapter (the base is never rewritten),
+    # "dense" merges into the weights; "auto" = adapter when every policy is an adapter.
+    lora_route: Literal["auto", "adapter", "dense"] = "auto"
+    points_per_batch: int = Field(4, ge=1)  # points generated together in one call where the backend can
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        reserved = {"uniform", "base", "policy", "reference", "forget_lines", "forget_uniform"} & set(names)
+        if reserved:
+            raise ValueError(f"'{sorted(reserved)[0]}' is a reserved variant name; rename that variant")
+        return self
+
+
+class ForgettingConfig(_Strict):
+    gamma_grid: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], min_length=1)
+
+
+class BootstrapConfig(_Strict):
+    samples: int = Field(1000, ge=10)
+    level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class ReportConfig(_Strict):
+    samples_shown: int = Field(3, ge=0)
+
+
+class RunConfig(_Strict):
+    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output_dir: str = "runs"
+    seed: int = 0
+    # torch intra-op threads for the whole job (null: torch's default). Small models on a few CPU cores run
+    # fastest, and far more steadily on a shared machine, with 1.
+    threads: int | None = Field(None, ge=1)
+    training: TrainingSection | None = None
+    base_model: str | None = None
+    policies: dict[str, str] | None = None
+    rewards: list[RewardSpecField] = Field(min_length=1)
+    metrics: list[RewardSpecField] = Field(default_factory=list)
+    prompts: PromptsSection
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    sweep: SweepConfig
+    forgetting: ForgettingConfig | None = Field(default_factory=ForgettingConfig)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    # Where the config came from, for error messages; not part of the schema's data.
+    source: str = Field("config", exclude=True)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+    @property
+    def reward_names(self) -> list[str]:
+        return [spec.name for spec in self.rewards]
+
+    @property
+    def objectives(self) -> list:
+        """Rewards (the front's objectives) then metrics (closeness to θ0): every score column, in order."""
+        return list(self.rewards) + list(self.metrics)
+
+    @cached_property
+    def train_config(self) -> TrainConfig | None:
+        """The training stage's config: the `training` section with the run's identity and, unless it names its
+        own, the run's rewards."""
+        if self.training is None:
+            return None
+        data = {**self.training.model_dump(exclude_none=True), "run_name": self.run_name,
+                "output_dir": self.output_dir, "seed": self.seed, "source": f"{self.source}: training",
+                "rewards": self.training.rewards or self.rewards}
+        return TrainConfig.model_validate(data)
+
+    def to_yaml(self) -> str:
+        """The resolved config as written to runs/<name>/config.yaml; `load_run_config` reads it back unchanged."""
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def load_run_config(path: str | Path, overrides: list[str] = (), check_paths: bool = True) -> RunConfig:
+    """The run config of a YAML file with `--set` overrides, validated as a whole (see the module docstring).
+    `check_paths=False` skips the existence of local files (for a config meant for another machine)."""
+    path = Path(path)
+    data = read_yaml_mapping(path, PipelineError)
+    apply_overrides(data, list(overrides))
+    return parse_run_config(data, str(path), check_paths)
+
+
+def parse_run_config(data: dict, source: str = "config", check_paths: bool = True) -> RunConfig:
+    try:
+        cfg = RunConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise PipelineError(describe_validation_error(exc, source)) from None
+    check_run_config(cfg, check_paths)
+    return cfg
+
+
+def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
+    """The rules across sections; each failure is one line naming the file and the field."""
+    source = cfg.source
+    try:
+        check_unique_names(cfg.objectives, f"{source}: rewards + metrics")
+    except RewardError as err:
+        raise PipelineError(f"{err} (a reward and a metric share one score column, so their names must differ)") \
+            from None
+    names = cfg.reward_names
+    if cfg.training is None and (cfg.base_model is None or cfg.policies is None):
+        raise PipelineError(f"{source}: give base_model and policies, or a training section that produces them")
+    if cfg.policies is not None and sorted(cfg.policies) != sorted(names):
+        raise PipelineError(f"{source}: policies must name exactly one policy per reward ({', '.join(names)}), "
+                            f"got {', '.join(cfg.policies) or 'none'}")
+    _check_weights(cfg)
+    _check_variants(cfg)
+    _check_validation_prompts(cfg)
+    if cfg.training is not None:
+        train = _train_config(cfg)
+        missing = [name for name in names if name not in {p.reward for p in train.policies}]
+        if missing:
+            raise PipelineError(f"{source}: training.policies has no policy for reward '{missing[0]}'; add "
+                                f"{{reward: {missing[0]}}}")
+        if check_paths:
+            check_config(train)
+    if check_paths:
+        _check_paths(cfg)
+
+
+def _train_config(cfg: RunConfig) -> TrainConfig:
+    try:
+        return cfg.train_config
+    except ValidationError as exc:
+        raise PipelineError(describe_validation_error(exc, f"{cfg.source}: training")) from None
+
+
+def _check_weights(cfg: RunConfig) -> None:
+    from .sweep.plan import weight_grid
+
+    try:
+        weight_grid(cfg)
+    except ValueError as err:
+        raise PipelineError(f"{cfg.source}: {err}") from None
+
+
+def _check_validation_prompts(cfg: RunConfig) -> None:
+    from .sweep.plan import validation_points
+
+    if validation_points(cfg) and cfg.prompts.n_validation == 0:
+        raise PipelineError(f"{cfg.source}: prompts.n_validation is 0 but a variant has a beta_grid (or the uniform "
+                            "control a lambda grid) to choose on validation prompts; set n_validation > 0")
+
+
+def _check_variants(cfg: RunConfig) -> None:
+    """Every variant's method and parameters, for this number of rewards, as the merge will see them."""
+    n = len(cfg.rewards)
+    for index, variant in enumerate(cfg.sweep.variants):
+        lines = None
+        if variant.lines is not None:
+            lines = {"alpha": variant.lines.alpha, "beta": variant.lines.betas()[0],
+                     "head_depth": variant.lines.head_depth}
+        try:
+            MergeSpec(method=variant.method, weights=[1.0 / n] * n, parameters=variant.parameters, lines=lines)
+        except ValidationError as exc:
+            raise PipelineError(f"{cfg.source}: sweep.variants[{index}] ({variant.name}) with {n} rewards: "
+                                f"{first_error(exc)}") from None
+
+
+def _check_paths(cfg: RunConfig) -> None:
+    wanted = [("base_model", cfg.base_model)] + [(f"policies.{k}", v) for k, v in (cfg.policies or {}).items()]
+    if not isinstance(cfg.prompts, DemoPromptsConfig):
+        wanted.append(("prompts.path", cfg.prompts.path))
+    for section, specs in (("rewards", cfg.rewards), ("metrics", cfg.metrics)):
+        for index, spec in enumerate(specs):
+            files = spec.content_files()
+            if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
+                files = [f for f in files if f != DEMO_HELD_OUT]  # written by the job under the run directory
+            wanted += [(f"{section}[{index}] ({spec.name})", f) for f in files]
+    for where, path in wanted:
+        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
+            raise PipelineError(f"{cfg.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
+                                "read from the directory the job is started in)")
+
+
+def check_machine(cfg: RunConfig) -> None:
+    """What this machine and its libraries must offer: the training stage's precision and algorithms, the
+    generation backend."""
+    from .generation.backend_choice import choose_backend
+    from .training.environment import check_environment
+
+    if cfg.training is not None:
+        check_environment(_train_config(cfg))
+    choose_backend(cfg.generation.backend)
