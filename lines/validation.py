@@ -22,7 +22,10 @@ def first_error(exc: ValidationError, setting: str = "setting") -> str:
         return f"field '{field}' is not a {setting} here; remove it or check its spelling"
     if kind == "missing":
         return f"field '{field}' is required; add it"
-    return f"field '{field}': {msg}" if field else msg
+    if not field:
+        return msg
+    # Messages of this project's validators already say how to fix; pydantic's own say only what is wrong.
+    return f"field '{field}': {msg}" + ("" if ";" in msg else "; fix that value")
 
 
 def describe_validation_error(exc: ValidationError, source: str, setting: str = "setting") -> str:

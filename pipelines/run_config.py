@@ -37,7 +37,7 @@ from lines.method_registry import MethodName
 from lines.models import looks_like_hub_id
 from lines.recipe import MergeSpec
 from lines.validation import describe_validation_error, first_error, read_yaml_mapping
-from reward_models import RewardError, RewardSpecField, check_unique_names
+from reward_models import RewardSpecField
 
 from .errors import PipelineError
 from .generation.config import GenerationConfig
@@ -193,11 +193,7 @@ def parse_run_config(data: dict, source: str = "config", check_paths: bool = Tru
 def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
     """The rules across sections; each failure is one line naming the file and the field."""
     source = cfg.source
-    try:
-        check_unique_names(cfg.objectives, f"{source}: rewards + metrics")
-    except RewardError as err:
-        raise PipelineError(f"{err} (a reward and a metric share one score column, so their names must differ)") \
-            from None
+    _check_objective_names(cfg)
     names = cfg.reward_names
     if cfg.training is None and (cfg.base_model is None or cfg.policies is None):
         raise PipelineError(f"{source}: give base_model and policies, or a training section that produces them")
@@ -209,14 +205,25 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
     _check_validation_prompts(cfg)
     if cfg.training is not None:
         train = _train_config(cfg)
+        check_config(train, check_paths)
         missing = [name for name in names if name not in {p.reward for p in train.policies}]
         if missing:
             raise PipelineError(f"{source}: training.policies has no policy for reward '{missing[0]}'; add "
                                 f"{{reward: {missing[0]}}}")
-        if check_paths:
-            check_config(train)
     if check_paths:
         _check_paths(cfg)
+
+
+def _check_objective_names(cfg: RunConfig) -> None:
+    """Every reward and metric has its own score column, keyed by name."""
+    seen: dict[str, str] = {}
+    for section, specs in (("rewards", cfg.rewards), ("metrics", cfg.metrics)):
+        for index, spec in enumerate(specs):
+            where = f"{section}[{index}]"
+            if spec.name in seen:
+                raise PipelineError(f"{cfg.source}: {where}: the name '{spec.name}' is already used by {seen[spec.name]}; "
+                                    "each reward and metric needs its own name (it keys a score column)")
+            seen[spec.name] = where
 
 
 def _train_config(cfg: RunConfig) -> TrainConfig:
@@ -259,19 +266,25 @@ def _check_variants(cfg: RunConfig) -> None:
 
 
 def _check_paths(cfg: RunConfig) -> None:
-    wanted = [("base_model", cfg.base_model)] + [(f"policies.{k}", v) for k, v in (cfg.policies or {}).items()]
+    """Local paths the job will read exist. Checkpoints may also be hub ids (checked when fetched); data files
+    (prompts, texts, reference files) are always local."""
+    models = [("base_model", cfg.base_model)] + [(f"policies.{k}", v) for k, v in (cfg.policies or {}).items()]
+    files = []
     if not isinstance(cfg.prompts, DemoPromptsConfig):
-        wanted.append(("prompts.path", cfg.prompts.path))
+        files.append(("prompts.path", cfg.prompts.path))
     for section, specs in (("rewards", cfg.rewards), ("metrics", cfg.metrics)):
         for index, spec in enumerate(specs):
-            files = spec.content_files()
+            paths = spec.content_files()
             if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
-                files = [f for f in files if f != DEMO_HELD_OUT]  # written by the job under the run directory
-            wanted += [(f"{section}[{index}] ({spec.name})", f) for f in files]
-    for where, path in wanted:
-        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
-            raise PipelineError(f"{cfg.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
-                                "read from the directory the job is started in)")
+                paths = [f for f in paths if f != DEMO_HELD_OUT]  # written by the job under the run directory
+            files += [(f"{section}[{index}] ({spec.name})", f) for f in paths]
+    missing = [(where, path) for where, path in models if path and not looks_like_hub_id(path)
+               and not Path(path).expanduser().exists()]
+    missing += [(where, path) for where, path in files if path and not Path(path).expanduser().exists()]
+    if missing:
+        where, path = missing[0]
+        raise PipelineError(f"{cfg.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
+                            "read from the directory the job is started in)")
 
 
 def check_machine(cfg: RunConfig) -> None:
@@ -282,4 +295,7 @@ def check_machine(cfg: RunConfig) -> None:
 
     if cfg.training is not None:
         check_environment(_train_config(cfg))
-    choose_backend(cfg.generation.backend)
+    try:
+        choose_backend(cfg.generation.backend)
+    except PipelineError as err:
+        raise PipelineError(f"{cfg.source}: {err}") from None

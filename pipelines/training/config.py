@@ -307,9 +307,9 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
     return config
 
 
-def check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig, check_paths: bool = True) -> None:
     """Everything the schema alone cannot say, checked before any work: cross-references between rewards,
-    policies and MORL; every policy's merged settings; paths that must exist."""
+    policies and MORL; every policy's merged settings; (with `check_paths`) local paths that must exist."""
     source = config.source
     try:
         check_unique_names(config.rewards, f"{source}: rewards")
@@ -343,31 +343,36 @@ def check_config(config: TrainConfig) -> None:
             raise TrainingError(f"{source}: morl.name '{config.morl.name}' is also a reward name; the policies "
                                 "directory needs distinct names: rename the MORL policy")
     policy_settings(config)  # per-policy overrides are validated now, not mid-run
-    check_paths(config)
+    if check_paths:
+        _check_paths(config)
 
 
-def check_paths(config: TrainConfig) -> None:
-    """Local files the stage will read exist (hub ids are checked when they are fetched)."""
-    source = config.source
-    wanted: list[tuple[str, str | None]] = [("base.path", config.base.path)]
+def _check_paths(config: TrainConfig) -> None:
+    """Local files the stage will read exist. Model directories may also be hub ids (checked when fetched);
+    data files are always local."""
+    models: list[tuple[str, str | None]] = [("base.path", config.base.path)]
+    files: list[tuple[str, str | None]] = []
     if config.base.sft is not None:
         sft = config.base.sft
-        wanted += [("base.sft.init.path", sft.init.get("path")), ("base.sft.tokenizer.path", sft.tokenizer.path)]
+        models += [("base.sft.init.path", sft.init.get("path")), ("base.sft.tokenizer.path", sft.tokenizer.path)]
         if sft.data.source == "file":
-            wanted.append(("base.sft.data.path", sft.data.path))
+            files.append(("base.sft.data.path", sft.data.path))
     if config.prompts.source == "file":
-        wanted.append(("prompts.path", config.prompts.path))
-    wanted += [(f"policies[{i}].path", entry.path) for i, entry in enumerate(config.policies)]
-    for where, settings in [("training", config.training)] + [
-            (f"policies[{i}].training", s) for i, (_, s) in enumerate(policy_settings(config)) if s is not None]:
-        if settings.dpo.pairs == "file":
-            wanted.append((f"{where}.dpo.dataset", settings.dpo.dataset))
+        files.append(("prompts.path", config.prompts.path))
+    models += [(f"policies[{i}].path", entry.path) for i, entry in enumerate(config.policies)]
+    for (entry, settings) in policy_settings(config):
+        if settings is not None and settings.dpo.pairs == "file":
+            where = f"policies[{config.policies.index(entry)}]" if entry in config.policies else "morl"
+            files.append((f"{where}: training.dpo.dataset", settings.dpo.dataset))
     for index, spec in enumerate(config.rewards):
-        wanted += [(f"rewards[{index}] ({spec.name})", path) for path in spec.content_files()]
-    for where, path in wanted:
-        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
-            raise TrainingError(f"{source}: {where}: '{path}' does not exist; fix the path (relative paths are "
-                                "read from the directory the job is started in)")
+        files += [(f"rewards[{index}] ({spec.name})", path) for path in spec.content_files()]
+    missing = [(where, path) for where, path in models if path and not looks_like_hub_id(path)
+               and not Path(path).expanduser().exists()]
+    missing += [(where, path) for where, path in files if path and not Path(path).expanduser().exists()]
+    if missing:
+        where, path = missing[0]
+        raise TrainingError(f"{config.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
+                            "read from the directory the job is started in)")
 
 
 def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> PolicyTraining:
