@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import sweep_fixtures as sf
+import tiny
 from pipelines.merge_policies import main
 from pipelines.run_config import load_run_config
 from pipelines.sweep.plan import evaluation_points, validation_points
@@ -53,9 +54,11 @@ def test_sweep_caches_resumes_and_recomputes_only_what_changed(inputs, tmp_path)
     first_points = (run / "sweep" / "points.jsonl").read_text()
     before_samples, before_scores = mtimes(samples), mtimes(scores)
 
-    # A re-run computes nothing.
+    # A re-run computes nothing (the layer diagnostics included).
+    diagnostics = (run / "sweep" / "diagnostics.json").stat().st_mtime_ns
     assert main(["--config", str(config), "--quiet"]) == 0
     assert mtimes(samples) == before_samples and mtimes(scores) == before_scores
+    assert (run / "sweep" / "diagnostics.json").stat().st_mtime_ns == diagnostics
     assert (run / "sweep" / "points.jsonl").read_text() == first_points
 
     # A run killed half-way: some generations and scores are missing. Only those are recomputed, identically.
@@ -139,3 +142,80 @@ def test_two_processes_give_the_one_process_results(inputs, tmp_path):
             assert b["objectives"][name]["mean"] == pytest.approx(a["objectives"][name]["mean"], rel=1e-5, abs=1e-6)
     samples = lambda d: {p.name: p.read_text() for p in (d / "runs" / "tiny" / "sweep" / "samples").iterdir()}
     assert samples(tmp_path / "two") == samples(tmp_path / "one")
+
+
+def test_scores_follow_the_content_of_the_files_they_read(inputs, tmp_path):
+    """Perplexity texts and a z-score reference rewritten in place (same paths): exactly the scores that read
+    them are recomputed, nothing is regenerated."""
+    root, paths = inputs
+    texts, reference = tmp_path / "texts.jsonl", tmp_path / "reference.jsonl"
+    shutil.copy(paths["held_out"], texts)
+    reference.write_text(json.dumps({"prompt": "p", "response": "short"}) + "\n"
+                         + json.dumps({"prompt": "p", "response": "a much longer response"}) + "\n")
+    config = sf.sweep_config(tmp_path, paths, metrics=[
+        {"name": "perplexity", "type": "perplexity", "texts": str(texts)}])
+    data = yaml.safe_load(config.read_text())
+    data["rewards"][1]["normalize"] = {"method": "zscore", "reference": str(reference)}
+    data["sweep"]["variants"] = data["sweep"]["variants"][:1]
+    data["forgetting"] = None
+    config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(config), "--quiet"]) == 0
+    sweep = tmp_path / "runs" / "tiny" / "sweep"
+    samples, before = mtimes(sweep / "samples"), mtimes(sweep / "scores")
+    points = lambda: {r["front"] + str(r["weights"]): r["objectives"] for r in  # noqa: E731
+                      map(json.loads, (sweep / "points.jsonl").open())}
+    first = points()
+
+    texts.write_text(json.dumps({"text": "we waited an hour and the soup was cold"}) + "\n")
+    assert main(["--config", str(config), "--quiet"]) == 0
+    assert mtimes(sweep / "samples") == samples
+    new = set(mtimes(sweep / "scores")) - set(before)
+    assert len(new) == len(samples)  # one new perplexity score per generation set
+    second = points()
+    assert all(second[k]["perplexity"]["mean"] != first[k]["perplexity"]["mean"] for k in first)
+    assert all(second[k]["long"]["mean"] == first[k]["long"]["mean"] for k in first)
+
+    reference.write_text(json.dumps({"prompt": "p", "response": "x" * 40}) + "\n"
+                         + json.dumps({"prompt": "p", "response": "y" * 80}) + "\n")
+    before = mtimes(sweep / "scores")
+    assert main(["--config", str(config), "--quiet"]) == 0
+    assert mtimes(sweep / "samples") == samples
+    assert len(set(mtimes(sweep / "scores")) - set(before)) == len(samples)  # the z-scored reward only
+    third = points()
+    assert all(third[k]["long"]["mean"] != second[k]["long"]["mean"] for k in first)
+    assert all(third[k]["positive"] == second[k]["positive"] for k in first)
+
+
+def test_reference_policies_are_rows_with_their_reward_weights_in_the_right_columns(inputs, tmp_path):
+    from pipelines.prompts import prompt_split
+    from pipelines.report import build_report
+    from pipelines.sweep.runner import ReferencePolicy, run_sweep
+
+    root, paths = inputs
+    base = tiny.tiny_model("llama", seed=0)
+    tiny.save(tiny.perturbed_copy(base, seed=9, scale=0.3), tmp_path / "morl")
+    config = sf.sweep_config(tmp_path, paths, forgetting=None)
+    data = yaml.safe_load(config.read_text())
+    data["sweep"]["variants"] = data["sweep"]["variants"][:1]
+    config.write_text(yaml.safe_dump(data))
+    cfg = load_run_config(config)
+    references = [ReferencePolicy("morl", str(tmp_path / "morl"), {"long": 0.25, "positive": 0.75}),
+                  ReferencePolicy("given", str(paths["policies"][0]), None)]
+    run_sweep(cfg, str(paths["base"]), [str(p) for p in paths["policies"]], prompt_split(cfg.prompts),
+              progress=False, references=references)
+    report = build_report(cfg.run_dir)
+    with open(report / "points.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert all(len(row) == len(header) for row in rows)
+    by_front = {row[0]: dict(zip(header, row)) for row in rows}
+    morl, given = by_front["reference[morl]"], by_front["reference[given]"]
+    assert (morl["w_positive"], morl["w_long"]) == ("0.75", "0.25")
+    assert (given["w_positive"], given["w_long"]) == ("", "")
+    jsonl = {p["front"]: p for p in map(json.loads, (cfg.run_dir / "sweep" / "points.jsonl").open())}
+    for front, row in (("reference[morl]", morl), ("reference[given]", given)):
+        for name in ("positive", "long", "kl", "perplexity"):
+            assert float(row[f"{name}_mean"]) == pytest.approx(jsonl[front]["objectives"][name]["mean"], rel=1e-5)
+    # The reference given as policy 0 is that policy: the same generations as the policy's own point.
+    assert given["positive_mean"] == by_front["policy[positive]"]["positive_mean"]
+    md = (report / "report.md").read_text()
+    assert "| reference[morl] | reference | morl | 0.75 | 0.25 |" in md
