@@ -90,21 +90,26 @@ def point_record(weight: float, phases: dict, total: float) -> dict:
 def run_in_memory(paths: dict, prompts, rewards, gen_cfg: dict, cache_dir: Path, weights: list[float]) -> dict:
     """The sweep's own per-point path: PointEvaluator.evaluate on one live model, timed phase by phase."""
     from lines import MergeInputs
+    from lines.fingerprints import fingerprint
+    from pipelines.generation import transformers_backend
     from pipelines.generation.backend_choice import make_generator
     from pipelines.generation.config import parse_generation_config
-    from pipelines.sweep import evaluate as evaluate_mod
-    from pipelines.sweep.cache import SweepCache, checkpoint_fingerprint
-    from pipelines.sweep.plan import EVALUATION, Point
+    from pipelines.prompts import EVALUATION
+    from pipelines.sweep import score as score_mod
+    from pipelines.sweep.cache import SweepCache
+    from pipelines.sweep.evaluate import PointEvaluator
+    from pipelines.sweep.objectives import Objective
+    from pipelines.sweep.plan import Point
 
     shutil.rmtree(cache_dir, ignore_errors=True)
     start = time.perf_counter()
     # What run_sweep does once per sweep: fingerprints, the live generator, the inputs, the evaluator.
     memo = cache_dir / "fingerprints.json"
-    fingerprints = {"base": checkpoint_fingerprint(paths["base"], memo),
-                    "policies": [checkpoint_fingerprint(p, memo) for p in paths["policies"]]}
+    fingerprints = {"base": fingerprint(paths["base"], memo),
+                    "policies": [fingerprint(p, memo) for p in paths["policies"]]}
     generation = parse_generation_config(gen_cfg)
     generator = make_generator(str(paths["base"]), generation)
-    objectives = [evaluate_mod.Objective(r, spec, False) for r, spec in zip(rewards, REWARDS)]
+    objectives = [Objective(r, spec, False) for r, spec in zip(rewards, REWARDS)]
     timer = PhaseTimer()
     responses = []
     generate = generator.generate
@@ -116,11 +121,13 @@ def run_in_memory(paths: dict, prompts, rewards, gen_cfg: dict, cache_dir: Path,
 
     points = []
     with MergeInputs(paths["base"], paths["policies"]) as inputs, \
-            patched(evaluate_mod, "merge_into_model", timer.wrap("merge", evaluate_mod.merge_into_model)), \
-            patched(evaluate_mod, "score_rewards", timer.wrap("score", evaluate_mod.score_rewards)), \
+            patched(transformers_backend, "merge_into_model",
+                    timer.wrap("merge", transformers_backend.merge_into_model)), \
+            patched(score_mod, "score_rewards", timer.wrap("score", score_mod.score_rewards)), \
             patched(generator, "generate", timer.wrap("generate", generate_and_keep)):
-        evaluator = evaluate_mod.PointEvaluator(generator, inputs, objectives, SweepCache(cache_dir), fingerprints,
-                                                generation.model_dump())
+        evaluator = PointEvaluator(generator, inputs, str(paths["base"]), [str(p) for p in paths["policies"]],
+                                   objectives, SweepCache(cache_dir), fingerprints, generation.model_dump(),
+                                   policy_copy_factory=lambda: None)
         setup = time.perf_counter() - start
         for w in weights:
             merge = {"method": "linear", "weights": [w, round(1.0 - w, 10)], "parameters": {}, "lines": LINES}
@@ -135,11 +142,10 @@ def run_in_memory(paths: dict, prompts, rewards, gen_cfg: dict, cache_dir: Path,
 
 def run_naive(paths: dict, prompts, rewards, gen_cfg: dict, out_root: Path, weights: list[float]) -> dict:
     """Per point: write a merged checkpoint, load it, generate, score, summarise, delete the checkpoint."""
-    import numpy as np
 
     import lines
     from pipelines.generation.backend_choice import make_generator
-    from pipelines.sweep.evaluate import summarize
+    from pipelines.summary import summarize
     from reward_models import score_rewards
 
     shutil.rmtree(out_root, ignore_errors=True)
@@ -166,9 +172,8 @@ def run_naive(paths: dict, prompts, rewards, gen_cfg: dict, out_root: Path, weig
         t = time.perf_counter()
         scores = score_rewards(rewards, texts, resp)
         phases["score"] = time.perf_counter() - t
-        index = {p.prompt_id: j for j, p in enumerate(prompts)}
-        prompt_index = np.array([index[r.prompt_id] for r in rows])
-        summary = {name: summarize(s.values, prompt_index, len(prompts)) for name, s in scores.items()}
+        summary = {name: summarize(s.values, [r.prompt_id for r in rows], [p.prompt_id for p in prompts])
+                   for name, s in scores.items()}
         (out_root / f"point-{i:02d}.json").write_text(json.dumps({"weights": [w, 1 - w], "objectives": summary}))
         generator.close()
         del generator

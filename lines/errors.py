@@ -24,6 +24,12 @@ class LinesError(UserError):
     """Raised by the merge engine (recipes, checkpoints, layer maps)."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error message (or its type), to quote inside a one-line `UserError`."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def report_user_error(exc: UserError) -> int:
     """Print `error: <message>` on stderr; returns the exit status entry points use."""
     print(f"error: {exc}", file=sys.stderr)

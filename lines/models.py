@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import LinesError
+from .errors import LinesError, first_line
 from .lora import is_adapter_dir
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -50,6 +50,19 @@ def looks_like_hub_id(text: str) -> bool:
     return not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).expanduser().exists()
 
 
+def first_missing_path(models: list[tuple[str, str | None]], files: list[tuple[str, str | None]]
+                       ) -> tuple[str, str] | None:
+    """The first (where, path) that does not exist: checkpoints may also be hub ids (checked when fetched), data
+    files are always local. Entries without a path are skipped."""
+    for where, path in models:
+        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
+            return where, path
+    for where, path in files:
+        if path and not Path(path).expanduser().exists():
+            return where, path
+    return None
+
+
 def resolve_local(path_or_id: str | Path, what: str) -> Path:
     """A local directory for `path_or_id`: the directory itself, or a hub snapshot (downloaded once into the hub
     cache, for users with hub access). Without hub access a hub id is one clear error, not connection retries."""
@@ -66,7 +79,7 @@ def resolve_local(path_or_id: str | Path, what: str) -> Path:
                                                              "*.jinja", "tokenizer*"]))
     except Exception as err:  # offline mode, unknown repo, no network: all mean "cannot use this id here"
         raise LinesError(f"{what} '{text}' is not a local directory and could not be fetched from the hub "
-                         f"({_first_line(err)}); download it first and give the local path") from None
+                         f"({first_line(err)}); download it first and give the local path") from None
 
 
 def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
@@ -80,7 +93,7 @@ def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype:
     try:
         model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype)
     except (OSError, ValueError) as err:
-        raise LinesError(f"{what}: cannot load '{path}' ({_first_line(err)}); give a checkpoint directory") from None
+        raise LinesError(f"{what}: cannot load '{path}' ({first_line(err)}); give a checkpoint directory") from None
     return model.to(torch_device).eval()
 
 
@@ -97,8 +110,3 @@ def load_policy_model(policy: str | Path, base: str | Path, device: str | torch.
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, torch_device)
     return merged.to(torch_device, torch_dtype).eval()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -22,6 +22,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
+from lines.errors import first_line
 from lines.validation import describe_validation_error
 from reward_models.records import column, read_records
 
@@ -119,9 +120,8 @@ def _dataset_rows(config: PromptsConfig) -> list[dict]:
     try:
         data = datasets.load_dataset(config.dataset, config.dataset_config, split=config.dataset_split)
     except Exception as err:  # datasets raises many types (connection, file, value); all mean "cannot load"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PipelineError(f"prompts: cannot load dataset '{config.dataset}' split '{config.dataset_split}' "
-                            f"({first}); without hub access use a local file with `path`") from None
+                            f"({first_line(err)}); without hub access use a local file with `path`") from None
     return [dict(row) for row in data]
 
 

@@ -34,7 +34,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lines.method_registry import MethodName
-from lines.models import looks_like_hub_id
+from lines.models import first_missing_path
 from lines.recipe import MergeSpec
 from lines.validation import describe_validation_error, first_error, read_yaml_mapping
 from reward_models import RewardSpecField
@@ -212,6 +212,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
                                 f"{{reward: {missing[0]}}}")
     if check_paths:
         _check_paths(cfg)
+        _check_prompts(cfg)
 
 
 def _check_objective_names(cfg: RunConfig) -> None:
@@ -278,13 +279,26 @@ def _check_paths(cfg: RunConfig) -> None:
             if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
                 paths = [f for f in paths if f != DEMO_HELD_OUT]  # written by the job under the run directory
             files += [(f"{section}[{index}] ({spec.name})", f) for f in paths]
-    missing = [(where, path) for where, path in models if path and not looks_like_hub_id(path)
-               and not Path(path).expanduser().exists()]
-    missing += [(where, path) for where, path in files if path and not Path(path).expanduser().exists()]
+    missing = first_missing_path(models, files)
     if missing:
-        where, path = missing[0]
+        where, path = missing
         raise PipelineError(f"{cfg.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
                             "read from the directory the job is started in)")
+
+
+def _check_prompts(cfg: RunConfig) -> None:
+    """The prompt sets can be made (a file's field mapping, the sizes asked for). A hub dataset is read when the
+    sweep starts, not here: that may be a download."""
+    from .prompts import prompt_split
+
+    if isinstance(cfg.prompts, DemoPromptsConfig) or cfg.prompts.path is not None:
+        try:
+            prompt_split(cfg.prompts)
+        except PipelineError as err:
+            raise PipelineError(f"{cfg.source}: prompts: {err}") from None
+        except ValueError as err:  # more of the demo's prompts than it has
+            raise PipelineError(f"{cfg.source}: prompts: {err}; lower prompts.n_validation / prompts.n_eval") \
+                from None
 
 
 def check_machine(cfg: RunConfig) -> None:

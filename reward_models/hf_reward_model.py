@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lines.errors import first_line
 from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
 
 from .base import Reward
@@ -53,8 +54,7 @@ def load_sequence_classifier(path: str, device: torch.device, dtype: torch.dtype
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype,
                                                                    trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RewardError(f"reward '{reward_name}': cannot load reward model '{path}' ({first}); give a local "
+        raise RewardError(f"reward '{reward_name}': cannot load reward model '{path}' ({first_line(err)}); give a local "
                           "checkpoint directory, or a hub id with network access (and trust_remote_code: true "
                           "for custom architectures)") from None
     return model.to(device).eval(), tokenizer

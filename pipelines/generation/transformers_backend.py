@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from lines import MergeInputs, merge_into_model
+from lines import merge_into_model
 from lines.models import load_causal_lm
 from reward_models import PolicyHandle
 from reward_models.text_format import policy_prompt_ids
@@ -22,7 +22,7 @@ from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
-from .protocol import AdapterRef, Capabilities, MergeRequest
+from .protocol import AdapterRef, Capabilities, DenseWeights, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 from .seeded_sampling import SeededRowSampler
 
@@ -47,10 +47,8 @@ class TransformersGenerator:
         self.tokenizer = tokenizer
         self._peft = None  # the peft model wrapping `model` once an adapter is served
         self._recent: dict[str, None] = {}  # resident adapters, least recently used first
-        self._inputs: dict[tuple, MergeInputs] = {}
         # The model is taken to hold θ0 as given (a backend is built from θ0); a merge request changes that.
-        self._dense_key: str | None = None
-        self._dense_is_base = True
+        self._dense = DenseWeights()
         if self.tokenizer.eos_token_id is None:
             raise PipelineError("the policy tokenizer has no EOS token; generation could not stop early — "
                                 "set eos_token in the tokenizer config")
@@ -142,7 +140,7 @@ class TransformersGenerator:
         """The same prompts under several adapters, mixed in shared batches (peft's `adapter_names`). Per-sample
         seeds do not depend on the adapter, so each adapter's rows equal what `generate` gives with that adapter
         merged into θ0."""
-        if not self._dense_is_base:
+        if not self._dense.is_base:
             raise RuntimeError("adapters are served on θ0: load θ0 (a MergeRequest with zero weights) first")
         names = [self._resident(adapter) for adapter in adapters]
         return self._generate(prompts, names)
@@ -171,14 +169,11 @@ class TransformersGenerator:
     # -- the sweep's protocol: dense merges, adapters, the policy's module ------------------------------------
     def load_merge(self, request: MergeRequest) -> None:
         """Merge in place into the live module (under the adapters once it serves some); nothing is reloaded."""
-        if request.key == self._dense_key or (request.is_base and self._dense_is_base):
+        if self._dense.holds(request):
             return
-        key = (request.base, request.policies)
-        if key not in self._inputs:
-            self._inputs[key] = MergeInputs(request.base, list(request.policies))
         target = self.model.get_base_model() if self._peft is not None else self.model
-        merge_into_model(target, self._inputs[key], request.spec)
-        self._dense_key, self._dense_is_base = request.key, request.is_base
+        merge_into_model(target, self._dense.inputs(request), request.spec)
+        self._dense.now(request)
 
     @contextlib.contextmanager
     def policy(self, adapter: AdapterRef | None = None) -> Iterator[PolicyHandle]:
@@ -187,7 +182,7 @@ class TransformersGenerator:
                 yield PolicyHandle(self.model, self.tokenizer)
             return
         if adapter is not None:
-            if not self._dense_is_base:
+            if not self._dense.is_base:
                 raise RuntimeError("adapters are served on θ0: load θ0 first")
             self.model.set_adapter(self._resident(adapter))
         yield PolicyHandle(self.model, self.tokenizer)
@@ -214,6 +209,4 @@ class TransformersGenerator:
 
     def close(self) -> None:
         """Close the merge inputs; the model itself belongs to the caller."""
-        for inputs in self._inputs.values():
-            inputs.close()
-        self._inputs.clear()
+        self._dense.close()

@@ -15,13 +15,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from lines import MergeInputs, iter_merged_tensors
+from lines import iter_merged_tensors
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
-from .protocol import AdapterRef, Capabilities, MergeRequest
+from .protocol import AdapterRef, Capabilities, DenseWeights, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ class VLLMGenerator:
         self.engine_kwargs = engine_kwargs
         self.engine = self.api.create_engine(**engine_kwargs)  # once, for the whole sweep
         self._lora_ids: dict[tuple[str, str], int] = {}
-        self._dense_key: str | None = None
-        self._dense_is_base = True  # the engine starts from θ0's checkpoint
-        self._inputs: dict[tuple, MergeInputs] = {}
+        self._dense = DenseWeights()
         self.capabilities = Capabilities(dense_weights=True, lora_adapters=settings.enable_lora,
                                          max_points_per_call=1, max_lora_rank=settings.max_lora_rank,
                                          policy_model=False)
@@ -138,13 +136,10 @@ class VLLMGenerator:
 
     def load_merge(self, request: MergeRequest) -> None:
         """The merged weights, built here tensor by tensor and streamed into the running engine."""
-        if request.key == self._dense_key or (request.is_base and self._dense_is_base):
+        if self._dense.holds(request):
             return
-        key = (request.base, request.policies)
-        if key not in self._inputs:
-            self._inputs[key] = MergeInputs(request.base, list(request.policies))
-        self.load_weights(iter_merged_tensors(self._inputs[key], request.spec))
-        self._dense_key, self._dense_is_base = request.key, request.is_base
+        self.load_weights(iter_merged_tensors(self._dense.inputs(request), request.spec))
+        self._dense.now(request)
 
     def policy(self, adapter: AdapterRef | None = None):
         raise NotImplementedError("the vllm backend has no policy module in this process (policy_model is False)")
@@ -174,8 +169,6 @@ class VLLMGenerator:
         return total
 
     def close(self) -> None:
-        for inputs in self._inputs.values():
-            inputs.close()
-        self._inputs.clear()
+        self._dense.close()
         engine, self.engine = self.engine, None
         del engine

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lines.validation import describe_validation_error, read_yaml_mapping
-from lines.models import looks_like_hub_id
+from lines.models import first_missing_path
 from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
 
 from ..overrides import apply_overrides
@@ -345,6 +345,9 @@ def check_config(config: TrainConfig, check_paths: bool = True) -> None:
     policy_settings(config)  # per-policy overrides are validated now, not mid-run
     if check_paths:
         _check_paths(config)
+        from .prompt_sources import training_prompts
+
+        training_prompts(config.prompts, config.source)  # the prompt file's fields and sizes, before any training
 
 
 def _check_paths(config: TrainConfig) -> None:
@@ -366,11 +369,9 @@ def _check_paths(config: TrainConfig) -> None:
             files.append((f"{where}: training.dpo.dataset", settings.dpo.dataset))
     for index, spec in enumerate(config.rewards):
         files += [(f"rewards[{index}] ({spec.name})", path) for path in spec.content_files()]
-    missing = [(where, path) for where, path in models if path and not looks_like_hub_id(path)
-               and not Path(path).expanduser().exists()]
-    missing += [(where, path) for where, path in files if path and not Path(path).expanduser().exists()]
+    missing = first_missing_path(models, files)
     if missing:
-        where, path = missing[0]
+        where, path = missing
         raise TrainingError(f"{config.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
                             "read from the directory the job is started in)")
 

@@ -7,22 +7,23 @@ stage's `split_prompts` (held-out prompts first, by hash of seed and prompt id).
 from __future__ import annotations
 
 from ..demo_data import demo_prompts
+from ..errors import PipelineError
 from ..prompts import Prompt, PromptsConfig, load_prompts, split_prompts
 from .config import PromptSource
 from .errors import TrainingError
 
 
-def training_prompts(spec: PromptSource) -> tuple[list[Prompt], list[Prompt]]:
+def training_prompts(spec: PromptSource, source: str = "config") -> tuple[list[Prompt], list[Prompt]]:
     """(train, held_out) prompt lists, disjoint."""
     if spec.source == "demo":
         try:
             return demo_prompts("train", spec.n_train, spec.seed), demo_prompts("validation", spec.n_eval, spec.seed)
         except ValueError as err:
-            raise TrainingError(f"prompts: {err}; lower prompts.n_train / prompts.n_eval") from None
+            raise TrainingError(f"{source}: prompts: {err}; lower prompts.n_train / prompts.n_eval") from None
     config = PromptsConfig(path=spec.path, prompt_field=spec.prompt_field, id_field=spec.id_field, seed=spec.seed)
     try:
         prompts = load_prompts(config)
         held_out, train = split_prompts(prompts, spec.n_eval, spec.n_train, spec.seed)
-    except Exception as err:  # PipelineError from the prompt loader: re-raise under the training stage's name
-        raise TrainingError(f"prompts: {err}") from None
+    except PipelineError as err:
+        raise TrainingError(f"{source}: prompts: {err}") from None
     return train, held_out
