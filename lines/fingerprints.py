@@ -29,6 +29,14 @@ _memo: dict[str, str] = {}
 _memo_lock = threading.Lock()
 
 
+RUN_MEMO = ".fingerprints.json"
+
+
+def run_memo(run_dir: str | Path) -> Path:
+    """Where a run memoises file digests (every stage of a run shares it), so a re-run hashes nothing again."""
+    return Path(run_dir) / RUN_MEMO
+
+
 def stable_hash(obj: Any, length: int = 24) -> str:
     """A short hex digest of JSON-serialisable settings (non-JSON values by their str)."""
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))

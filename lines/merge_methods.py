@@ -136,23 +136,3 @@ def slerp(tvs: torch.Tensor, t: float, collinear_eps: float = 1e-6) -> torch.Ten
         return (1 - t) * a + t * b
     return (torch.sin((1 - t) * omega) / sin_omega) * a + (torch.sin(t * omega) / sin_omega) * b
 
-
-# -- names kept for callers outside lines; the registry is their source -------------------------------------
-
-def linear_coefficients(method: str, weights: torch.Tensor, params: dict) -> torch.Tensor | None:
-    """c with τ_merged = Σ_i c_i τ_i for a method linear in the task vectors, else None."""
-    from .method_registry import get_method
-
-    entry = get_method(method)
-    if entry.coefficients is None:
-        return None
-    return entry.linear_coefficients(weights, entry.params.model_validate(params).model_dump())
-
-
-def __getattr__(name: str):
-    # METHODS is computed on access, so it names methods registered after this module was imported.
-    if name == "METHODS":
-        from .method_registry import method_names
-
-        return method_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,17 +50,40 @@ def looks_like_hub_id(text: str) -> bool:
     return not text.startswith((".", "/", "~")) and text.count("/") <= 1 and not Path(text).expanduser().exists()
 
 
+MISSING_LOCAL = "does not exist; fix the path (relative paths are read from the directory the job is started in)"
+MISSING_OFFLINE = ("is not a local path, and as a hub id it is not in the hub cache while the hub is offline "
+                   "(HF_HUB_OFFLINE=1); download it first or fix the path")
+
+
 def first_missing_path(models: list[tuple[str, str | None]], files: list[tuple[str, str | None]]
-                       ) -> tuple[str, str] | None:
-    """The first (where, path) that does not exist: checkpoints may also be hub ids (checked when fetched), data
-    files are always local. Entries without a path are skipped."""
+                       ) -> str | None:
+    """"<where>: '<path>' <what is wrong and how to fix it>" for the first path that cannot be read, or None. A
+    checkpoint is a local directory or a hub id (which, with the hub offline, must be in the hub cache); a data
+    file is always local. Entries without a path are skipped."""
     for where, path in models:
-        if path and not looks_like_hub_id(path) and not Path(path).expanduser().exists():
-            return where, path
+        if path and not Path(path).expanduser().exists():
+            if not looks_like_hub_id(path):
+                return f"{where}: '{path}' {MISSING_LOCAL}"
+            if not hub_reachable(path):
+                return f"{where}: '{path}' {MISSING_OFFLINE}"
     for where, path in files:
         if path and not Path(path).expanduser().exists():
-            return where, path
+            return f"{where}: '{path}' {MISSING_LOCAL}"
     return None
+
+
+def hub_reachable(repo_id: str) -> bool:
+    """Whether a hub id can be loaded here: the hub is online (the fetch itself says more), or the id is in the
+    hub cache (a model or an adapter)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return True
+    try:
+        return any(isinstance(try_to_load_from_cache(repo_id, name), str)
+                   for name in ("config.json", "adapter_config.json"))
+    except Exception:  # an id the cache cannot even look up (bad characters) is not reachable
+        return False
 
 
 def resolve_local(path_or_id: str | Path, what: str) -> Path:

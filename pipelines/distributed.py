@@ -19,16 +19,18 @@ R = TypeVar("R")
 
 
 def process_state():
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # Without CUDA, accelerate sees the processes of a launch only when told to run on the CPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
     if state.num_processes == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Under DeepSpeed on CPU accelerate leaves the process group to DeepSpeed, which creates it only when the
         # first trainer starts; until then every process would believe it is the only one. The stage needs
         # ranks and barriers before that (θ0's evaluation, DPO's pairs), so the group is created here.
         _init_process_group()
         PartialState._reset_state()
-        state = PartialState()
+        state = PartialState(cpu=not torch.cuda.is_available())
     return state
 
 

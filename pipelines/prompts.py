@@ -20,7 +20,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
+                      model_validator)
 
 from lines.errors import first_line
 from lines.validation import describe_validation_error
@@ -81,14 +82,17 @@ class DemoPromptsConfig(BaseModel):
     seed: int = 0
 
 
-def _prompt_source(value) -> str:
-    source = value.get("source") if isinstance(value, dict) else getattr(value, "source", None)
-    return "demo" if source == "demo" else "file"
+def _validate_prompts_section(value) -> DemoPromptsConfig | PromptsConfig:
+    if isinstance(value, (DemoPromptsConfig, PromptsConfig)):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("prompts is a mapping like {source: demo} or {path: prompts.jsonl, prompt_field: prompt}")
+    return (DemoPromptsConfig if value.get("source") == "demo" else PromptsConfig).model_validate(value)
 
 
-# The main job's `prompts:` section: the demo's prompts or a prompt file / dataset.
-PromptsSection = Annotated[Union[Annotated[DemoPromptsConfig, Tag("demo")], Annotated[PromptsConfig, Tag("file")]],
-                           Discriminator(_prompt_source)]
+# The main job's `prompts:` section: the demo's prompts, or a prompt file / dataset (errors keep their fields).
+PromptsSection = Annotated[Union[DemoPromptsConfig, PromptsConfig], PlainValidator(_validate_prompts_section),
+                           PlainSerializer(lambda config: config.model_dump(mode="json"), return_type=dict)]
 
 
 def prompt_split(config: PromptsConfig | DemoPromptsConfig) -> dict[str, list[Prompt]]:

@@ -162,7 +162,7 @@ class RunConfig(_Strict):
             return None
         data = {**self.training.model_dump(exclude_none=True), "run_name": self.run_name,
                 "output_dir": self.output_dir, "seed": self.seed, "source": f"{self.source}: training",
-                "rewards": self.training.rewards or self.rewards}
+                "rewards": self.rewards if self.training.rewards is None else self.training.rewards}
         return TrainConfig.model_validate(data)
 
     def to_yaml(self) -> str:
@@ -197,6 +197,9 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
     names = cfg.reward_names
     if cfg.training is None and (cfg.base_model is None or cfg.policies is None):
         raise PipelineError(f"{source}: give base_model and policies, or a training section that produces them")
+    if cfg.training is not None and (cfg.base_model is not None or cfg.policies is not None):
+        raise PipelineError(f"{source}: give base_model and policies, or a training section, not both (a given "
+                            "θ0 or policy goes in training.base.path / training.policies[].path)")
     if cfg.policies is not None and sorted(cfg.policies) != sorted(names):
         raise PipelineError(f"{source}: policies must name exactly one policy per reward ({', '.join(names)}), "
                             f"got {', '.join(cfg.policies) or 'none'}")
@@ -213,6 +216,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
     if check_paths:
         _check_paths(cfg)
         _check_prompts(cfg)
+        _check_lora_route(cfg)
 
 
 def _check_objective_names(cfg: RunConfig) -> None:
@@ -278,12 +282,12 @@ def _check_paths(cfg: RunConfig) -> None:
             paths = spec.content_files()
             if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
                 paths = [f for f in paths if f != DEMO_HELD_OUT]  # written by the job under the run directory
-            files += [(f"{section}[{index}] ({spec.name})", f) for f in paths]
+            where = f"{section}[{index}] ({spec.name})"
+            models += [(where, path) for path in spec.checkpoints()]
+            files += [(where, f) for f in paths if f not in spec.checkpoints()]
     missing = first_missing_path(models, files)
     if missing:
-        where, path = missing
-        raise PipelineError(f"{cfg.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
-                            "read from the directory the job is started in)")
+        raise PipelineError(f"{cfg.source}: {missing}")
 
 
 def _check_prompts(cfg: RunConfig) -> None:
@@ -301,15 +305,54 @@ def _check_prompts(cfg: RunConfig) -> None:
                 from None
 
 
+def policies_are_adapters(cfg: RunConfig) -> bool:
+    """Whether every policy the sweep merges is a LoRA adapter (trained with `lora`, or given as one)."""
+    from lines.lora import is_adapter_dir
+
+    if cfg.training is None:
+        return all(is_adapter_dir(cfg.policies[name]) for name in cfg.reward_names)
+    from .training.config import policy_settings
+
+    train = _train_config(cfg)
+    kinds = {}
+    for entry, settings in policy_settings(train):
+        if getattr(entry, "reward", None) in cfg.reward_names:
+            kinds[entry.reward] = is_adapter_dir(entry.path) if settings is None else settings.lora is not None
+    return all(kinds.values())
+
+
+def _check_lora_route(cfg: RunConfig) -> None:
+    if cfg.sweep.lora_route == "adapter" and not policies_are_adapters(cfg):
+        raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but not every policy is a LoRA adapter; use "
+                            "lora_route: dense or auto (or train the policies with training.training.lora)")
+
+
 def check_machine(cfg: RunConfig) -> None:
     """What this machine and its libraries must offer: the training stage's precision and algorithms, the
-    generation backend."""
+    generation backend and device, every reward's device and code."""
+    from lines.errors import UserError
+    from lines.models import resolve_device
+
     from .generation.backend_choice import choose_backend
     from .training.environment import check_environment
 
     if cfg.training is not None:
         check_environment(_train_config(cfg))
+    generation = cfg.generation
     try:
-        choose_backend(cfg.generation.backend)
-    except PipelineError as err:
+        backend, _ = choose_backend(generation.backend)
+    except UserError as err:
         raise PipelineError(f"{cfg.source}: {err}") from None
+    try:
+        resolve_device(generation.device)
+    except UserError as err:
+        raise PipelineError(f"{cfg.source}: generation.device: {err}") from None
+    if backend == "vllm" and cfg.sweep.lora_route == "adapter" and not generation.vllm.enable_lora:
+        raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but the vllm engine serves no adapters; set "
+                            "generation.vllm.enable_lora: true, or lora_route: dense")
+    for section, specs in (("rewards", cfg.rewards), ("metrics", cfg.metrics)):
+        for index, spec in enumerate(specs):
+            try:
+                spec.check_available()
+            except UserError as err:
+                raise PipelineError(f"{cfg.source}: {section}[{index}] ({spec.name}): {err}") from None

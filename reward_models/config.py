@@ -29,7 +29,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
                       model_validator)
 
 from lines.fingerprints import fingerprint
-from lines.models import looks_like_hub_id
+from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
 from lines.validation import describe_validation_error
 
 from .base import Reward
@@ -40,8 +40,10 @@ REWARD_TYPES: dict[str, type["RewardSpec"]] = {}
 
 
 def reward_type(cls: type["RewardSpec"]) -> type["RewardSpec"]:
-    """Register a spec class under the value of its `type` literal."""
+    """Register a spec class under the value of its `type` literal (a name is registered once)."""
     name = cls.model_fields["type"].annotation.__args__[0]
+    if name in REWARD_TYPES:
+        raise ValueError(f"reward type {name!r} is already registered (by {REWARD_TYPES[name].__name__})")
     REWARD_TYPES[name] = cls
     return cls
 
@@ -82,6 +84,14 @@ class RewardSpec(BaseModel):
     def wants_base_model(self) -> bool:
         """Whether `build` needs θ0 loaded by the pipeline (a KL metric without its own `base`)."""
         return False
+
+    def check_available(self) -> None:
+        """What this machine must offer to build the reward (a device, an importable function), checked with the
+        config, before any work; raises a one-line `UserError`."""
+
+    def checkpoints(self) -> list[str]:
+        """Models the reward loads: local directories or hub ids (checked with the config)."""
+        return []
 
     def content_files(self) -> list[str]:
         """Local files and directories whose content the scores depend on."""
@@ -184,6 +194,9 @@ class HFSpec(RewardSpec):
             raise ValueError("mode diff needs `positive` and `negative` labels (score = positive − negative)")
         return self
 
+    def check_available(self) -> None:
+        resolve_dtype(self.dtype, resolve_device(self.device))
+
     def build(self, base_model=None) -> Reward:
         from .hf_reward_model import HFRewardModel
 
@@ -192,6 +205,9 @@ class HFSpec(RewardSpec):
             output=self.output, trust_remote_code=self.trust_remote_code, max_length=self.max_length,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype, input_format=self.input_format,
             separator=self.separator, truncation_side=self.truncation_side, higher_is_better=self.higher_is_better)
+
+    def checkpoints(self) -> list[str]:
+        return [self.path]
 
     def content_files(self) -> list[str]:
         # A hub id is known by its name only (no network to ask for its revision); a local model by its files.
@@ -204,6 +220,11 @@ class CallableSpec(RewardSpec):
     target: str = Field(pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
     higher_is_better: bool = True
     batch_size: int | None = Field(None, gt=0)
+
+    def check_available(self) -> None:
+        from .callable_reward import import_target
+
+        import_target(self.target)
 
     def build(self, base_model=None) -> Reward:
         from .callable_reward import CallableReward
@@ -242,6 +263,12 @@ class KLSpec(RewardSpec):
 
     def wants_base_model(self) -> bool:
         return self.base is None
+
+    def check_available(self) -> None:
+        resolve_dtype(self.dtype, resolve_device(self.device))
+
+    def checkpoints(self) -> list[str]:
+        return [self.base] if self.base else []
 
     def content_files(self) -> list[str]:
         return super().content_files() + ([self.base] if self.base and not looks_like_hub_id(self.base) else [])

@@ -43,6 +43,7 @@ class FakeBackend:
         self.tokenizer = tiny.tiny_tokenizer()
         self.calls: list[tuple] = []
         self.weights = "theta0"  # what the dense weights are now
+        self.identity = {"backend": "fake"}
 
     def _rows(self, prompts, text):
         return [GenerationRow(pid, p, text, 1, 1, 0, 0) for pid, p in as_prompt_pairs(prompts)]
@@ -128,13 +129,28 @@ def evaluator(backend, inputs, paths, tmp_path, objectives, route="auto", copy_f
                           adapter_dir=tmp_path / "adapters", lora_route=route)
 
 
+def merge_key(ev: PointEvaluator, p: Point) -> str:
+    return ev.generator.request(p.merge_spec()).key
+
+
 def samples(ev: PointEvaluator, p: Point) -> set[str]:
     return {row["response"] for row in ev.generator.cache.load_samples(ev.gen_key(p, PROMPTS))}
 
 
-def test_the_backends_implement_the_protocol():
+def test_the_backends_implement_the_protocol(dense_inputs):
+    from pipelines.generation import VLLMGenerator
+    from test_generation import FakeApi
+
     assert isinstance(FakeBackend(FULL), GenerationBackend)
-    assert TransformersGenerator.capabilities == FULL
+    transformers = greedy(dense_inputs["base"])
+    assert isinstance(transformers, GenerationBackend) and transformers.capabilities == FULL
+    assert transformers.identity == {"backend": "transformers", "device": "cpu", "dtype": "torch.float32"}
+    for settings, lora in [({}, False), ({"enable_lora": True, "max_lora_rank": 32}, True)]:
+        vllm = VLLMGenerator(str(dense_inputs["base"]), {"vllm": settings}, tokenizer=tiny.tiny_tokenizer(),
+                             api=FakeApi())
+        assert isinstance(vllm, GenerationBackend)
+        assert vllm.capabilities == Capabilities(dense_weights=True, lora_adapters=lora, max_points_per_call=1,
+                                                 max_lora_rank=settings.get("max_lora_rank", 16), policy_model=False)
 
 
 # -- dense weights ---------------------------------------------------------------------------------------------------
@@ -167,7 +183,7 @@ def test_adapter_points_are_served_on_theta0_in_calls_of_at_most_max_points(lora
         ev = evaluator(backend, inputs, lora_inputs, tmp_path, [Objective(ResponseLength(), {"t": 1}, False)])
         ev.evaluate_many(soups + [ties, base], PROMPTS)
         for p in soups:  # each point's samples come from its own soup adapter
-            assert samples(ev, p) == {f"adapter {ev.gen_key(p, PROMPTS)}"}
+            assert samples(ev, p) == {f"adapter {merge_key(ev, p)}"}
         assert samples(ev, ties) == {describe(ties.merge_spec())}  # no exact adapter form: dense
         assert samples(ev, base) == {"theta0"}  # θ0 alone never rides in an adapter call
     batches = [c[1] for c in backend.calls if c[0] == "generate_adapters"]
@@ -195,7 +211,7 @@ def test_soups_above_the_backends_rank_limit_are_merged_densely(lora_inputs, tmp
                            [Objective(ResponseLength(), {"t": 1}, False)])
             p = point([0.5, 0.5])
             ev.evaluate(p, PROMPTS)
-            assert samples(ev, p) == ({f"adapter {ev.gen_key(p, PROMPTS)}"} if served_as_adapter
+            assert samples(ev, p) == ({f"adapter {merge_key(ev, p)}"} if served_as_adapter
                                       else {describe(p.merge_spec())})
 
 
@@ -235,7 +251,7 @@ def test_without_a_policy_module_the_metrics_use_a_copy_with_the_merge_written_i
             super().__init__("first_weight")
 
         def _score(self, prompts, responses, policy):
-            return [float(policy.model.model.layers[0].mlp.up_proj.weight.double().sum())] * len(prompts)
+            return [float(policy.model.model.layers[0].mlp.up_proj.weight.detach().double().sum())] * len(prompts)
 
     spec = {"method": "linear", "weights": [0.3, 0.7], "parameters": {}, "lines": {"alpha": 0.5, "beta": 1.0}}
     with MergeInputs(dense_inputs["base"], dense_inputs["policies"]) as inputs:
@@ -316,3 +332,50 @@ def test_transformers_serves_several_adapters_in_one_batch_equal_to_their_dense_
     backend.load_merge(MergeRequest(str(lora_inputs["base"]), policies, specs[0], "dense-under-adapters"))
     with pytest.raises(RuntimeError, match="served on θ0"):
         backend.generate_adapters(PROMPTS, refs[:1])
+
+
+def test_transformers_keeps_a_calls_adapters_loaded_and_evicts_only_older_ones(lora_inputs, tmp_path, monkeypatch):
+    import pipelines.generation.transformers_backend as tb
+    from lines.engine import TensorMerger
+    from lines.lora_soup import write_adapter_soup
+
+    monkeypatch.setattr(tb, "MAX_RESIDENT_ADAPTERS", 1)
+    policies = tuple(str(p) for p in lora_inputs["policies"])
+    specs = [MergeSpec(method="linear", weights=[w, 1 - w]) for w in (0.9, 0.6, 0.3)]
+    refs = []
+    with MergeInputs(lora_inputs["base"], lora_inputs["policies"]) as inputs:
+        for i, spec in enumerate(specs):
+            write_adapter_soup(inputs, spec, tmp_path / f"s{i}", TensorMerger(spec, inputs).resolve_lines(False), "")
+            refs.append(AdapterRef(f"s{i}", str(tmp_path / f"s{i}")))
+    backend = greedy(lora_inputs["base"])
+    first = backend.generate_adapters(PROMPTS, refs[:2])  # two in one call, above the limit of one
+    second = backend.generate_adapters(PROMPTS, refs[2:])
+    assert set(backend.model.peft_config) == {"s2"}  # the older ones went once the call was over
+    again = backend.generate_adapters(PROMPTS, refs[:1])  # reloaded on demand
+    for spec, rows in zip(specs, first + second):
+        dense = greedy(lora_inputs["base"])
+        dense.load_merge(MergeRequest(str(lora_inputs["base"]), policies, spec, "dense"))
+        assert rows == dense.generate(PROMPTS)
+    assert again[0] == first[0]
+
+
+def test_transformers_dense_merge_under_served_adapters_generates_the_merge(lora_inputs, tmp_path):
+    """Once the live model serves adapters, a dense point is merged under them and generated with them off."""
+    from lines.engine import TensorMerger
+    from lines.lora_soup import write_adapter_soup
+
+    policies = tuple(str(p) for p in lora_inputs["policies"])
+    soup = MergeSpec(method="linear", weights=[0.5, 0.5])
+    with MergeInputs(lora_inputs["base"], lora_inputs["policies"]) as inputs:
+        write_adapter_soup(inputs, soup, tmp_path / "soup", TensorMerger(soup, inputs).resolve_lines(False), "")
+    backend = greedy(lora_inputs["base"])
+    theta0 = backend.generate(PROMPTS)
+    backend.generate_adapters(PROMPTS, [AdapterRef("soup", str(tmp_path / "soup"))])
+    ties = MergeSpec(method="ties", weights=[0.5, 0.5], parameters={"density": 0.5})
+    backend.load_merge(MergeRequest(str(lora_inputs["base"]), policies, ties, "ties"))
+    reference = greedy(lora_inputs["base"])
+    reference.load_merge(MergeRequest(str(lora_inputs["base"]), policies, ties, "ties"))
+    assert backend.generate(PROMPTS) == reference.generate(PROMPTS) != theta0
+    backend.load_merge(MergeRequest(str(lora_inputs["base"]), policies, MergeSpec(method="task_arithmetic",
+                                                                                 weights=[0, 0]), "theta0"))
+    assert backend.generate(PROMPTS) == theta0

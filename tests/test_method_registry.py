@@ -239,10 +239,6 @@ def test_linear_coefficients_exactly_for_linear_methods(method, params):
         tvs = random_tvs(len(w))
         torch.testing.assert_close(entry.merge(tvs, w, p, CTX), mm.task_arithmetic(tvs, coefficients),
                                    rtol=0, atol=1e-14)
-        # The name kept for callers outside lines gives the same coefficients.
-        assert torch.equal(mm.linear_coefficients(method, w, params), coefficients)
-    else:
-        assert mm.linear_coefficients(method, w, params) is None
 
 
 @pytest.mark.parametrize("method,params", CASES)

@@ -238,6 +238,7 @@ def user_module(tmp_path, monkeypatch):
             return [float("nan")] * len(responses)
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "my_rewards", raising=False)  # a module of an earlier test
     yield "my_rewards"
 
 
@@ -378,3 +379,60 @@ def test_score_rewards_mixes_rewards_and_policy_metrics(policies):
     assert out["positive"].higher_is_better and not out["kl"].higher_is_better
     np.testing.assert_allclose(out["kl"].raw, rewards[1].score(PROMPTS, RESPONSES, policy=PolicyHandle(policy, tok)))
     np.testing.assert_allclose(out["positive"].values, rewards[0].score(PROMPTS, RESPONSES))
+
+
+# ---------------------------------------------------------------- the registry of reward types and their identity
+def test_a_new_reward_type_is_one_registered_class():
+    from typing import Literal
+
+    from pydantic import Field
+
+    from pipelines.run_config import parse_run_config
+    from reward_models.config import REWARD_TYPES, RewardSpec, reward_type
+
+    @reward_type
+    class ExclamationsSpec(RewardSpec):
+        type: Literal["exclamations"]
+        weight: float = Field(1.0, gt=0)
+
+        def build(self, base_model=None):
+            return rm.CallableReward(lambda p, r: [self.weight * x.count("!") for x in r], self.name)
+
+    try:
+        reward = rm.build_reward({"type": "exclamations", "weight": 2})
+        assert reward.name == "exclamations" and reward.score(["a", "b"], ["hi!!", "no"]).tolist() == [4.0, 0.0]
+        with pytest.raises(RewardError, match=r"rewards\[0\]: field 'weight': Input should be greater than 0"):
+            rm.build_rewards([{"type": "exclamations", "weight": -1}])
+        # The run config takes it as any other reward type.
+        cfg = parse_run_config({"run_name": "r", "base_model": "b", "policies": {"exclamations": "p"},
+                                "rewards": [{"type": "exclamations"}], "prompts": {"source": "demo"},
+                                "sweep": {"variants": [{"name": "soup"}], "weights": [[1.0]]}}, check_paths=False)
+        assert cfg.reward_names == ["exclamations"]
+        with pytest.raises(ValueError, match="already registered"):
+            reward_type(ExclamationsSpec)
+    finally:
+        REWARD_TYPES.pop("exclamations")
+    with pytest.raises(RewardError, match="unknown reward type 'exclamations'"):
+        rm.build_reward({"type": "exclamations"})
+
+
+def test_a_rewards_identity_follows_the_content_of_its_files(tmp_path, user_module):
+    import shutil
+
+    model_dir = tiny_reward_model_dir(tmp_path / "rm", seed=1)
+    hf = rm.parse_reward_spec({"type": "hf", "path": str(model_dir)})
+    before = rm.reward_identity(hf)
+    assert rm.reward_identity(hf) == before  # stable
+    shutil.copytree(model_dir, tmp_path / "moved")
+    moved = rm.reward_identity(rm.parse_reward_spec({"type": "hf", "path": str(tmp_path / "moved")}))
+    assert moved["files"][str(tmp_path / "moved")] == before["files"][str(model_dir)]  # content, not place
+    tiny_reward_model_dir(model_dir, seed=2)  # other weights at the same path
+    assert rm.reward_identity(hf) != before
+    hub = rm.parse_reward_spec({"type": "hf", "path": "org/some-rm"})
+    assert rm.reward_identity(hub)["files"] == {}  # a hub model is known by its id
+
+    callable_spec = rm.parse_reward_spec({"type": "callable", "target": f"{user_module}:exclaim"})
+    first = rm.reward_identity(callable_spec)
+    source = tmp_path / "my_rewards.py"
+    source.write_text(source.read_text().replace("0.5 * len(p)", "0.25 * len(p)"))
+    assert rm.reward_identity(callable_spec) != first  # edited code is not served old scores

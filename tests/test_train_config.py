@@ -114,6 +114,6 @@ def test_hub_id_without_hub_access_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = tiny_config(tmp_path / "runs", None)
     data["base"] = {"path": "some-org/some-sft-model"}
-    with pytest.raises(UserError, match="'some-org/some-sft-model' is not a local directory and could not be "
-                                            "fetched from the hub"):
+    with pytest.raises(UserError, match="base.path: 'some-org/some-sft-model' is not a local path, and as a hub id "
+                                        "it is not in the hub cache while the hub is offline"):
         train_all(parse_config(data, "cfg.yaml"))

@@ -46,13 +46,17 @@ class GenerationConfig(BaseModel):
     n: int = Field(1, ge=1)
     seed: int = 0
     batch_size: int = Field(16, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
+    device: str = "auto"  # auto (this process's GPU, else the CPU), cpu, cuda:N
+    dtype: Literal["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "float64"] = "auto"
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    def sampling(self) -> dict:
+        """The settings samples depend on (batch sizes and memory settings only change speed)."""
+        return self.model_dump(include={"temperature", "top_p", "max_new_tokens", "n", "seed"})
 
 
 def parse_generation_config(config: dict | GenerationConfig | None) -> GenerationConfig:

@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from lines import MergeInputs
 from lines.recipe import MergeSpec, canonical_merge
 from reward_models import PolicyHandle
 
@@ -61,37 +60,12 @@ class AdapterRef:
     path: str
 
 
-class DenseWeights:
-    """What a backend's dense weights are now, and the merge inputs it has opened to build requested ones.
-    A backend starts from θ0's checkpoint; asking for the weights it holds costs nothing."""
-
-    def __init__(self):
-        self.key: str | None = None
-        self.is_base = True
-        self._inputs: dict[tuple, MergeInputs] = {}
-
-    def holds(self, request: MergeRequest) -> bool:
-        return request.key == self.key or (request.is_base and self.is_base)
-
-    def inputs(self, request: MergeRequest) -> MergeInputs:
-        key = (request.base, request.policies)
-        if key not in self._inputs:
-            self._inputs[key] = MergeInputs(request.base, list(request.policies))
-        return self._inputs[key]
-
-    def now(self, request: MergeRequest) -> None:
-        self.key, self.is_base = request.key, request.is_base
-
-    def close(self) -> None:
-        for inputs in self._inputs.values():
-            inputs.close()
-        self._inputs.clear()
-
-
 @runtime_checkable
 class GenerationBackend(Protocol):
     capabilities: Capabilities
     tokenizer: Any
+    # What generations depend on besides the sampling settings (engine, device type, dtype): part of cache keys.
+    identity: dict
 
     def generate(self, prompts: Sequence) -> list[GenerationRow]:
         """n samples per prompt with the current dense weights, ordered by prompt then sample index."""

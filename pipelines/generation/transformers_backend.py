@@ -22,7 +22,8 @@ from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
-from .protocol import AdapterRef, Capabilities, DenseWeights, MergeRequest
+from .dense_weights import DenseWeights
+from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 from .seeded_sampling import SeededRowSampler
 
@@ -37,7 +38,6 @@ MAX_RESIDENT_ADAPTERS = 64
 class TransformersGenerator:
     """The transformers backend: one live module, merged into in place, LoRA soups as peft adapters."""
 
-    backend = "transformers"
     capabilities = Capabilities(dense_weights=True, lora_adapters=True, max_points_per_call=None,
                                 max_lora_rank=None, policy_model=True)
 
@@ -45,6 +45,8 @@ class TransformersGenerator:
         self.config = parse_generation_config(config)
         self.model = model.eval()
         self.tokenizer = tokenizer
+        parameter = next(model.parameters())
+        self.identity = {"backend": "transformers", "device": parameter.device.type, "dtype": str(parameter.dtype)}
         self._peft = None  # the peft model wrapping `model` once an adapter is served
         self._recent: dict[str, None] = {}  # resident adapters, least recently used first
         # The model is taken to hold θ0 as given (a backend is built from θ0); a merge request changes that.
@@ -142,7 +144,9 @@ class TransformersGenerator:
         merged into θ0."""
         if not self._dense.is_base:
             raise RuntimeError("adapters are served on θ0: load θ0 (a MergeRequest with zero weights) first")
-        names = [self._resident(adapter) for adapter in adapters]
+        names = [adapter.name for adapter in adapters]
+        for adapter in adapters:
+            self._resident(adapter, keep=names)
         return self._generate(prompts, names)
 
     def _generate(self, prompts: Sequence, adapters: list[str | None]) -> list[list[GenerationRow]]:
@@ -184,12 +188,13 @@ class TransformersGenerator:
         if adapter is not None:
             if not self._dense.is_base:
                 raise RuntimeError("adapters are served on θ0: load θ0 first")
-            self.model.set_adapter(self._resident(adapter))
+            self.model.set_adapter(self._resident(adapter, keep=[adapter.name]))
         yield PolicyHandle(self.model, self.tokenizer)
 
-    def _resident(self, adapter: AdapterRef) -> str:
-        """The adapter's name in the peft model, loading it (and wrapping the model) on first use. At most
-        `MAX_RESIDENT_ADAPTERS` stay loaded; the least recently used goes first (never the active one)."""
+    def _resident(self, adapter: AdapterRef, keep: Sequence[str]) -> str:
+        """The adapter's name in the peft model, loading it (and wrapping the model) on first use. Beyond
+        `MAX_RESIDENT_ADAPTERS` the least recently used ones are unloaded, never one in `keep` (the call in
+        progress) nor the active one."""
         from peft import PeftModel
 
         if self._peft is None:
@@ -199,8 +204,9 @@ class TransformersGenerator:
             self.model.load_adapter(adapter.path, adapter_name=adapter.name)
         self._recent.pop(adapter.name, None)
         self._recent[adapter.name] = None
-        while len(self._recent) > MAX_RESIDENT_ADAPTERS:
-            victim = next(iter(self._recent))
+        protected = set(keep) | {adapter.name}
+        excess = len(self._recent) - MAX_RESIDENT_ADAPTERS
+        for victim in [name for name in self._recent if name not in protected][:max(0, excess)]:
             if victim == self.model.active_adapter:
                 self.model.set_adapter(adapter.name)
             self.model.delete_adapter(victim)

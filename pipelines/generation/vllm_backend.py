@@ -21,7 +21,8 @@ from reward_models.tokenizer_setup import ensure_pad_token
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
-from .protocol import AdapterRef, Capabilities, DenseWeights, MergeRequest
+from .dense_weights import DenseWeights
+from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,6 @@ class VLLMGenerator:
     """The vLLM backend: one engine for the whole sweep; dense merges streamed into it, soups as LoRA requests.
     It has no torch module of the policy in this process: metrics of the policy use the sweep's own copy."""
 
-    backend = "vllm"
 
     def __init__(self, model_path: str, config: GenerationConfig | dict | None = None, tokenizer=None,
                  api: VLLMApi | None = None):
@@ -85,6 +85,8 @@ class VLLMGenerator:
         self.engine = self.api.create_engine(**engine_kwargs)  # once, for the whole sweep
         self._lora_ids: dict[tuple[str, str], int] = {}
         self._dense = DenseWeights()
+        self.identity = {"backend": "vllm", "dtype": engine_kwargs["dtype"], "max_model_len": settings.max_model_len,
+                         "tensor_parallel_size": settings.tensor_parallel_size}
         self.capabilities = Capabilities(dense_weights=True, lora_adapters=settings.enable_lora,
                                          max_points_per_call=1, max_lora_rank=settings.max_lora_rank,
                                          policy_model=False)

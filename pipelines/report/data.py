@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from lines.validation import read_yaml_mapping
 
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
@@ -64,7 +65,7 @@ def load_run(run_dir: str | Path) -> RunData:
             raise PipelineError(f"{path}: a point of the sweep is missing from the cache; re-run the sweep")
         points.append(json.loads(path.read_text()))
     config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    config = read_yaml_mapping(config_path, PipelineError) if config_path.exists() else {}
     diag_path = run_dir / "sweep" / "diagnostics.json"
     diagnostics = json.loads(diag_path.read_text()) if diag_path.exists() else None
     return RunData(run_dir, config, plan, points, diagnostics)

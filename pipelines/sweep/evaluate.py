@@ -85,13 +85,16 @@ class PointEvaluator:
 
     def fit_normalizers(self, base_point: Point, prompts) -> None:
         """z-score rewards without a reference file are fitted on θ0's samples of `prompts` (generated once)."""
-        needing = [o.reward for o in self.objectives if not o.reward.normalizer.fitted]
+        needing = [o for o in self.objectives if not o.reward.normalizer.fitted]
         if not needing:
             return
         gen_key = self.gen_key(base_point, prompts)
+        for objective in needing:  # the z-scores depend on those samples: so do the scores' keys
+            objective.identity = {**objective.identity, "zscore_fitted_on": gen_key}
         route = self.router.route(base_point.merge_spec())
         if self.cache.load_samples(gen_key) is None:
             self.generator.generate([(base_point, gen_key, route)], prompts)
         rows = self.cache.load_samples(gen_key)
-        with self.scorer.models.policy(base_point, gen_key, route) as policy:
-            fit_normalizers(needing, [r["prompt"] for r in rows], [r["response"] for r in rows], policy=policy)
+        with self.scorer.models.policy(base_point, route) as policy:
+            fit_normalizers([o.reward for o in needing], [r["prompt"] for r in rows], [r["response"] for r in rows],
+                            policy=policy)

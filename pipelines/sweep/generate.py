@@ -36,17 +36,19 @@ class PointGenerator:
     def base_request(self) -> MergeRequest:
         return self.request(MergeSpec(method=BASE_SPEC_METHOD, weights=[0.0] * len(self.policies)))
 
-    def adapter(self, point: Point, gen_key: str) -> AdapterRef:
-        """The point's soup adapter on disk (written once; its directory name is its content key)."""
-        from lines.lora_soup import write_adapter_soup
+    def adapter(self, point: Point) -> AdapterRef:
+        """The point's soup adapter on disk, written once: its directory and name are the merge's content key,
+        so a name never stands for other weights and both prompt sets share it."""
         from lines.engine import TensorMerger
+        from lines.lora_soup import write_adapter_soup
 
-        path = self.adapter_dir / gen_key
+        spec = point.merge_spec()
+        key = self.request(spec).key
+        path = self.adapter_dir / key
         if not path.exists():
-            spec = point.merge_spec()
             lines = TensorMerger(spec, self.inputs).resolve_lines(progress=False)
             write_adapter_soup(self.inputs, spec, path, lines, card=f"sweep point {point.describe()}\n")
-        return AdapterRef(f"pt_{gen_key[:16]}", str(path))
+        return AdapterRef(f"pt_{key[:16]}", str(path))
 
     def generate(self, work: list[tuple[Point, str, str]], prompts) -> None:
         """Samples of every (point, gen_key, route) into the cache."""
@@ -61,6 +63,6 @@ class PointGenerator:
         step = self.backend.capabilities.max_points_per_call or len(adapters)
         for start in range(0, len(adapters), step):
             chunk = adapters[start:start + step]
-            refs = [self.adapter(point, key) for point, key in chunk]
+            refs = [self.adapter(point) for point, _ in chunk]
             for (point, key), rows in zip(chunk, self.backend.generate_adapters(prompts, refs)):
                 self.cache.save_samples(key, [row.to_dict() for row in rows])

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from lines import MergeInputs, layer_diagnostics
 from lines.atomic import write_json, write_jsonl
-from lines.fingerprints import fingerprint, stable_hash
+from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm
 
 from ..distributed import Ranks
@@ -41,7 +41,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     ranks = ranks or Ranks()
     sweep_dir = cfg.run_dir / "sweep"
     cache = SweepCache(sweep_dir)
-    memo = cfg.run_dir / ".fingerprints.json"
+    memo = run_memo(cfg.run_dir)
     generation = cfg.generation
     backend = make_generator(base_model_path, generation)
     kl_base = None
@@ -52,7 +52,8 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     def evaluator_for(inputs: MergeInputs, policies: list[str]) -> PointEvaluator:
         models = {"base": fingerprint(base_model_path, memo), "policies": [fingerprint(p, memo) for p in policies]}
         return PointEvaluator(
-            backend, inputs, base_model_path, policies, objectives, cache, models, generation.model_dump(),
+            backend, inputs, base_model_path, policies, objectives, cache, models,
+            {**generation.sampling(), "engine": backend.identity},
             policy_copy_factory=lambda: load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0"),
             adapter_dir=sweep_dir / "adapters", lora_route=cfg.sweep.lora_route)
 
@@ -69,6 +70,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             def run_phase(points: list[Point], split: str, desc: str) -> list[dict]:
                 prompts = prompt_split[split]
                 mine = ranks.share(points)
+                log.info("%s: rank %d evaluates %d of %d points", desc, ranks.rank, len(mine), len(points))
                 with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
                     for start in range(0, len(mine), batch):
                         evaluator.evaluate_many(mine[start:start + batch], prompts)

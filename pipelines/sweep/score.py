@@ -33,13 +33,13 @@ class PolicyModels:
         self._copy_holds: str | None = None
 
     @contextlib.contextmanager
-    def policy(self, point: Point, gen_key: str, route: str) -> Iterator[PolicyHandle]:
+    def policy(self, point: Point, route: str) -> Iterator[PolicyHandle]:
         spec = point.merge_spec()
         if self.backend.capabilities.policy_model:
             adapter: AdapterRef | None = None
             if route == ADAPTER:
                 self.backend.load_merge(self.generator.base_request())
-                adapter = self.generator.adapter(point, gen_key)
+                adapter = self.generator.adapter(point)
             else:
                 self.backend.load_merge(self.generator.request(spec))
             with self.backend.policy(adapter) as handle:
@@ -67,7 +67,7 @@ class PointScorer:
         for objective in self.objectives:
             record = self.cache.load_scores(score_keys[objective.name])
             if record is None:
-                record = self._score_one(objective, point, gen_key, route, texts, responses)
+                record = self._score_one(objective, point, route, texts, responses)
                 self.cache.save_scores(score_keys[objective.name], record)
             summary = summarize(record["values"], prompt_ids, order)
             summary.update(higher_is_better=objective.reward.higher_is_better, is_metric=objective.is_metric,
@@ -75,9 +75,9 @@ class PointScorer:
             out[objective.name] = summary
         return out
 
-    def _score_one(self, objective: Objective, point: Point, gen_key: str, route: str, texts, responses) -> dict:
+    def _score_one(self, objective: Objective, point: Point, route: str, texts, responses) -> dict:
         reward = objective.reward
-        with (self.models.policy(point, gen_key, route) if reward.needs_policy
+        with (self.models.policy(point, route) if reward.needs_policy
               else contextlib.nullcontext()) as policy:
             scored = score_rewards([reward], texts, responses, policy=policy)[reward.name]
         return {"values": scored.values.tolist(), "raw": scored.raw.tolist(), "normalization": scored.normalization}

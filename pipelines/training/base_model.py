@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from lines.atomic import write_json
-from lines.fingerprints import fingerprint, stable_hash
+from lines.atomic import replace_directory, write_json
+from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import resolve_local
 
 from .checkpoints import load_tokenizer
@@ -58,7 +57,7 @@ def prepare_base(config: TrainConfig) -> BaseInfo:
         if not any(path.glob("*.safetensors")):
             raise TrainingError(f"base.path '{config.base.path}' has no .safetensors weights; re-save θ0 with "
                                 "save_pretrained(safe_serialization=True)")
-        return BaseInfo(path, fingerprint(path, memo_file(config)), "given")
+        return BaseInfo(path, fingerprint(path, run_memo(config.run_dir)), "given")
     return train_base(config)
 
 
@@ -93,10 +92,9 @@ def train_base(config: TrainConfig) -> BaseInfo:
                           f"{config.source}: base.sft.training")
     manifest = None
     if is_main_process():
-        if base_dir.exists():
-            shutil.rmtree(base_dir)
-        os.replace(out_tmp, base_dir)
-        manifest = {"config_hash": wanted, "fingerprint": fingerprint(base_dir, memo_file(config)), "path": str(base_dir),
+        replace_directory(out_tmp, base_dir)
+        manifest = {"config_hash": wanted, "fingerprint": fingerprint(base_dir, run_memo(config.run_dir)),
+                    "path": str(base_dir),
                     "settings": spec.model_dump(), "parameters": count_parameters(base_dir),
                     "training_curve": training_curve(log_history), "wall_time_s": round(time.time() - start, 1)}
         write_json(run_dir / BASE_MANIFEST, manifest)
@@ -186,7 +184,3 @@ def count_parameters(path: Path) -> int:
     finally:
         checkpoint.close()
 
-
-def memo_file(config: TrainConfig) -> Path:
-    """Where a run memoises file digests, so a re-run does not hash every weight file again."""
-    return config.run_dir / ".fingerprints.json"

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lines.validation import describe_validation_error, read_yaml_mapping
+from lines.fingerprints import run_memo
 from lines.models import first_missing_path
 from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
 
@@ -289,7 +290,7 @@ class TrainConfig(TrainingSection):
 
     def reward_identities(self) -> list[dict]:
         """The rewards as cache keys see them: specs and the content of the files they name."""
-        return [reward_identity(spec, self.run_dir / ".fingerprints.json") for spec in self.rewards]
+        return [reward_identity(spec, run_memo(self.run_dir)) for spec in self.rewards]
 
 
 TokenizerSpec.model_rebuild()
@@ -368,12 +369,12 @@ def _check_paths(config: TrainConfig) -> None:
             where = f"policies[{config.policies.index(entry)}]" if entry in config.policies else "morl"
             files.append((f"{where}: training.dpo.dataset", settings.dpo.dataset))
     for index, spec in enumerate(config.rewards):
-        files += [(f"rewards[{index}] ({spec.name})", path) for path in spec.content_files()]
+        where = f"rewards[{index}] ({spec.name})"
+        models += [(where, path) for path in spec.checkpoints()]
+        files += [(where, path) for path in spec.content_files() if path not in spec.checkpoints()]
     missing = first_missing_path(models, files)
     if missing:
-        where, path = missing
-        raise TrainingError(f"{config.source}: {where}: '{path}' does not exist; fix the path (relative paths are "
-                            "read from the directory the job is started in)")
+        raise TrainingError(f"{config.source}: {missing}")
 
 
 def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> PolicyTraining:

@@ -11,6 +11,8 @@ import warnings
 import torch
 
 from .config import PolicyTraining, Precision, TrainConfig, policy_settings
+from lines.errors import UserError
+
 from .errors import TrainingError
 
 
@@ -63,3 +65,8 @@ def check_environment(config: TrainConfig) -> None:
         if settings is not None:
             name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
             check_training(settings, f"{config.source}: policy '{name}'")
+    for index, spec in enumerate(config.rewards):
+        try:
+            spec.check_available()
+        except UserError as err:
+            raise TrainingError(f"{config.source}: rewards[{index}] ({spec.name}): {err}") from None

@@ -10,22 +10,21 @@ machine checks (precision, PPO), loaded policies' paths, θ0, loaded policies ag
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
 import yaml
 
-from lines.atomic import write_json
-from lines.fingerprints import fingerprint, stable_hash
+from lines.atomic import replace_directory, temporary_directory_beside, write_json, write_text
+from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
 
 from ..distributed import barrier, device, is_main_process, process_state
 from ..distributed import describe as describe_distribution
 from ..summary import summarize
-from .base_model import BaseInfo, memo_file, prepare_base
+from .base_model import BaseInfo, prepare_base
 from .checkpoints import load_tokenizer
 from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
 from .dpo import train_dpo
@@ -51,7 +50,7 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
               for entry in config.policies if entry.path is not None}
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+        write_text(run_dir / "train_config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     barrier()
 
     base = prepare_base(config)
@@ -175,9 +174,7 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     }
     if is_main_process():
         write_json(tmp_dir / MANIFEST, manifest)
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        os.replace(tmp_dir, final_dir)  # the policy appears complete, or not at all
+        replace_directory(tmp_dir, final_dir)  # the policy appears complete, or not at all
         shutil.rmtree(work_dir, ignore_errors=True)
     barrier()
     _log_result(name, manifest["evaluation"])
@@ -202,7 +199,7 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
     name = entry.reward
     final_dir = config.run_dir / "policies" / name
     kind = policy_kind(path)
-    policy_fingerprint = fingerprint(path, memo_file(config))
+    policy_fingerprint = fingerprint(path, run_memo(config.run_dir))
     wanted = stable_hash({"format": FORMAT_VERSION, "loaded": str(path), "fingerprint": policy_fingerprint,
                           "base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.reward_identities()})
@@ -217,10 +214,9 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
                 "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation),
                 "versions": _versions()}
     if is_main_process():
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        final_dir.mkdir(parents=True)
-        write_json(final_dir / MANIFEST, manifest)
+        staging = temporary_directory_beside(final_dir)
+        write_json(staging / MANIFEST, manifest)
+        replace_directory(staging, final_dir)
     barrier()
     return info_from_manifest(final_dir, manifest)
 
