@@ -19,12 +19,12 @@ import torch
 
 from lines.atomic import replace_directory, write_json
 from lines.fingerprints import fingerprint, run_memo, stable_hash
-from lines.models import resolve_local
+from lines.models import load_causal_lm, resolve_local
 
+from ..distributed import barrier, is_main_process
 from .checkpoints import load_tokenizer
 from .config import SFTSpec, TrainConfig
 from .curves import training_curve
-from ..distributed import barrier, is_main_process
 from .errors import TrainingError
 from .sft_data import row_texts, sft_rows
 from .tokenizer_train import train_bpe_tokenizer
@@ -118,8 +118,8 @@ def build_initial_model(spec: SFTSpec, rows: list[dict], out_dir: Path, seed: in
         raise TrainingError("base.sft.data is in chat format but the tokenizer has no chat template; give a "
                             "tokenizer with one (base.sft.tokenizer.path) or use format: text")
     if "path" in spec.init:
-        model = AutoModelForCausalLM.from_pretrained(str(resolve_local(spec.init["path"], "base.sft.init.path")),
-                                                     dtype=torch.float32)
+        # Fine-tuned in fp32 from the CPU (the trainer places it): the checkpoint SFT starts from.
+        model = load_causal_lm(spec.init["path"], "cpu", "float32", "base.sft.init.path").train()
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
     else:

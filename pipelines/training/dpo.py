@@ -15,9 +15,9 @@ import torch
 
 from lines.models import load_causal_lm, load_policy_model
 
+from ..distributed import barrier, device, is_main_process
 from .checkpoints import load_tokenizer
 from .curves import training_curve
-from ..distributed import barrier, device, is_main_process
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
 from .preference_pairs import file_pairs, sampled_pairs

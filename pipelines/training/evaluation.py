@@ -11,11 +11,11 @@ from typing import Sequence
 
 from reward_models import KLToBase, PolicyHandle, Reward
 
-from ..generation import GenerationConfig, TransformersGenerator
-from ..summary import compare, summarize
-from ..prompts import Prompt
-from .config import EvaluationSpec
 from ..distributed import device, run_sharded
+from ..generation import GenerationConfig, TransformersGenerator
+from ..prompts import Prompt
+from ..summary import compare, summarize
+from .config import EvaluationSpec
 
 
 def sample_rows(model, tokenizer, prompts: Sequence[Prompt] | Sequence[tuple[str, str]], generation: GenerationConfig,

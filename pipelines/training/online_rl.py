@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 
+from lines.models import load_causal_lm
+
+from ..distributed import barrier
 from .checkpoints import load_tokenizer
 from .curves import training_curve
-from ..distributed import barrier
 from .environment import ppo_trainer_classes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_prompt
@@ -65,7 +67,7 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cove
                             "use rloo or grpo")
     trainer_cls, config_cls = classes
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     from reward_models import HFRewardModel
 
@@ -78,9 +80,8 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cove
     dataset = Dataset.from_dict({"input_ids": ids})
     args = config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), kl_coef=settings.beta,
                       response_length=rl.max_new_tokens, temperature=rl.temperature)
-    policy = AutoModelForCausalLM.from_pretrained(str(job.base_path), dtype=torch.float32)
-    ref = None if settings.lora is not None else AutoModelForCausalLM.from_pretrained(str(job.base_path),
-                                                                                       dtype=torch.float32)
+    policy = load_causal_lm(job.base_path, "cpu", "float32", "θ0").train()  # the trainer places it
+    ref = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", "float32", "θ0 (reference)")
     reward_model = job.reward.model
     # The value head starts from the reward model unless another classifier is named (trl's PPO example does so).
     value_model = (AutoModelForSequenceClassification.from_pretrained(rl.value_model, num_labels=1)
