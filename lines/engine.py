@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .errors import LinesError
 from .method_registry import MergeContext, get_method
 from .prefetch import prefetched
+from .profile import MergeProfile, merge_profile, normalised_weights
 from .recipe import MergeSpec
 from .schedule import LinesSchedule
 from .task_vectors import COMPUTE_DTYPES, MergeInputs
@@ -92,29 +93,30 @@ class TensorMerger:
         return base + scale * self.merged_update(name, tvs)
 
     # -- LiNeS -------------------------------------------------------------------------------------------
-    def resolve_lines(self, progress: bool = True) -> ResolvedLines | None:
+    def resolve_lines(self, progress: bool = True, profile: MergeProfile | None = None) -> ResolvedLines | None:
+        """The schedule applied: `alpha: auto` resolved (from `profile` when given, else in closed form where the
+        method allows it, else by one pass over the inputs)."""
         cfg = self.spec.lines
         if cfg is None:
             return None
         num_layers = self.inputs.num_layers
         if cfg.gamma is not None:
             return ResolvedLines(LinesSchedule.single_task(cfg.gamma, num_layers, cfg.head_depth), False)
-        alpha = self.auto_alpha(progress) if cfg.alpha == "auto" else float(cfg.alpha)
-        return ResolvedLines(LinesSchedule(alpha, float(cfg.beta), num_layers, cfg.head_depth),
+        alpha = self.auto_alpha(progress, profile) if cfg.alpha == "auto" else float(cfg.alpha)
+        return ResolvedLines(LinesSchedule(alpha, float(cfg.beta), num_layers, cfg.head_depth, cfg.profile),
                              cfg.alpha == "auto")
 
-    def auto_alpha(self, progress: bool = True) -> float:
-        """The multi-task rule α = (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁ over all parameters (a first pass)."""
-        sum_norm = torch.zeros((), dtype=torch.float64)
-        merged_norm = torch.zeros((), dtype=torch.float64)
-        inputs = self.inputs
-        items = [(n, r) for n, r in self.blocks() if inputs.base.info(n).dtype.is_floating_point]
-        loaded = prefetched(items, lambda item: inputs.read_block(*item))
-        for (name, _), raw in tqdm(loaded, total=len(items), desc="alpha: auto", disable=not progress, leave=False):
-            _, tvs = inputs.task_vectors(name, raw, self.dtype)
-            sum_norm += tvs.sum(0).abs().sum(dtype=torch.float64)
-            merged_norm += self.merged_update(name, tvs).abs().sum(dtype=torch.float64)
-        if merged_norm == 0:
-            raise LinesError("lines.alpha: auto is undefined because the merged task vector is zero "
-                             "(policies identical to the base?); give a number instead")
-        return float(sum_norm / merged_norm) / len(inputs.policies)
+    def auto_alpha(self, progress: bool = True, profile: MergeProfile | None = None) -> float:
+        """α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged‖₁ over all parameters, w̄ = w / Σw (see lines/profile.py).
+
+        A method whose merge is k·Σ_i w̄_i τ_i (a linear soup: k = 1; task arithmetic: k = Σw) has α = 1/k exactly,
+        with no pass over the inputs; other methods need the norms of one pass."""
+        if profile is not None:
+            return profile.alpha()
+        mean_weights = torch.tensor(normalised_weights(self.spec.weights), dtype=torch.float64)
+        if self.coefficients is not None:
+            coefficients = self.coefficients.to(torch.float64)
+            k = float(coefficients.sum())
+            if k != 0 and torch.allclose(coefficients, k * mean_weights, rtol=1e-12, atol=1e-15):
+                return 1.0 / abs(k)
+        return merge_profile(self, progress).alpha()

@@ -49,12 +49,15 @@ class ModelEntry(_Strict):
 
 
 class LinesConfig(_Strict):
-    """LiNeS: λ(ℓ) = α + β·ℓ/(L−1). `gamma` is the single-task form (α = γ, β = 1 − γ)."""
+    """LiNeS: λ(ℓ) = α + β·ℓ/(L−1) ("increasing", the paper's), or α + β·(ℓ/(L−1) − ½) ("centered": the mean over
+    the blocks stays α, shallow blocks below it, deep ones above). `gamma` is the single-task form (α = γ, β = 1 − γ).
+    `alpha: auto` is ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ with w̄ = w / Σw (the paper's rule at equal weights)."""
 
     alpha: Union[float, Literal["auto"], None] = None
     beta: float | None = None
     gamma: float | None = None
     head_depth: Literal["alpha", "last"] = "alpha"
+    profile: Literal["increasing", "centered"] = "increasing"
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -65,6 +68,8 @@ class LinesConfig(_Strict):
                 raise ValueError("gamma must lie in [0, 1]")
         elif self.alpha is None or self.beta is None:
             raise ValueError("needs alpha (a number or 'auto') and beta, or gamma alone")
+        if self.gamma is not None and self.profile != "increasing":
+            raise ValueError("the single-task edit gamma has the increasing profile (the last block keeps its update)")
         return self
 
 

@@ -1,4 +1,9 @@
-"""The LiNeS schedule: the merged update of decoder block ℓ is scaled by λ(ℓ) = α + β·ℓ/(L−1)."""
+"""The LiNeS schedule: the merged update of decoder block ℓ is scaled by λ(ℓ) = α + β·ℓ/(L−1).
+
+"increasing" is the paper's profile: the first block keeps α of its update, the last α + β. "centered" shifts it by
+−β/2 so the mean over the blocks is α: shallow blocks are pulled toward θ0 and deep ones extrapolated by the same
+amount, which changes where the update sits without changing how much of it the blocks keep on average.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +17,7 @@ class LinesSchedule:
     beta: float
     num_layers: int
     head_depth: str = "alpha"  # "alpha": parameters outside the blocks get α; "last": final norm/head get λ(L−1)
+    profile: str = "increasing"  # or "centered"
 
     @classmethod
     def single_task(cls, gamma: float, num_layers: int, head_depth: str = "alpha") -> "LinesSchedule":
@@ -21,6 +27,8 @@ class LinesSchedule:
     def layer_scale(self, layer: int) -> float:
         # With a single block, that block is the last one: it gets α + β.
         depth = layer / (self.num_layers - 1) if self.num_layers > 1 else 1.0
+        if self.profile == "centered":
+            depth -= 0.5
         return self.alpha + self.beta * depth
 
     def scale(self, role: ParamRole) -> float:

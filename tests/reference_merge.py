@@ -15,12 +15,13 @@ _BLOCK = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)\.")
 _FINAL_OR_HEAD = re.compile(r"(^|\.)(norm|ln_f|final_layer_norm)\.(weight|bias)$|^(lm_head|score|embed_out)\.")
 
 
-def depth_scale(name, alpha, beta, num_layers, head_depth, tied):
+def depth_scale(name, alpha, beta, num_layers, head_depth, tied, profile="increasing"):
     match = _BLOCK.search(name)
-    last = alpha + beta
+    shift = 0.5 if profile == "centered" else 0.0
+    last = alpha + beta * (1 - shift)
     if match:
         layer = int(match.group(1))
-        return alpha + beta * layer / (num_layers - 1)
+        return alpha + beta * (layer / (num_layers - 1) - shift)
     is_tied_head = tied and name in ("lm_head.weight", "embed_out.weight")
     if head_depth == "last" and _FINAL_OR_HEAD.search(name) and not is_tied_head:
         return last
@@ -98,8 +99,10 @@ def reference_merge(base: dict, policies: list[dict], weights, method="linear", 
         alpha, beta = lines["gamma"], 1 - lines["gamma"]
     else:
         alpha, beta = lines["alpha"], lines["beta"]
-        if alpha == "auto":
-            total = sum(np.abs(sum(tvs[n])).sum() for n in f64)
-            alpha = total / sum(np.abs(merged[n]).sum() for n in f64) / len(policies)
+        if alpha == "auto":  # ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁, w̄ = w / Σw, over all floating parameters
+            mean = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+            total = sum(np.abs(sum(w * tv for w, tv in zip(mean, tvs[n]))).sum() for n in f64)
+            alpha = total / sum(np.abs(merged[n]).sum() for n in f64)
     head_depth = lines.get("head_depth", "alpha")
-    return {n: f64[n] + depth_scale(n, alpha, beta, num_layers, head_depth, tied) * merged[n] for n in f64}
+    profile = lines.get("profile", "increasing")
+    return {n: f64[n] + depth_scale(n, alpha, beta, num_layers, head_depth, tied, profile) * merged[n] for n in f64}

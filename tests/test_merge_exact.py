@@ -22,7 +22,8 @@ METHODS = [
     ("slerp", {}),
 ]
 LINES = [None, {"alpha": 0.3, "beta": 0.6}, {"alpha": 0.3, "beta": 0.6, "head_depth": "last"},
-         {"alpha": "auto", "beta": 0.5}, {"alpha": "auto", "beta": 0.5, "head_depth": "last"}]
+         {"alpha": "auto", "beta": 0.5}, {"alpha": "auto", "beta": 0.5, "head_depth": "last"},
+         {"alpha": "auto", "beta": 0.8, "profile": "centered", "head_depth": "last"}]
 
 
 def load_state(path):
@@ -47,7 +48,8 @@ def family_checkpoints(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("method,params", METHODS, ids=lambda x: x if isinstance(x, str) else None)
-@pytest.mark.parametrize("lines_cfg", LINES, ids=["plain", "lines", "lines-head-last", "auto", "auto-head-last"])
+@pytest.mark.parametrize("lines_cfg", LINES, ids=["plain", "lines", "lines-head-last", "auto", "auto-head-last",
+                                                  "auto-centered-head-last"])
 def test_matches_fp64_reference(family_checkpoints, method, params, lines_cfg, tmp_path):
     family, root, config = family_checkpoints
     n = 2 if method == "slerp" else 3

@@ -1,0 +1,131 @@
+"""α for weighted soups and the norm-matched uniform control, against independent fp64 computations.
+
+α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged(w)‖₁ with w̄ = w / Σw: the paper's rule (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁ at equal
+weights, 1 for a linear soup, 1/Σw for task arithmetic, and independent of policies whose weight is zero.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tiny
+from lines import LinesError, MergeInputs
+from lines.engine import TensorMerger
+from lines.profile import merge_profile
+from lines.recipe import MergeSpec
+from reference_merge import depth_scale, merged_update
+
+METHODS = [("linear", {}), ("task_arithmetic", {}), ("ties", {"density": 0.4}), ("dare_linear", {"density": 0.6}),
+           ("consensus", {"k": 2, "tall_lambda": 0.6})]
+WEIGHTS = [[0.2, 0.5, 0.3], [1 / 3, 1 / 3, 1 / 3], [0.7, 0.3, 0.0], [1.0, 0.0, 0.0], [0.6, 0.9, 0.5]]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("alpha")
+    base = tiny.tiny_model("llama", seed=0)
+    tiny.save(base, root / "base")
+    for i, scale in enumerate([0.05, 0.08, 0.03, 0.06]):
+        tiny.save(tiny.perturbed_copy(base, seed=20 + i, scale=scale), root / f"p{i}")
+    state = lambda name: {k: v.double().numpy() for k, v in load_file(root / name / "model.safetensors").items()}  # noqa: E731
+    return root, state("base"), [state(f"p{i}") for i in range(4)]
+
+
+def reference_tvs(base, policies):
+    return {n: [p[n] - base[n] for p in policies] for n in base}
+
+
+def reference_alpha(tvs, weights, method, params):
+    mean = np.asarray(weights) / np.sum(weights)
+    numerator = sum(np.abs(sum(w * tv for w, tv in zip(mean, tvs[n]))).sum() for n in tvs)
+    denominator = sum(np.abs(merged_update(n, tvs[n], weights, method, params, 0)).sum() for n in tvs)
+    return numerator / denominator
+
+
+def resolved_alpha(root, policies, weights, method, params) -> float:
+    spec = MergeSpec(method=method, weights=weights, parameters=params, lines={"alpha": "auto", "beta": 0.5},
+                     compute_dtype="float64")
+    with MergeInputs(root / "base", [root / f"p{i}" for i in policies]) as inputs:
+        return TensorMerger(spec, inputs).resolve_lines(progress=False).schedule.alpha
+
+
+@pytest.mark.parametrize("method,params", METHODS, ids=[m for m, _ in METHODS])
+@pytest.mark.parametrize("weights", WEIGHTS, ids=["uneven", "equal", "one-zero", "one-hot", "unnormalised"])
+def test_alpha_equals_an_independent_computation(checkpoints, method, params, weights):
+    root, base, policies = checkpoints
+    if method == "consensus" and weights == [1.0, 0.0, 0.0]:  # no entry has two agreeing masks: τ_merged = 0
+        with pytest.raises(LinesError, match="merged task vector is zero"):
+            resolved_alpha(root, [0, 1, 2], weights, method, params)
+        return
+    expected = reference_alpha(reference_tvs(base, policies[:3]), weights, method, params)
+    assert resolved_alpha(root, [0, 1, 2], weights, method, params) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("method,params", METHODS, ids=[m for m, _ in METHODS])
+def test_at_equal_weights_alpha_is_the_papers_rule(checkpoints, method, params):
+    root, base, policies = checkpoints
+    tvs = reference_tvs(base, policies[:3])
+    weights = [1.0, 1.0, 1.0]
+    papers = (sum(np.abs(sum(tvs[n])).sum() for n in tvs) / 3
+              / sum(np.abs(merged_update(n, tvs[n], weights, method, params, 0)).sum() for n in tvs))
+    assert resolved_alpha(root, [0, 1, 2], weights, method, params) == pytest.approx(papers, rel=1e-9)
+
+
+def test_linear_soups_get_one_and_task_arithmetic_one_over_the_weight_sum(checkpoints):
+    root, _, _ = checkpoints
+    for weights in WEIGHTS:
+        assert resolved_alpha(root, [0, 1, 2], weights, "linear", {}) == 1.0
+        assert resolved_alpha(root, [0, 1, 2], weights, "task_arithmetic", {}) == pytest.approx(1 / sum(weights),
+                                                                                                  rel=1e-15)
+    # The closed form agrees with the norms of a pass over the weights.
+    spec = MergeSpec(method="task_arithmetic", weights=[0.6, 0.9, 0.5], lines={"alpha": "auto", "beta": 0.5})
+    with MergeInputs(root / "base", [root / f"p{i}" for i in range(3)]) as inputs:
+        assert merge_profile(TensorMerger(spec, inputs)).alpha() == pytest.approx(1 / 2.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("method,params", METHODS, ids=[m for m, _ in METHODS])
+def test_a_policy_of_weight_zero_does_not_change_alpha(checkpoints, method, params):
+    root, _, _ = checkpoints
+    if method == "consensus":  # k = 2 of 3 masks: the third policy's mask takes part even at weight zero
+        pytest.skip("TALL masks compare each task with the rest: not a property of the rule")
+    with_p2 = resolved_alpha(root, [0, 1, 2], [0.7, 0.3, 0.0], method, params)
+    with_p3 = resolved_alpha(root, [0, 1, 3], [0.7, 0.3, 0.0], method, params)
+    assert with_p2 == pytest.approx(with_p3, rel=1e-12)
+
+
+@pytest.mark.parametrize("profile", ["increasing", "centered"])
+@pytest.mark.parametrize("method,params,weights", [("linear", {}, [0.2, 0.5, 0.3]),
+                                                   ("ties", {"density": 0.4}, [0.5, 0.2, 0.3]),
+                                                   ("task_arithmetic", {}, [0.6, 0.9, 0.5])])
+@pytest.mark.parametrize("head_depth", ["alpha", "last"])
+def test_the_norm_matched_control_has_the_lines_updates_l1_norm(checkpoints, method, params, weights, profile,
+                                                                head_depth):
+    root, base, policies = checkpoints
+    lines = {"alpha": "auto", "beta": 0.8, "profile": profile, "head_depth": head_depth}
+    spec = MergeSpec(method=method, weights=weights, parameters=params, lines=lines, compute_dtype="float64")
+    with MergeInputs(root / "base", [root / f"p{i}" for i in range(3)]) as inputs:
+        merger = TensorMerger(spec, inputs)
+        profile_ = merge_profile(merger)
+        schedule = merger.resolve_lines(progress=False, profile=profile_).schedule
+        matched = profile_.matched_lambda(schedule)
+    tvs = reference_tvs(base, policies[:3])
+    merged = {n: merged_update(n, tvs[n], weights, method, params, 0) for n in tvs}
+    alpha = reference_alpha(tvs, weights, method, params)
+    lines_norm = sum(np.abs(depth_scale(n, alpha, 0.8, 3, head_depth, False, profile) * merged[n]).sum() for n in tvs)
+    uniform_norm = sum(np.abs(matched * merged[n]).sum() for n in tvs)
+    assert uniform_norm == pytest.approx(lines_norm, rel=1e-9)
+    if profile == "increasing":  # the increasing profile adds magnitude: the match is not α itself
+        assert matched > alpha * 1.05
+
+
+def test_profiles_scale_blocks_as_stated():
+    from lines.schedule import LinesSchedule
+
+    increasing = LinesSchedule(1.0, 0.6, 4)
+    centered = LinesSchedule(1.0, 0.6, 4, profile="centered")
+    assert increasing.layer_scales() == pytest.approx([1.0, 1.2, 1.4, 1.6])
+    assert centered.layer_scales() == pytest.approx([0.7, 0.9, 1.1, 1.3])
+    assert np.mean(centered.layer_scales()) == pytest.approx(1.0)
+    assert torch.tensor(centered.layer_scales()).diff().gt(0).all()
