@@ -113,10 +113,16 @@ class TensorMerger:
         with no pass over the inputs; other methods need the norms of one pass."""
         if profile is not None:
             return profile.alpha()
+        closed = self.closed_form_alpha()
+        return closed if closed is not None else merge_profile(self, progress).alpha()
+
+    def closed_form_alpha(self) -> float | None:
+        """1/|k| when the merge is k·Σ_i w̄_i τ_i, else None (the norms of a pass are needed)."""
+        if self.coefficients is None:
+            return None
         mean_weights = torch.tensor(normalised_weights(self.spec.weights), dtype=torch.float64)
-        if self.coefficients is not None:
-            coefficients = self.coefficients.to(torch.float64)
-            k = float(coefficients.sum())
-            if k != 0 and torch.allclose(coefficients, k * mean_weights, rtol=1e-12, atol=1e-15):
-                return 1.0 / abs(k)
-        return merge_profile(self, progress).alpha()
+        coefficients = self.coefficients.to(torch.float64)
+        k = float(coefficients.sum())
+        if k != 0 and torch.allclose(coefficients, k * mean_weights, rtol=1e-12, atol=1e-15):
+            return 1.0 / abs(k)
+        return None

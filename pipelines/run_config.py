@@ -15,7 +15,7 @@
       variants:
         - {name: soup, method: linear}
         - {name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.25, 0.5, 1.0]}}
-      uniform_control: {lambda_grid: null}   # null: the mean λ of each LiNeS candidate; false: off
+      uniform_control: {tuned: true, lambda_grid: null, matched: true}   # the controls (see UniformControl)
     forgetting: {gamma_grid: [0.0, 0.25, 0.5, 0.75, 1.0]}   # or null
     bootstrap: {samples: 1000, level: 0.95, seed: 0}
 
@@ -57,6 +57,7 @@ class VariantLines(_Strict):
     beta: float | None = None
     beta_grid: list[float] | None = None
     head_depth: Literal["alpha", "last"] = "alpha"
+    profile: Literal["increasing", "centered"] = "increasing"
 
     @model_validator(mode="after")
     def _one_beta(self):
@@ -78,7 +79,14 @@ class VariantConfig(_Strict):
 
 
 class UniformControl(_Strict):
+    """Controls that scale the whole merged update by one λ. `tuned`: a λ grid chosen on validation prompts like
+    LiNeS' β (`lambda_grid`, or by default the mean block scale of each LiNeS candidate). `matched`: at every LiNeS
+    point, the λ that gives the merged update the L1 norm of the LiNeS update there (same magnitude, no depth
+    profile)."""
+
+    tuned: bool = True
     lambda_grid: list[float] | None = None
+    matched: bool = True
 
 
 class SweepConfig(_Strict):
@@ -86,7 +94,9 @@ class SweepConfig(_Strict):
     step: float | None = Field(None, gt=0, le=1)
     weights: list[list[float]] | None = None
     variants: list[VariantConfig] = Field(min_length=1)
-    uniform_control: Union[UniformControl, Literal[False]] = Field(default_factory=UniformControl)
+    validation_points: int | None = Field(None, ge=2)  # a coarser grid to choose β / λ on (None: `points`)
+    validation_step: float | None = Field(None, gt=0, le=1)
+    uniform_control: UniformControl = Field(default_factory=UniformControl)
     selection: Literal["hypervolume"] = "hypervolume"
     # LoRA policies: "adapter" serves each point as its exact soup adapter (the base is never rewritten),
     # "dense" merges into the weights; "auto" = adapter when every policy is an adapter.
@@ -98,7 +108,8 @@ class SweepConfig(_Strict):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
-        reserved = {"uniform", "base", "policy", "reference", "forget_lines", "forget_uniform"} & set(names)
+        reserved = {"uniform", "matched", "base", "policy", "reference", "forget_lines", "forget_uniform",
+                    "forget_matched"} & set(names)
         if reserved:
             raise ValueError(f"'{sorted(reserved)[0]}' is a reserved variant name; rename that variant")
         return self
@@ -239,10 +250,11 @@ def _train_config(cfg: RunConfig) -> TrainConfig:
 
 
 def _check_weights(cfg: RunConfig) -> None:
-    from .sweep.plan import weight_grid
+    from .sweep.plan import validation_grid, weight_grid
 
     try:
         weight_grid(cfg)
+        validation_grid(cfg)
     except ValueError as err:
         raise PipelineError(f"{cfg.source}: {err}") from None
 

@@ -108,7 +108,7 @@ def test_equal_points_in_one_batch_are_generated_once(lora_inputs, tmp_path):
     data = yaml.safe_load(config.read_text())
     data["metrics"] = []
     data["generation"].update(max_new_tokens=4)
-    data["sweep"] = {"points": 2, "lora_route": "adapter", "points_per_batch": 16, "uniform_control": False,
+    data["sweep"] = {"points": 2, "lora_route": "adapter", "points_per_batch": 16, "uniform_control": {"tuned": False, "matched": False},
                      "variants": [{"name": "soup", "method": "linear"}]}
     data["forgetting"] = {"gamma_grid": [1.0]}
     config.write_text(yaml.safe_dump(data))

@@ -101,14 +101,26 @@ def test_report_numbers_equal_points_csv(inputs, tmp_path):
                if line.startswith("|") and not set(line) <= set("|-")]
     assert md_rows == csv_rows and len(csv_rows) > 10
     points = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "sweep" / "points.jsonl").open()]
-    means = {(r[0], r[3], r[4]): float(r[5]) for r in csv_rows[1:]}
+    header = csv_rows[0]
+    rows = [dict(zip(header, r)) for r in csv_rows[1:]]
+    means = {(r["front"], r["w_positive"], r["w_long"]): float(r["positive_mean"]) for r in rows}
     for p in points:
         key = (p["front"], f"{p['weights'][0]:.6g}", f"{p['weights'][1]:.6g}")
         assert means[key] == pytest.approx(p["objectives"]["positive"]["mean"], rel=1e-5, abs=1e-9)
+    # The α and λ(ℓ) applied are in the table: a linear soup's α is 1 at every weight, its blocks α + β·ℓ/(L−1).
+    lines_rows = [r for r in rows if r["variant"] == "lines"]
+    assert lines_rows and all(r["alpha"] == "1" for r in lines_rows)
+    beta = float(next(p for p in points if p["variant"] == "lines")["lines"]["beta"])
+    assert [float(x) for x in lines_rows[0]["lambda_blocks"].split("/")] == pytest.approx(
+        [1 + beta * layer / 2 for layer in range(3)])
+    matched = [r for r in rows if r["front"] == "matched[lines]"]
+    assert len(matched) == len(lines_rows) and len({r["alpha"] for r in matched}) > 1  # one λ per weight
     verdicts = md.split("## Verdict")[1].split("Hypervolume of each front")[0]
     assert re.search(r"(lines beat soup|lines lost to soup|no clear difference between lines and soup)", verdicts)
     assert re.search(r"(lines beat uniform|lines lost to uniform|no clear difference between lines and uniform)",
                      verdicts)
+    assert re.search(r"(lines beat matched\[lines\]|lines lost to matched\[lines\]|no clear difference between "
+                     r"lines and matched\[lines\])", verdicts)
     html = (report / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     # `lines report` regenerates from the cache alone.

@@ -25,14 +25,16 @@ def fmt(x) -> str:
 
 def point_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
     names = data.rewards + data.metrics
-    header = ["front", "variant", "candidate"] + [f"w_{r}" for r in data.rewards]
+    header = ["front", "variant", "candidate"] + [f"w_{r}" for r in data.rewards] + ["alpha", "lambda_blocks"]
     for n in names:
         header += [f"{n}_mean", f"{n}_stderr", f"{n}_n"]
     rows = []
     for p in data.points:
         # A reference policy trained without a reward mixture has no weights: its weight cells stay empty.
         weights = [fmt(w) for w in p["weights"]] if len(p["weights"]) == len(data.rewards) else [""] * len(data.rewards)
-        row = [p["front"], p["variant"], p["candidate"]] + weights
+        applied = p.get("lines_applied") or {}
+        scales = "/".join(fmt(s) for s in applied.get("block_scales", []))
+        row = [p["front"], p["variant"], p["candidate"]] + weights + [fmt(applied["alpha"]) if applied else "", scales]
         for n in names:
             o = p["objectives"][n]
             row += [fmt(o["mean"]), fmt(o["stderr"]), fmt(o["n"])]
@@ -98,14 +100,16 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
     fronts = list(data.fronts())
     level = int(round(analysis["level"] * 100))
     lines = [f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", "", "## Verdict", ""]
-    lines_variants = [n for n in fronts if n not in ("uniform",) and
-                      any(p["merge"].get("lines") for p in data.fronts()[n])]
-    plain = [n for n in fronts if n != "uniform" and not any(p["merge"].get("lines") for p in data.fronts()[n])]
-    for lv in lines_variants:
-        for other in plain + (["uniform"] if "uniform" in fronts else []):
-            lines.append(f"- {verdict(analysis, lv, other)}")
-    if not lines_variants:
+    comparisons = data.comparisons()
+    for lv, other in comparisons:
+        lines.append(f"- {verdict(analysis, lv, other)}")
+    if not comparisons:
         lines.append("- No LiNeS variant in this run.")
+    lines += ["", "Controls: `uniform` scales the whole merged update by one λ chosen on validation prompts like "
+                  "LiNeS' β; `matched[v]` scales it, at every weight, by the λ that gives the merged update the L1 "
+                  "norm of LiNeS' update there — the same magnitude without the depth profile. LiNeS' α is "
+                  "‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ at each weight (1 for a linear soup); the α and λ(ℓ) applied are "
+                  "in points.csv."]
     lines += ["", f"Hypervolume of each front over the rewards ({', '.join(data.rewards)}), as a fraction of the "
                   f"box between the reference point (the worst observed value of each reward: "
                   f"{', '.join(fmt(x) for x in analysis['reference'])}) and the best observed values. Intervals: "

@@ -14,7 +14,8 @@ from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, 
 from ..summary import LEVEL, compare, direction
 from ..sweep.selection import normalisation, reward_matrix
 
-FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform")
+FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform", "forget_matched")
+FORGETTING = ("forget_lines", "forget_uniform", "forget_matched")
 
 
 @dataclass
@@ -34,11 +35,26 @@ class RunData:
         return self.plan["metrics"]
 
     def fronts(self) -> dict[str, list[dict]]:
-        """variant -> its front's points, in weight order (the swept variants only)."""
+        """Front name -> its points, in weight order (the swept variants and their controls only). A variant has
+        one front on the evaluation prompts (its chosen candidate); the norm-matched controls, one per LiNeS
+        variant, are `matched[<variant>]`."""
         out: dict[str, list[dict]] = {}
         for p in self.points:
             if p["variant"] not in FRONT_KINDS_EXCLUDED:
-                out.setdefault(p["variant"], []).append(p)
+                out.setdefault(p["front"] if p["variant"] == "matched" else p["variant"], []).append(p)
+        return out
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """(LiNeS front, the front it is compared with): every plain soup variant, its norm-matched control and the
+        tuned uniform control."""
+        fronts = self.fronts()
+        lines = [n for n, pts in fronts.items() if _is_lines(pts)]
+        plain = [n for n, pts in fronts.items() if not any(p["merge"].get("lines") for p in pts)]
+        out = []
+        for front in lines:
+            out += [(front, other) for other in plain]
+            out += [(front, f"matched[{front}]")] if f"matched[{front}]" in fronts else []
+            out += [(front, "uniform")] if "uniform" in fronts else []
         return out
 
     def references(self) -> dict[str, dict]:
@@ -49,6 +65,11 @@ class RunData:
             elif p["variant"] == "reference":
                 refs[p["candidate"]] = p
         return refs
+
+
+def _is_lines(points: list[dict]) -> bool:
+    """A front with a depth profile (β ≠ 0): LiNeS, not a uniform scale."""
+    return any((p["merge"].get("lines") or {}).get("beta", 0) != 0 for p in points)
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -78,7 +99,7 @@ def hypervolume_analysis(data: RunData) -> dict:
     the single policies); each reward is scaled by its observed range, so a hypervolume is a fraction of the
     unit box."""
     rewards = data.rewards
-    shown = [p for p in data.points if p["variant"] not in ("forget_lines", "forget_uniform")]
+    shown = [p for p in data.points if p["variant"] not in FORGETTING]
     reference, scale, dirs = normalisation(shown, rewards)
     fronts = data.fronts()
     per_prompt = {}

@@ -116,8 +116,11 @@ def diagnostics_figure(data: RunData, out_png: Path) -> bool:
 
 
 def forgetting_figure(data: RunData, out_png: Path) -> bool:
-    """Each policy's own reward vs each fluency metric: LiNeS edit (α=γ, β=1−γ) vs uniform scaling γ·τ."""
-    points = [p for p in data.points if p["variant"] in ("forget_lines", "forget_uniform")]
+    """Each policy's own reward vs each fluency metric: LiNeS edit (α=γ, β=1−γ) vs uniform scaling γ·τ and the
+    norm-matched uniform scaling (the LiNeS edit's magnitude, no depth profile)."""
+    series = {"forget_lines": "LiNeS edit (α=γ, β=1−γ)", "forget_uniform": "uniform γ·τ",
+              "forget_matched": "uniform, LiNeS' norm"}
+    points = [p for p in data.points if p["variant"] in series]
     if not points or not data.metrics:
         return False
     metrics, rewards = data.metrics, data.rewards
@@ -125,14 +128,14 @@ def forgetting_figure(data: RunData, out_png: Path) -> bool:
     for r, reward in enumerate(rewards):
         for m, metric in enumerate(metrics):
             ax = axes[r][m]
-            for c, variant in enumerate(["forget_lines", "forget_uniform"]):
+            for c, (variant, label) in enumerate(series.items()):
                 pts = [p for p in points if p["variant"] == variant and p["candidate"].startswith(f"{reward}:")]
                 pts.sort(key=lambda p: float(p["candidate"].split("gamma=")[1]))
                 x = [p["objectives"][metric]["mean"] for p in pts]
                 y = [p["objectives"][reward]["mean"] for p in pts]
                 ax.errorbar(x, y, xerr=[p["objectives"][metric]["stderr"] for p in pts],
                             yerr=[p["objectives"][reward]["stderr"] for p in pts], marker="o", capsize=2,
-                            color=COLORS[c], label="LiNeS edit (α=γ, β=1−γ)" if c == 0 else "uniform γ·τ")
+                            color=COLORS[c], label=label)
                 for p, xi, yi in zip(pts, x, y):
                     ax.annotate(p["candidate"].split(":")[1], (xi, yi), fontsize=6, xytext=(3, 3),
                                 textcoords="offset points")

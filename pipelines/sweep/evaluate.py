@@ -6,6 +6,8 @@ asked, from the cache when they are there.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +19,7 @@ from .cache import SweepCache, generation_key, point_key, score_key
 from .generate import PointGenerator
 from .objectives import Objective
 from .plan import Point
+from .profiles import ProfileCache
 from .routing import ADAPTER, Router
 from .score import PointScorer, PolicyModels, mean_response_tokens
 
@@ -34,11 +37,24 @@ class PointEvaluator:
         if self.router.adapters and adapter_dir is None:
             raise ValueError("serving LoRA soups needs adapter_dir")
         self.generator = PointGenerator(backend, inputs, base, policies, models_fingerprint, cache, adapter_dir)
+        self.profiles = ProfileCache(inputs, models_fingerprint, cache.dir / "profiles")
+        self._resolved: dict[str, tuple[dict, dict | None]] = {}
         self.scorer = PointScorer(objectives, cache, PolicyModels(backend, self.generator, inputs, policy_copy_factory))
+
+    # -- LiNeS as applied --------------------------------------------------------------------------------
+    def resolved(self, point: Point) -> tuple[Point, dict | None]:
+        """The point with `alpha: auto` replaced by its value at the point's weights, and the schedule applied."""
+        memo = json.dumps(point.merge, sort_keys=True)
+        if memo not in self._resolved:  # per merge, not per point: several points may share one merge
+            spec, applied = self.profiles.resolve(point.merge_spec())
+            self._resolved[memo] = ({**point.merge, "lines": spec.lines.model_dump() if spec.lines else None}, applied)
+        merge, applied = self._resolved[memo]
+        return replace(point, merge=merge), applied
 
     # -- keys ----------------------------------------------------------------------------------------------
     def gen_key(self, point: Point, prompts) -> str:
-        return generation_key(self.generator.request(point.merge_spec()).key, prompts, self.generation_settings)
+        spec = self.resolved(point)[0].merge_spec()
+        return generation_key(self.generator.request(spec).key, prompts, self.generation_settings)
 
     def score_keys(self, gen_key: str) -> dict[str, str]:
         return {o.name: score_key(gen_key, o.identity) for o in self.objectives}
@@ -49,6 +65,8 @@ class PointEvaluator:
 
     def evaluate_many(self, points: list[Point], prompts) -> list[dict]:
         """Evaluate several points; those needing generation share calls where the route allows it."""
+        resolved = [self.resolved(p) for p in points]
+        points, applied = [p for p, _ in resolved], [a for _, a in resolved]
         gen_keys = [self.gen_key(p, prompts) for p in points]
         score_keys = [self.score_keys(k) for k in gen_keys]
         keys = [point_key(k, s, p.describe()) for p, k, s in zip(points, gen_keys, score_keys)]
@@ -66,7 +84,7 @@ class PointEvaluator:
 
         def score(i: int) -> None:
             objectives = self.scorer.score(points[i], gen_keys[i], routes[i], score_keys[i], prompts)
-            results[i] = {"key": keys[i], "gen_key": gen_keys[i], **points[i].describe(),
+            results[i] = {"key": keys[i], "gen_key": gen_keys[i], **points[i].describe(), "lines_applied": applied[i],
                           "prompt_ids": [p.prompt_id for p in prompts], "objectives": objectives,
                           "response_tokens_mean": mean_response_tokens(self.cache.load_samples(gen_keys[i]))}
             self.cache.save_point(keys[i], results[i])
@@ -88,6 +106,7 @@ class PointEvaluator:
         needing = [o for o in self.objectives if not o.reward.normalizer.fitted]
         if not needing:
             return
+        base_point = self.resolved(base_point)[0]
         gen_key = self.gen_key(base_point, prompts)
         for objective in needing:  # the z-scores depend on those samples: so do the scores' keys
             objective.identity = {**objective.identity, "zscore_fitted_on": gen_key}

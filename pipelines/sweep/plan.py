@@ -12,7 +12,7 @@ from .weights import one_hot, simplex_grid
 if TYPE_CHECKING:
     from ..run_config import RunConfig
 
-UNIFORM = "uniform"
+UNIFORM, MATCHED = "uniform", "matched"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def candidates(cfg: RunConfig) -> dict[str, list[tuple[str, dict | None]]]:
             continue
         betas = v.lines.betas()
         out[v.name] = [(f"beta={b:g}" if len(betas) > 1 else "",
-                        {"alpha": v.lines.alpha, "beta": b, "head_depth": v.lines.head_depth}) for b in betas]
+                        {"alpha": v.lines.alpha, "beta": b, "head_depth": v.lines.head_depth,
+                         "profile": v.lines.profile}) for b in betas]
     lambdas = uniform_lambdas(cfg)
     if lambdas:
         out[UNIFORM] = [(f"lambda={lam:g}" if len(lambdas) > 1 else "", {"alpha": lam, "beta": 0.0})
@@ -67,9 +68,10 @@ def candidates(cfg: RunConfig) -> dict[str, list[tuple[str, dict | None]]]:
 
 
 def uniform_lambdas(cfg: RunConfig) -> list[float]:
-    """The control's λ grid: as configured, or the mean λ(ℓ) of every LiNeS candidate (α + β/2, with α = 1
-    standing for `auto`, the value auto takes for an even soup), so both get the same grid budget."""
-    if cfg.sweep.uniform_control is False:
+    """The tuned control's λ grid: as configured, or the mean λ over the blocks of every LiNeS candidate for a
+    linear soup (α = 1 there; + β/2 for the increasing profile, + 0 for the centered one), so both get the same
+    grid budget."""
+    if not cfg.sweep.uniform_control.tuned:
         return []
     if cfg.sweep.uniform_control.lambda_grid is not None:
         return list(cfg.sweep.uniform_control.lambda_grid)
@@ -77,7 +79,7 @@ def uniform_lambdas(cfg: RunConfig) -> list[float]:
     for v in cfg.sweep.variants:
         if v.lines is not None:
             alpha = 1.0 if v.lines.alpha == "auto" else v.lines.alpha
-            means += [round(alpha + b / 2, 6) for b in v.lines.betas()]
+            means += [round(alpha + (b / 2 if v.lines.profile == "increasing" else 0.0), 6) for b in v.lines.betas()]
     return sorted(set(means)) or [1.0]
 
 
@@ -88,19 +90,49 @@ def variant_method(cfg: RunConfig, variant: str) -> tuple[str, dict]:
     return v.method, v.parameters
 
 
-def front_points(cfg: RunConfig, variant: str, candidate: str, lines: dict | None, split: str) -> list[Point]:
+def front_points(cfg: RunConfig, variant: str, candidate: str, lines: dict | None, split: str,
+                 grid: list[tuple[float, ...]] | None = None) -> list[Point]:
     method, params = variant_method(cfg, variant)
     points = []
-    for w in weight_grid(cfg):
+    for w in grid if grid is not None else weight_grid(cfg):
         points.append(Point(variant, candidate, split, w,
                             {"method": method, "weights": list(w), "parameters": params, "lines": lines}))
     return points
 
 
 def validation_points(cfg: RunConfig) -> list[Point]:
-    """Every candidate of every variant that has several, on the validation prompts."""
+    """Every candidate of every variant that has several, on the validation prompts (and the validation grid)."""
+    grid = validation_grid(cfg)
     return [p for variant, cands in candidates(cfg).items() if len(cands) > 1
-            for label, lines in cands for p in front_points(cfg, variant, label, lines, VALIDATION)]
+            for label, lines in cands for p in front_points(cfg, variant, label, lines, VALIDATION, grid)]
+
+
+def validation_grid(cfg: RunConfig) -> list[tuple[float, ...]]:
+    """The weights candidates are chosen on: the evaluation grid, or a coarser one (`sweep.validation_points` /
+    `validation_step`) — choosing β needs the shape of a front, not its every point."""
+    sweep = cfg.sweep
+    if sweep.validation_points is None and sweep.validation_step is None:
+        return weight_grid(cfg)
+    return simplex_grid(len(cfg.rewards), points=sweep.validation_points, step=sweep.validation_step)
+
+
+def matched_points(points: list[Point], lambdas: list[float]) -> list[Point]:
+    """The norm-matched uniform control of LiNeS points: the same merge scaled by one λ, the one that gives the
+    merged update the L1 norm of the LiNeS update at that point (`lambdas`, one per point). A front's control
+    is `matched[<variant>]`; the forgetting study's is `forget_matched`."""
+    out = []
+    for point, lam in zip(points, lambdas):
+        variant, candidate = ("forget_matched", point.candidate) if point.variant == "forget_lines" \
+            else (MATCHED, point.variant)
+        out.append(Point(variant, candidate, point.split, point.weights,
+                         {**point.merge, "lines": {"alpha": lam, "beta": 0.0}}))
+    return out
+
+
+def needs_matching(point: Point) -> bool:
+    """LiNeS points with a depth profile (β ≠ 0) of a swept variant or of the forgetting study."""
+    lines = point.merge.get("lines")
+    return bool(lines) and lines.get("beta", 0) != 0 and point.variant not in (UNIFORM, MATCHED, "forget_uniform")
 
 
 def evaluation_points(cfg: RunConfig, chosen: dict[str, str]) -> list[Point]:

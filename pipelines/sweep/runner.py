@@ -18,7 +18,7 @@ from ..run_config import RunConfig
 from .cache import SweepCache
 from .evaluate import PointEvaluator
 from .objectives import build_objectives
-from .plan import Point, evaluation_points, validation_points
+from .plan import Point, evaluation_points, matched_points, needs_matching, validation_points
 from .selection import select_candidates
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,12 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
                 val_results = run_phase(val_points, VALIDATION, "validation sweep")
                 selection = select_candidates(val_results, cfg.reward_names)
             chosen = {variant: s["chosen"] for variant, s in selection.items()}
-            eval_results = run_phase(evaluation_points(cfg, chosen), EVALUATION, "evaluation sweep")
+            planned = evaluation_points(cfg, chosen)
+            eval_results = run_phase(planned, EVALUATION, "evaluation sweep")
+            if cfg.sweep.uniform_control.matched:
+                lines_points = [p for p in planned if needs_matching(p)]
+                lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
+                eval_results += run_phase(matched_points(lines_points, lambdas), EVALUATION, "matched controls")
         for reference in references:
             with MergeInputs(base_model_path, [reference.path]) as inputs:
                 point = reference_point(reference, cfg.reward_names)
