@@ -10,8 +10,10 @@ short praise. Their soups then trace a real trade-off.
 Everything is a pure function of the seed:
 
     demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint sets
-    demo_corpus(n, seed=0) -> list[str]         full reviews (SFT corpus), openings from the train split only
+    demo_corpus(n, seed=0, review_share=1.0) -> list[str]   SFT corpus: reviews (train-split openings) and, with
+                                                 review_share < 1, texts of the other domains (demo_domains.py)
     demo_reviews(prompts, seed) -> list[str]     one review continuing each prompt
+    heldout_reviews(n), control_texts(n)         held-out texts of the reward domain and of the control domain
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import itertools
 import random
 from typing import Literal
 
+from .demo_domains import broad_texts
 from .prompts import Prompt
 
 Split = Literal["train", "validation", "test"]
@@ -130,8 +133,25 @@ def demo_reviews(prompts: list[str], seed: int = 0) -> list[str]:
     return [prompt + continuation(rng) for prompt in prompts]
 
 
-def demo_corpus(n: int, seed: int = 0) -> list[str]:
-    """`n` reviews for SFT, opening only with train-split prompts (held-out openings stay unseen)."""
+def demo_corpus(n: int, seed: int = 0, review_share: float = 1.0) -> list[str]:
+    """`n` texts for SFT: reviews opening only with train-split prompts (held-out openings stay unseen) and, for
+    `review_share` < 1, texts of the other demo domains (demo_domains.py) in a seeded order."""
     rng = random.Random(f"corpus/{seed}")
     openings = prompt_splits(seed)["train"]
-    return [rng.choice(openings) + continuation(rng) for _ in range(n)]
+    reviews = round(n * review_share)
+    texts = [rng.choice(openings) + continuation(rng) for _ in range(reviews)] + broad_texts(n - reviews, seed)
+    rng.shuffle(texts)
+    return texts
+
+
+def heldout_reviews(n: int = 64) -> list[str]:
+    """Reviews of test-split openings, for the reward domain's perplexity: one text each, the opening once."""
+    prompts = demo_prompts("test", n, seed=0)
+    return demo_reviews([p.prompt for p in prompts], seed=777)
+
+
+def control_texts(n: int = 64) -> list[str]:
+    """Texts of the other domains, for the control domain of the forgetting study: no reward acts on them. They come
+    from the same templates as θ0's pretraining texts (short templates repeat), so they measure what θ0 knew and a
+    policy kept, not generalisation to new text."""
+    return broad_texts(n, seed=10_000)

@@ -32,16 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set sweep.points=5 (repeatable)")
     parser.add_argument("--check", action="store_true", help="validate the config and this machine, then exit")
+    parser.add_argument("--seeds", metavar="S,S,...",
+                        help="replicate the study over these seeds, e.g. 0,1,2 (same as `seeds:` in the config)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        cfg = load_run_config(args.config, args.overrides)
+        overrides = list(args.overrides) + ([f"seeds=[{args.seeds}]"] if args.seeds else [])
+        cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
         if args.check:
             print(f"config ok: {args.config}")
             return 0
-        run(cfg, progress=not args.quiet)
+        if cfg.seeds:
+            study(cfg, progress=not args.quiet)
+        else:
+            run(cfg, progress=not args.quiet)
     except UserError as exc:
         return report_user_error(exc)
     return 0
@@ -71,6 +77,25 @@ def run(cfg, progress: bool = True) -> None:
     if ranks.is_main:
         report = build_report(cfg.run_dir)
         print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
+
+
+def study(cfg, progress: bool = True) -> None:
+    """The whole job once per seed, then the pooled study report (every seed's verdicts and the pooled answer)."""
+    from pipelines.distributed import Ranks
+    from pipelines.report.study import build_study_report
+
+    ranks = Ranks()
+    if ranks.is_main:
+        write_text(cfg.run_dir / "config.yaml", cfg.to_yaml())
+    seed_dirs = {}
+    for seed in cfg.seeds:
+        seed_cfg = cfg.for_seed(seed)
+        log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_cfg.run_dir)
+        run(seed_cfg, progress=progress)
+        seed_dirs[seed] = seed_cfg.run_dir
+    if ranks.is_main:
+        report = build_study_report(cfg.run_dir / "study", seed_dirs)
+        print(f"study report: {report / 'report.html'} (also report.md, pooled.json, forest.png)")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def bootstrap_hypervolumes(per_prompt: dict[str, np.ndarray], reference: np.ndar
     (already oriented for maximisation). One resample of prompt indices is shared by all variants, so the
     differences are paired. Objectives are divided by `scale` (e.g. the observed range) before the volume, and
     `reference` is in the same (scaled) units and held fixed across resamples.
-    Returns {"hv": {variant: Interval}, "diff": {(a, b): Interval of hv_a − hv_b}}.
+    Returns {"hv": {variant: Interval}, "diff": {(a, b): Interval of hv_a − hv_b}, "draws": {variant: the n_boot
+    resampled hypervolumes}} (the draws let a study pool seeds).
     """
     names = list(per_prompt)
     n_prompts = next(iter(per_prompt.values())).shape[1]
@@ -105,4 +106,4 @@ def bootstrap_hypervolumes(per_prompt: dict[str, np.ndarray], reference: np.ndar
 
     hv = {n: interval(full[n], samples[n]) for n in names}
     diff = {(a, b): interval(full[a] - full[b], samples[a] - samples[b]) for a in names for b in names if a != b}
-    return {"hv": hv, "diff": diff}
+    return {"hv": hv, "diff": diff, "draws": samples}

@@ -45,7 +45,8 @@ from .overrides import apply_overrides
 from .prompts import DemoPromptsConfig, PromptsSection
 from .training.config import TrainConfig, TrainingSection, check_config
 
-DEMO_HELD_OUT = "demo"  # `texts: demo` for the perplexity metric: held-out reviews generated from templates
+# `texts:` placeholders of held-out-text metrics: the demo's held-out reviews, and its control-domain texts.
+DEMO_HELD_OUT, DEMO_CONTROL = "demo", "demo-control"
 
 
 class _Strict(BaseModel):
@@ -134,6 +135,9 @@ class RunConfig(_Strict):
     run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     output_dir: str = "runs"
     seed: int = 0
+    # Replicate the whole study over these seeds (θ0 and policies trained per seed, or, with checkpoints given,
+    # the sweep's samples redrawn): runs/<name>/seed-<s>/ and a pooled runs/<name>/study/ report.
+    seeds: list[int] | None = Field(None, min_length=2)
     # torch intra-op threads for the whole job (null: torch's default). Small models on a few CPU cores run
     # fastest, and far more steadily on a shared machine, with 1.
     threads: int | None = Field(None, ge=1)
@@ -175,6 +179,12 @@ class RunConfig(_Strict):
                 "output_dir": self.output_dir, "seed": self.seed, "source": f"{self.source}: training",
                 "rewards": self.rewards if self.training.rewards is None else self.training.rewards}
         return TrainConfig.model_validate(data)
+
+    def for_seed(self, seed: int) -> "RunConfig":
+        """The config of one seed of a replicated study: runs/<name>/seed-<s>/, training and sampling seeded by s."""
+        data = {**self.model_dump(mode="json"), "seeds": None, "seed": seed, "run_name": f"seed-{seed}",
+                "output_dir": str(self.run_dir), "generation": {**self.generation.model_dump(mode="json"), "seed": seed}}
+        return parse_run_config(data, self.source, check_paths=False)
 
     def to_yaml(self) -> str:
         """The resolved config as written to runs/<name>/config.yaml; `load_run_config` reads it back unchanged."""
@@ -292,8 +302,8 @@ def _check_paths(cfg: RunConfig) -> None:
     for section, specs in (("rewards", cfg.rewards), ("metrics", cfg.metrics)):
         for index, spec in enumerate(specs):
             paths = spec.content_files()
-            if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
-                paths = [f for f in paths if f != DEMO_HELD_OUT]  # written by the job under the run directory
+            if getattr(spec, "texts", None) in (DEMO_HELD_OUT, DEMO_CONTROL):
+                paths = [f for f in paths if f != spec.texts]  # written by the job under the run directory
             where = f"{section}[{index}] ({spec.name})"
             models += [(where, path) for path in spec.checkpoints()]
             files += [(where, f) for f in paths if f not in spec.checkpoints()]

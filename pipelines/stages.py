@@ -6,25 +6,27 @@ import logging
 
 from lines.atomic import write_jsonl
 
-from .run_config import DEMO_HELD_OUT, RunConfig
+from .run_config import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
 from .sweep.runner import ReferencePolicy
 
 log = logging.getLogger(__name__)
 
 
 def resolve_metric_specs(cfg: RunConfig, write: bool) -> RunConfig:
-    """`texts: demo` → a held-out text file under the run directory (reviews never used in training), written
-    by the process that `write`s (the others read it after a barrier)."""
+    """`texts: demo` / `texts: demo-control` → held-out text files under the run directory (reviews, and texts of
+    the control domains), written by the process that `write`s (the others read them after a barrier)."""
+    from .demo_data import control_texts, heldout_reviews
+
+    sources = {DEMO_HELD_OUT: ("held_out_reviews.jsonl", heldout_reviews),
+               DEMO_CONTROL: ("held_out_control.jsonl", control_texts)}
     metrics = []
     for spec in cfg.metrics:
-        if spec.type == "perplexity" and spec.texts == DEMO_HELD_OUT:
-            path = cfg.run_dir / "held_out_texts.jsonl"
+        placeholder = getattr(spec, "texts", None)
+        if placeholder in sources:
+            name, make = sources[placeholder]
+            path = cfg.run_dir / name
             if write and not path.exists():
-                from .demo_data import demo_prompts, demo_reviews
-
-                prompts = demo_prompts("test", 64, seed=0)
-                texts = [f"{p.prompt} {r}" for p, r in zip(prompts, demo_reviews([p.prompt for p in prompts], 777))]
-                write_jsonl(path, [{"text": t} for t in texts])
+                write_jsonl(path, [{"text": t} for t in make()])
             spec = spec.model_copy(update={"texts": str(path)})
         metrics.append(spec)
     return cfg.model_copy(update={"metrics": metrics})

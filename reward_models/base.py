@@ -32,6 +32,11 @@ class Reward(ABC):
     higher_is_better: bool = True
     #: True for metrics computed from the evaluated policy's weights (they need `policy=`).
     needs_policy: bool = False
+    #: True for metrics of the policy on a fixed set of texts: `score_texts(policy)` gives one value per text
+    #: (`text_ids`), the unit of their standard errors.
+    per_text: bool = False
+    #: True for metrics that take the sampled token ids: `score_ids(prompt_ids, response_ids, policy)`.
+    uses_token_ids: bool = False
 
     def __init__(self, name: str):
         self.name = name

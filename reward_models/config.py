@@ -242,24 +242,21 @@ class CallableSpec(RewardSpec):
         return super().content_files() + ([origin] if origin and Path(origin).is_file() else [])
 
 
-@reward_type
-class KLSpec(RewardSpec):
+class _AgainstThetaZero(RewardSpec):
+    """Fields of metrics that compare the policy with θ0: its checkpoint (or θ0 passed by the pipeline), where it
+    runs and in which dtype."""
+
     is_metric: ClassVar[bool] = True
-    type: Literal["kl"]
     base: str | None = None  # θ0 checkpoint; the pipeline may pass the loaded θ0 instead
     batch_size: int = Field(8, gt=0)
     device: str = "auto"
     dtype: str = "auto"
-    max_length: int | None = Field(None, gt=0)
 
-    def build(self, base_model=None) -> Reward:
-        from .policy_metrics import KLToBase
-
+    def theta_zero(self, base_model):
         if self.base is None and base_model is None:
-            raise RewardError(f"reward '{self.name}': field 'base' is required for kl unless the pipeline passes "
-                              "θ0; set base to the SFT checkpoint directory")
-        return KLToBase(base_model if self.base is None else None, self.base, self.name, self.batch_size,
-                        self.device, self.dtype, self.max_length)
+            raise RewardError(f"reward '{self.name}': field 'base' is required for {self.type} unless the pipeline "
+                              "passes θ0; set base to the SFT checkpoint directory")
+        return base_model if self.base is None else None
 
     def wants_base_model(self) -> bool:
         return self.base is None
@@ -274,14 +271,38 @@ class KLSpec(RewardSpec):
         return super().content_files() + ([self.base] if self.base and not looks_like_hub_id(self.base) else [])
 
 
-@reward_type
-class PerplexitySpec(RewardSpec):
+class _OnTexts(RewardSpec):
+    """Fields of metrics computed on a fixed file of held-out texts (one value per text)."""
+
     is_metric: ClassVar[bool] = True
-    type: Literal["perplexity"]
     texts: str
     field: str = "text"
     batch_size: int = Field(8, gt=0)
     max_length: int = Field(256, gt=1)
+
+    def content_files(self) -> list[str]:
+        return super().content_files() + [self.texts]
+
+
+@reward_type
+class KLSpec(_AgainstThetaZero):
+    """KL(π ‖ π0) of each sampled response (exact per-token terms along it)."""
+
+    type: Literal["kl"]
+    max_length: int | None = Field(None, gt=0)
+
+    def build(self, base_model=None) -> Reward:
+        from .policy_metrics import KLToBase
+
+        return KLToBase(self.theta_zero(base_model), self.base, self.name, self.batch_size, self.device, self.dtype,
+                        self.max_length)
+
+
+@reward_type
+class PerplexitySpec(_OnTexts):
+    """Perplexity of the policy on each held-out text."""
+
+    type: Literal["perplexity"]
 
     def build(self, base_model=None) -> Reward:
         from .policy_metrics import HeldOutPerplexity
@@ -289,8 +310,18 @@ class PerplexitySpec(RewardSpec):
         return HeldOutPerplexity(path=self.texts, field=self.field, name=self.name, batch_size=self.batch_size,
                                  max_length=self.max_length)
 
-    def content_files(self) -> list[str]:
-        return super().content_files() + [self.texts]
+
+@reward_type
+class HeldOutKLSpec(_OnTexts, _AgainstThetaZero):
+    """Mean per-token KL(π ‖ π0) along each held-out text."""
+
+    type: Literal["heldout_kl"]
+
+    def build(self, base_model=None) -> Reward:
+        from .policy_metrics import HeldOutKL
+
+        return HeldOutKL(self.theta_zero(base_model), self.base, self.device, self.dtype, path=self.texts,
+                         field=self.field, name=self.name, batch_size=self.batch_size, max_length=self.max_length)
 
 
 # -- validation ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -292,12 +293,12 @@ def policies():
 
 
 def reference_kl(policy, base, tok, prompt, response):
-    """Unbatched, unpadded: Σ over response tokens of log p_policy − log p_base."""
+    """Unbatched, unpadded: Σ over response positions of the full-vocabulary KL(p_policy ‖ p_base)."""
     head, tail = tok(prompt)["input_ids"], tok(response, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([head + tail])
     with torch.no_grad():
-        lp = [torch.log_softmax(m(ids).logits[0].double(), -1) for m in (policy, base)]
-    return sum((lp[0][t - 1, ids[0, t]] - lp[1][t - 1, ids[0, t]]).item() for t in range(len(head), ids.shape[1]))
+        p, q = [torch.log_softmax(m(ids).logits[0].double(), -1) for m in (policy, base)]
+    return sum(float((p[t - 1].exp() * (p[t - 1] - q[t - 1])).sum()) for t in range(len(head), ids.shape[1]))
 
 
 def test_kl_is_zero_for_the_base_policy(policies):
@@ -322,22 +323,80 @@ def test_policy_metric_without_policy_is_refused(policies):
         rm.KLToBase(base_model=base).score(["a"], ["b"])
 
 
-def test_perplexity_matches_exp_mean_nll(policies, tmp_path):
+def test_perplexity_is_exp_mean_nll_per_text(policies, tmp_path):
     tok, _, policy = policies
     texts = ["the food was great and the staff were friendly", "we waited an hour", "a lovely place"]
     path = tmp_path / "heldout.txt"
     path.write_text("\n".join(texts) + "\n")
     ppl = rm.build_reward({"name": "ppl", "type": "perplexity", "texts": str(path), "batch_size": 2})
-    total_nll, total_tokens = 0.0, 0
+    expected = []
     with torch.no_grad():
         for text in texts:
             ids = torch.tensor([tok(text)["input_ids"]])
-            loss = policy(input_ids=ids, labels=ids).loss.item()  # mean NLL over the predicted tokens
-            total_nll += loss * (ids.shape[1] - 1)
-            total_tokens += ids.shape[1] - 1
-    scores = ppl.score(["q", "q"], ["a", "b"], policy=PolicyHandle(policy, tok))
-    np.testing.assert_allclose(scores, math.exp(total_nll / total_tokens), rtol=1e-5)
+            expected.append(math.exp(policy(input_ids=ids, labels=ids).loss.item()))  # mean NLL of the text
+    per_text = ppl.score_texts(PolicyHandle(policy, tok))
+    np.testing.assert_allclose(per_text, expected, rtol=1e-5)
+    assert ppl.text_ids == ["text-00000", "text-00001", "text-00002"] and ppl.per_text
+    scores = ppl.score(["q", "q"], ["a", "b"], policy=PolicyHandle(policy, tok))  # per pair: the mean over texts
+    np.testing.assert_allclose(scores, np.mean(expected), rtol=1e-5)
     assert ppl.higher_is_better is False
+
+
+def test_sampled_kl_averages_to_the_exact_kl_of_the_response_distribution():
+    """Enumerating every response of a 5-token vocabulary up to 3 tokens: Σ_y π(y)·estimate(y) = Σ_y π(y)·log
+    π(y)/π0(y), the KL of the two response distributions (the chain rule), to rounding."""
+    import itertools
+
+    vocab, eos, steps = 5, 2, 3
+    base = tiny_model("llama", seed=1, vocab_size=vocab).double().eval()
+    policy = perturbed_copy(base, seed=2, scale=0.4).double().eval()
+    prompt = [1, 3]
+
+    def next_logprobs(model, seq):
+        with torch.no_grad():
+            return torch.log_softmax(model(torch.tensor([seq])).logits[0, -1], -1)
+
+    responses = []
+    for length in range(1, steps + 1):
+        for tail in itertools.product(range(vocab), repeat=length):
+            if eos in tail[:-1] or (length < steps and tail[-1] != eos):
+                continue  # a response stops at EOS; one without EOS is cut at `steps` tokens
+            responses.append(list(tail))
+    log_p, log_q = [], []
+    for tail in responses:
+        seq, lp, lq = list(prompt), 0.0, 0.0
+        for token in tail:
+            lp += float(next_logprobs(policy, seq)[token])
+            lq += float(next_logprobs(base, seq)[token])
+            seq.append(token)
+        log_p.append(lp)
+        log_q.append(lq)
+    probs = np.exp(log_p)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-12)  # the enumeration covers every response
+    exact = float(np.sum(probs * (np.array(log_p) - np.array(log_q))))
+    kl = rm.KLToBase(base_model=base, batch_size=16)
+    tok = SimpleNamespace(pad_token_id=0)
+    estimates = kl.score_ids([prompt] * len(responses), responses, PolicyHandle(policy, tok))
+    assert float(np.sum(probs * estimates)) == pytest.approx(exact, rel=1e-9, abs=1e-12)
+    assert exact > 1e-3 and (estimates >= 0).all()
+    # The log-ratio of one sample is unbiased too, but not what is computed: it can be negative.
+    assert (np.array(log_p) - np.array(log_q)).min() < 0
+
+
+def test_heldout_kl_is_the_mean_per_token_kl_along_each_text(policies, tmp_path):
+    tok, base, policy = policies
+    texts = ["the food was great and the staff were friendly", "we waited an hour"]
+    path = tmp_path / "control.txt"
+    path.write_text("\n".join(texts) + "\n")
+    metric = rm.build_reward({"name": "ctl", "type": "heldout_kl", "texts": str(path)}, base_model=base)
+    expected = []
+    for text in texts:
+        ids = torch.tensor([tok(text)["input_ids"]])
+        with torch.no_grad():
+            p, q = [torch.log_softmax(m(ids).logits[0].double(), -1) for m in (policy, base)]
+        expected.append(float((p.exp() * (p - q)).sum(-1)[:-1].mean()))
+    np.testing.assert_allclose(metric.score_texts(PolicyHandle(policy, tok)), expected, rtol=1e-6)
+    np.testing.assert_allclose(metric.score_texts(PolicyHandle(base, tok)), 0.0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- config validation

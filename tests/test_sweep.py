@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -232,3 +233,42 @@ def test_reference_policies_are_rows_with_their_reward_weights_in_the_right_colu
     assert given["positive_mean"] == by_front["policy[positive]"]["positive_mean"]
     md = (report / "report.md").read_text()
     assert "| reference[morl] | reference | morl | 0.75 | 0.25 |" in md
+
+
+def test_a_replicated_study_pools_every_seed(inputs, tmp_path):
+    """Given checkpoints, seeds redraw the sweep's samples; the study report pools them and keeps each seed's."""
+    root, paths = inputs
+    config = sf.sweep_config(tmp_path, paths, forgetting=None)
+    assert main(["--config", str(config), "--quiet", "--seeds", "0,1"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    pooled = json.loads((run / "study" / "pooled.json").read_text())
+    assert pooled["seeds"] == [0, 1]
+    samples = lambda s: {p.read_text() for p in (run / f"seed-{s}" / "sweep" / "samples").iterdir()}  # noqa: E731
+    assert samples(0) != samples(1)  # another seed, other samples
+    from pipelines.report.data import hypervolume_analysis, load_run
+
+    comparisons = {(r["a"], r["b"]) for r in pooled["hypervolume"]}
+    assert comparisons == {("lines", "soup"), ("lines", "matched[lines]"), ("lines", "uniform")}
+    for row in pooled["hypervolume"]:
+        per_seed = [hypervolume_analysis(load_run(run / f"seed-{s}"))["diff"][(row["a"], row["b"])].estimate
+                    for s in (0, 1)]
+        assert [row["per_seed"][str(s)] for s in (0, 1)] == pytest.approx(per_seed)
+        assert row["estimate"] == pytest.approx(np.mean(per_seed))
+        assert row["low"] <= row["estimate"] <= row["high"]
+    assert {r["metric"] for r in pooled["metrics"]} == {"kl", "perplexity"}
+    md = (run / "study" / "report.md").read_text()
+    assert "## Pooled answer" in md and "**seed 1**" in md and (run / "study" / "forest.png").stat().st_size > 5000
+
+
+def test_pooled_intervals_come_from_seeds_and_their_replicates():
+    from pipelines.report.study import pooled_interval
+
+    rng = np.random.default_rng(0)
+    one = rng.normal(0.1, 0.02, 2000)
+    # Identical seeds: the pooled interval is that seed's own interval.
+    est, low, high = pooled_interval([0.1, 0.1, 0.1], [one, one, one], 4000, 0.95, 1)
+    single = np.percentile(one, [2.5, 97.5])
+    assert est == pytest.approx(0.1) and abs(low - single[0]) < 0.01 and abs(high - single[1]) < 0.01
+    # Seeds that disagree widen it beyond any one seed's.
+    est, low, high = pooled_interval([0.0, 0.1, 0.2], [one - 0.1, one, one + 0.1], 4000, 0.95, 1)
+    assert est == pytest.approx(0.1) and low < single[0] - 0.02 and high > single[1] + 0.02

@@ -14,9 +14,12 @@ class GenerationRow:
     response_tokens: int   # tokens generated, EOS included when the model stopped on it
     sample_index: int
     seed: int              # the per-sample seed (see config.sample_seed)
+    response_ids: tuple[int, ...] = ()  # the sampled token ids (EOS included when the model stopped on it)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        row = asdict(self)
+        row["response_ids"] = list(self.response_ids)
+        return row
 
 
 class PromptLike(Protocol):

@@ -124,15 +124,15 @@ class TransformersGenerator:
                                   generation_config=self._generation_config(), logits_processor=processors, **extra)
         return [row[width:].tolist() for row in out.cpu()]
 
-    def _finish(self, new_ids: list[int]) -> tuple[str, int]:
-        """Decoded text and token count up to and including the first EOS (padding after it dropped)."""
+    def _finish(self, new_ids: list[int]) -> tuple[str, tuple[int, ...]]:
+        """Decoded text and the ids up to and including the first EOS (padding after it dropped)."""
         eos = self.tokenizer.eos_token_id
         eos_ids = set(eos) if isinstance(eos, list) else {eos}
         for position, token in enumerate(new_ids):
             if token in eos_ids:
                 new_ids = new_ids[:position + 1]
                 break
-        return self.tokenizer.decode(new_ids, skip_special_tokens=True), len(new_ids)
+        return self.tokenizer.decode(new_ids, skip_special_tokens=True), tuple(new_ids)
 
     def generate(self, prompts: Sequence) -> list[GenerationRow]:
         """n samples per prompt with the current dense weights; rows ordered by prompt, then sample index."""
@@ -156,7 +156,7 @@ class TransformersGenerator:
                 for p in range(len(pairs)) for s in range(self.config.n)]
         # Similar prompt lengths share a batch (less padding); results are put back in order below.
         work.sort(key=lambda item: -len(encoded[item[1]]))
-        results: dict[tuple[int, int, int], tuple[str, int]] = {}
+        results: dict[tuple[int, int, int], tuple[str, tuple[int, ...]]] = {}
         step = self.config.batch_size
         for start in tqdm(range(0, len(work), step), desc="generate", leave=False, disable=len(work) <= step):
             chunk = work[start:start + step]
@@ -166,8 +166,8 @@ class TransformersGenerator:
                 results[(a, p, s)] = self._finish(new_ids)
         rows: list[list[GenerationRow]] = [[] for _ in adapters]
         for a, p, s, seed in sorted(work, key=lambda item: item[:3]):
-            text, count = results[(a, p, s)]
-            rows[a].append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), count, s, seed))
+            text, ids = results[(a, p, s)]
+            rows[a].append(GenerationRow(pairs[p][0], pairs[p][1], text, len(encoded[p]), len(ids), s, seed, ids))
         return rows
 
     # -- the sweep's protocol: dense merges, adapters, the policy's module ------------------------------------

@@ -118,6 +118,7 @@ def hypervolume_analysis(data: RunData) -> dict:
                 front_b = oriented[b][pareto_front(oriented[b])]
                 dominance[(a, b)] = count_dominated(front_a, by=front_b)
     return {"reference": reference * scale, "scale": scale, "hv": intervals["hv"], "diff": intervals["diff"],
+            "draws": intervals["draws"],
             "dominated": dominance, "level": boot.get("level", 0.95),
             "non_dominated": {n: pareto_front(o).tolist() for n, o in oriented.items()}}
 

@@ -146,3 +146,27 @@ def forgetting_figure(data: RunData, out_png: Path) -> bool:
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return True
+
+
+def forest_figure(pooled_hv: list[dict], pooled_metrics: list[dict], metrics: list[str], out_png: Path) -> None:
+    """Each comparison's difference per seed (dots) and pooled (bar: the interval over seeds and units)."""
+    panels = [("hypervolume difference (higher: LiNeS better)", pooled_hv)]
+    panels += [(f"{m} difference (lower: LiNeS closer to θ0)", [r for r in pooled_metrics if r["metric"] == m])
+               for m in metrics]
+    rows = len(pooled_hv)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.5 * rows + 1.6), squeeze=False)
+    for ax, (title, data) in zip(axes[0], panels):
+        for y, row in enumerate(data):
+            ax.plot([row["low"], row["high"]], [y, y], color="black", lw=2)
+            ax.plot(row["estimate"], y, "s", color="black")
+            for k, (seed, value) in enumerate(row["per_seed"].items()):
+                ax.plot(value, y + 0.15, "o", ms=4, color=COLORS[k % len(COLORS)],
+                        label=f"seed {seed}" if y == 0 else None)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(data)), [f"{r['a']} − {r['b']}" for r in data], fontsize=7)
+        ax.set_title(title, fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=130)
+    plt.close(fig)

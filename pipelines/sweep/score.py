@@ -11,7 +11,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lines import MergeInputs, merge_into_model
-from reward_models import PolicyHandle, score_rewards
+from reward_models import PolicyHandle
+from reward_models.text_format import policy_prompt_ids
 
 from ..generation.protocol import AdapterRef, GenerationBackend
 from ..summary import summarize
@@ -61,26 +62,38 @@ class PointScorer:
     def score(self, point: Point, gen_key: str, route: str, score_keys: dict, prompts) -> dict[str, dict]:
         """{objective name: summary} for one point whose samples are cached."""
         rows = self.cache.load_samples(gen_key)
-        texts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
         prompt_ids, order = [r["prompt_id"] for r in rows], [p.prompt_id for p in prompts]
         out = {}
         for objective in self.objectives:
             record = self.cache.load_scores(score_keys[objective.name])
             if record is None:
-                record = self._score_one(objective, point, route, texts, responses)
+                record = self._score_one(objective, point, route, rows)
                 self.cache.save_scores(score_keys[objective.name], record)
-            summary = summarize(record["values"], prompt_ids, order)
+            if record.get("unit") == "text":  # a metric on held-out texts: the text is the unit
+                summary = summarize(record["values"], record["ids"], record["ids"])
+            else:
+                summary = summarize(record["values"], prompt_ids, order)
             summary.update(higher_is_better=objective.reward.higher_is_better, is_metric=objective.is_metric,
-                           normalization=record["normalization"])
+                           normalization=record["normalization"], unit=record.get("unit", "prompt"))
             out[objective.name] = summary
         return out
 
-    def _score_one(self, objective: Objective, point: Point, route: str, texts, responses) -> dict:
+    def _score_one(self, objective: Objective, point: Point, route: str, rows: list[dict]) -> dict:
         reward = objective.reward
         with (self.models.policy(point, route) if reward.needs_policy
               else contextlib.nullcontext()) as policy:
-            scored = score_rewards([reward], texts, responses, policy=policy)[reward.name]
-        return {"values": scored.values.tolist(), "raw": scored.raw.tolist(), "normalization": scored.normalization}
+            if reward.per_text:
+                raw = reward.score_texts(policy)
+            elif reward.uses_token_ids and rows and all(r.get("response_ids") for r in rows):
+                raw = reward.score_ids([policy_prompt_ids(policy.tokenizer, r["prompt"]) for r in rows],
+                                       [r["response_ids"] for r in rows], policy)
+            else:
+                raw = reward.score([r["prompt"] for r in rows], [r["response"] for r in rows], policy=policy)
+        record = {"values": reward.normalizer.apply(raw, reward.name).tolist(), "raw": raw.tolist(),
+                  "normalization": reward.normalizer.record()}
+        if reward.per_text:
+            record.update(unit="text", ids=reward.text_ids)
+        return record
 
 
 def mean_response_tokens(rows: list[dict]) -> float:

@@ -149,7 +149,8 @@ class BPESpec(_Strict):
 
 class SFTData(_Strict):
     source: Literal["demo", "file"] = "demo"
-    n: int = Field(6000, ge=1)  # demo: how many reviews to generate
+    n: int = Field(6000, ge=1)  # demo: how many texts to generate
+    review_share: float = Field(1.0, gt=0, le=1)  # demo: the share of reviews; the rest are the other demo domains
     path: str | None = None
     format: Literal["text", "chat"] = "text"
     field: str | None = None  # default: 'text' for text, 'messages' for chat

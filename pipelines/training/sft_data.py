@@ -13,7 +13,7 @@ from .errors import TrainingError
 def sft_rows(spec: SFTData, seed: int) -> list[dict]:
     """Rows for trl's SFTTrainer: {'text': ...} or {'messages': [{role, content}, ...]}."""
     if spec.source == "demo":
-        return [{"text": text} for text in demo_corpus(spec.n, seed)]
+        return [{"text": text} for text in demo_corpus(spec.n, seed, spec.review_share)]
     rows = read_records(spec.path, error=TrainingError)
     column = spec.column
     out = []
