@@ -6,7 +6,7 @@ EXTRAS ?= dev
 # CPU wheel on machines without CUDA, so that pip never pulls a multi-GB CUDA build.
 CPU_TORCH ?= torch==2.13.0
 
-.PHONY: install demo train-demo test clean
+.PHONY: install demo study train-demo test clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml
+
+# The demo replicated over three seeds (θ0 and policies retrained per seed) with a pooled report: runs/demo/study/.
+study: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml --seeds 0,1,2
 
 # The training stage alone: SFT θ0 + two DPO policies on conflicting rewards (CPU, about a minute on an idle machine).
 train-demo: install

@@ -4,8 +4,9 @@ One seed is an anecdote: each seed retrains θ0 and the policies (or, with check
 samples), so its fronts differ by more than evaluation noise. For every comparison (a LiNeS front against a soup,
 its norm-matched control and the tuned control) the study pools the seeds:
 - estimate: the mean over seeds of each seed's hypervolume difference;
-- interval: a two-level bootstrap — seeds drawn with replacement, then for each drawn seed one of its own paired
-  bootstrap replicates over prompts (the same resampled prompts for both fronts) — percentiles at the run's level;
+- interval: a two-level bootstrap — seeds drawn with replacement, then one resample of the prompts shared by the
+  drawn seeds (their paired bootstrap replicates over the same resampled prompts, for both fronts) — percentiles
+  at the run's level;
 - verdict: the project's one rule (summary.direction): the interval lies above zero, below it, or includes it.
 With three seeds the seed level has few distinct resamples: the interval is an honest but coarse statement.
 The same pooling is applied to each metric of closeness to θ0 (mean over the front's weights of the paired
@@ -26,13 +27,19 @@ from .data import RunData, hypervolume_analysis, load_run, verdict
 
 def pooled_interval(estimates: list[float], draws: list[np.ndarray], n_boot: int, level: float, seed: int
                     ) -> tuple[float, float, float]:
-    """(mean of the per-seed estimates, low, high): seeds resampled, then one replicate of each drawn seed."""
+    """(mean of the per-seed estimates, low, high): seeds resampled, then the drawn seeds' replicate of one prompt
+    resample. Every seed is scored on the same prompts and its replicate b uses the same resampled prompts (one
+    bootstrap seed), so a prompt that is hard is hard for every seed: taking the same replicate keeps that shared
+    noise, which independent replicates per seed would average away."""
     rng = np.random.default_rng(seed)
     seeds = len(estimates)
+    replicates = {len(d) for d in draws}
+    if len(replicates) != 1:
+        raise ValueError("every seed needs the same number of bootstrap replicates")
+    stacked = np.stack(draws)  # (seeds, replicates)
     pooled = np.empty(n_boot)
     for b in range(n_boot):
-        chosen = rng.integers(0, seeds, seeds)
-        pooled[b] = np.mean([draws[s][rng.integers(0, len(draws[s]))] for s in chosen])
+        pooled[b] = stacked[rng.integers(0, seeds, seeds), rng.integers(0, stacked.shape[1])].mean()
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(pooled, [tail, 100 - tail])
     return float(np.mean(estimates)), float(low), float(high)
@@ -71,7 +78,7 @@ def build_study_report(study_dir: Path, seed_dirs: dict[int, Path]) -> Path:
         pooled_hv.append({"a": a, "b": b, "per_seed": dict(zip(runs, estimates)), "estimate": est, "low": low,
                           "high": high, "direction": direction(low, high)})
         for metric in first.metrics:
-            per_seed = {s: metric_difference(runs[s], a, b, metric, n_boot, boot_seed + s) for s in runs}
+            per_seed = {s: metric_difference(runs[s], a, b, metric, n_boot, boot_seed) for s in runs}
             est, low, high = pooled_interval([v[0] for v in per_seed.values()], [v[1] for v in per_seed.values()],
                                              n_boot, level, boot_seed)
             pooled_metrics.append({"a": a, "b": b, "metric": metric, "per_seed": {s: v[0] for s, v in per_seed.items()},
@@ -107,7 +114,8 @@ def render_study_markdown(first: RunData, runs: dict[int, RunData], analyses: di
            "## Pooled answer", "",
            f"Hypervolume of the reward front ({', '.join(first.rewards)}), LiNeS minus the other front: the mean over "
            f"seeds of each seed's difference, with a {int(round(level * 100))}% interval from a two-level bootstrap "
-           "(seeds with replacement, then prompts within each seed, paired across fronts). With this few seeds the "
+           "(seeds with replacement, then one resample of the prompts shared by the drawn seeds, paired across "
+           "fronts). With this few seeds the "
            "interval is coarse; it is what the data can say.", ""]
     out += [f"- {_pooled_verdict(row, level, 'hypervolume difference', 'beat')}" for row in pooled_hv]
     out += ["", "| comparison | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled | CI low | CI high |",
