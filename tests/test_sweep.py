@@ -272,3 +272,28 @@ def test_pooled_intervals_come_from_seeds_and_their_replicates():
     # Seeds that disagree widen it beyond any one seed's.
     est, low, high = pooled_interval([0.0, 0.1, 0.2], [one - 0.1, one, one + 0.1], 4000, 0.95, 1)
     assert est == pytest.approx(0.1) and low < single[0] - 0.02 and high > single[1] + 0.02
+
+
+def test_three_rewards_are_drawn_on_the_weight_simplex(inputs, tmp_path):
+    root, paths = inputs
+    base = tiny.tiny_model("llama", seed=0)
+    tiny.save(tiny.perturbed_copy(base, seed=7, scale=0.3), tmp_path / "short")
+    tiny.tiny_tokenizer(tmp_path / "short")
+    config = sf.sweep_config(tmp_path, paths, forgetting=None)
+    data = yaml.safe_load(config.read_text())
+    data["rewards"].append({"name": "short", "type": "conciseness"})
+    data["policies"]["short"] = str(tmp_path / "short")
+    data["sweep"].update(points=None, step=0.5)
+    data["metrics"] = data["metrics"][:1]
+    config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(config), "--quiet"]) == 0
+    report = tmp_path / "runs" / "tiny" / "report"
+    assert (report / "pareto.png").stat().st_size > 20_000
+    svg = (report / "pareto.svg").read_text()
+    assert "w_short = 1" in svg and "lines − soup" in svg  # a ternary map per quantity and the difference map
+
+    from pipelines.report.plots import _ternary
+
+    assert _ternary((1, 0, 0)) == (0, 0) and _ternary((0, 1, 0)) == (1, 0)
+    assert _ternary((0, 0, 1)) == pytest.approx((0.5, 3 ** 0.5 / 2))
+    assert _ternary((1 / 3, 1 / 3, 1 / 3)) == pytest.approx((0.5, 3 ** 0.5 / 6))  # the centroid

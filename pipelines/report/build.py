@@ -195,7 +195,8 @@ def render_html(md: str, out_dir: Path) -> str:
     if in_table:
         body.append("</table>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:12px}td{border:1px solid #ccc;padding:2px 6px}"
+             "table{border-collapse:collapse;font-size:12px;display:block;overflow-x:auto;max-width:100%}"
+             "td{border:1px solid #ccc;padding:2px 6px;white-space:nowrap}"
              "pre{background:#f6f6f6;padding:1em;overflow:auto}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style>"
             f"</head><body>{''.join(body)}</body></html>")

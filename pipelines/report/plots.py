@@ -9,6 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import numpy as np  # noqa: E402
+
+from ..pareto import orient, pareto_front  # noqa: E402
 from ..sweep.selection import reward_matrix  # noqa: E402
 from .data import RunData  # noqa: E402
 
@@ -19,59 +22,181 @@ def _weight_label(weights) -> str:
     return "/".join(f"{w:g}" for w in weights)
 
 
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "<", ">"]
+
+
 def pareto_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
-    """Reward-vs-reward fronts (pairwise projections for 3+ rewards) and the fluency metrics beside them."""
+    """The fronts: two rewards as one reward-vs-reward panel with closeness panels beside it; three rewards on the
+    weight simplex (simplex_figure, beside pairwise panels of the non-dominated points); more as parallel
+    coordinates."""
+    rewards = data.rewards
+    if len(rewards) == 2:
+        _two_reward_figure(data, out_png, out_svg)
+    elif len(rewards) == 3:
+        simplex_figure(data, out_png, out_svg)
+    else:
+        parallel_figure(data, out_png, out_svg)
+
+
+def _two_reward_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
+    """Reward vs reward for every front, then every closeness metric against the first reward's weight. Weight
+    labels sit on the first front only (every front has the same weights, in the same order), so they never pile
+    up; fronts differ by colour and marker."""
     rewards, metrics = data.rewards, data.metrics
-    pairs = list(itertools.combinations(range(len(rewards)), 2))
-    panels = len(pairs) + len(metrics)
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
+    panels = 1 + len(metrics)
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.8), squeeze=False)
     fronts = data.fronts()
     refs = data.references()
-    for ax, (i, j) in zip(axes[0], pairs):
-        for c, (name, pts) in enumerate(fronts.items()):
-            m, s = reward_matrix(pts, rewards), reward_matrix(pts, rewards, "stderr")
-            ax.errorbar(m[:, i], m[:, j], xerr=s[:, i], yerr=s[:, j], marker="o", ms=4, lw=1.4, capsize=2,
-                        color=COLORS[c % len(COLORS)], label=_front_label(data, name, pts))
-            for p, x, y in zip(pts, m[:, i], m[:, j]):
-                ax.annotate(_weight_label(p["weights"]), (x, y), fontsize=6, alpha=0.6,
-                            xytext=(3, 3), textcoords="offset points")
-        for k, (label, p) in enumerate(refs.items()):
-            m = reward_matrix([p], rewards)[0]
-            ax.scatter(m[i], m[j], marker="*" if label == "θ0" else "D", s=140 if label == "θ0" else 70,
-                       color="black" if label == "θ0" else COLORS[(k + 3) % len(COLORS)], zorder=5,
-                       edgecolor="white", label=label)
-        ax.set_xlabel(rewards[i])
-        ax.set_ylabel(rewards[j])
-        ax.set_title(f"{rewards[i]} vs {rewards[j]} (evaluation prompts, ±1 s.e.)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax, metric in zip(axes[0][len(pairs):], metrics):
+    ax = axes[0][0]
+    for c, (name, pts) in enumerate(fronts.items()):
+        m, s = reward_matrix(pts, rewards), reward_matrix(pts, rewards, "stderr")
+        ax.errorbar(m[:, 0], m[:, 1], xerr=s[:, 0], yerr=s[:, 1], marker=MARKERS[c % len(MARKERS)], ms=4, lw=1.2,
+                    capsize=2, color=COLORS[c % len(COLORS)], label=_front_label(data, name, pts))
+        if c == 0:
+            for p, x, y in zip(pts, m[:, 0], m[:, 1]):
+                ax.annotate(_weight_label(p["weights"]), (x, y), fontsize=6, alpha=0.7, xytext=(4, -8),
+                            textcoords="offset points")
+    _references(ax, refs, rewards, 0, 1)
+    ax.set_xlabel(rewards[0])
+    ax.set_ylabel(rewards[1])
+    ax.set_title(f"{rewards[0]} vs {rewards[1]} (evaluation prompts, ±1 s.e.; weights on the first front)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="best")
+    for ax, metric in zip(axes[0][1:], metrics):
         for c, (name, pts) in enumerate(fronts.items()):
             w0 = [p["weights"][0] for p in pts]
             m = [p["objectives"][metric]["mean"] for p in pts]
             s = [p["objectives"][metric]["stderr"] for p in pts]
-            ax.errorbar(w0, m, yerr=s, marker="o", ms=4, capsize=2, color=COLORS[c % len(COLORS)], label=name)
+            ax.errorbar(w0, m, yerr=s, marker=MARKERS[c % len(MARKERS)], ms=4, capsize=2,
+                        color=COLORS[c % len(COLORS)], label=name)
         for label, p in refs.items():
             ax.axhline(p["objectives"][metric]["mean"], ls=":", lw=1, color="black" if label == "θ0" else "grey")
         ax.set_xlabel(f"weight of {rewards[0]}")
-        ax.set_ylabel(f"{metric} ({'higher' if data.points[0]['objectives'][metric]['higher_is_better'] else 'lower'}"
-                      " is better)")
+        ax.set_ylabel(f"{metric} ({_direction(data, metric)})")
         ax.set_title(f"closeness to θ0: {metric} (dotted: θ0 / single policies)", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
+    _save(fig, out_png, out_svg)
+
+
+def _references(ax, refs: dict, rewards: list[str], i: int, j: int) -> None:
+    for k, (label, p) in enumerate(refs.items()):
+        m = reward_matrix([p], rewards)[0]
+        ax.scatter(m[i], m[j], marker="*" if label == "θ0" else "D", s=140 if label == "θ0" else 70,
+                   color="black" if label == "θ0" else COLORS[(k + 3) % len(COLORS)], zorder=5, edgecolor="white",
+                   label=label)
+
+
+def _direction(data: RunData, metric: str) -> str:
+    return "higher is better" if data.points[0]["objectives"][metric]["higher_is_better"] else "lower is better"
+
+
+def _save(fig, out_png: Path, out_svg: Path) -> None:
     fig.tight_layout()
     fig.savefig(out_png, dpi=130)
     fig.savefig(out_svg)
     plt.close(fig)
 
 
+def _ternary(weights) -> tuple[float, float]:
+    """Barycentric weights (w1, w2, w3) → the plane: w1 at the bottom left, w2 bottom right, w3 on top."""
+    w1, w2, w3 = weights
+    return w2 + w3 / 2, w3 * 3 ** 0.5 / 2
+
+
+def _simplex_axes(ax, rewards: list[str]) -> None:
+    ax.plot([0, 1, 0.5, 0], [0, 0, 3 ** 0.5 / 2, 0], color="black", lw=0.8)
+    for (x, y), name, align in [((0, 0), rewards[0], "right"), ((1, 0), rewards[1], "left"),
+                                ((0.5, 3 ** 0.5 / 2), rewards[2], "center")]:
+        ax.annotate(f"w_{name} = 1", (x, y), fontsize=7, ha=align, xytext=(0, 6 if align == "center" else -10),
+                    textcoords="offset points")
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def simplex_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
+    """Three rewards on the weight simplex: for the plain soup and each LiNeS front, a map of every reward and of
+    the first closeness metric over the weights, and the LiNeS-minus-soup difference; below them, pairwise reward
+    panels with each front's non-dominated points only (a grid has no order to join its points by)."""
+    rewards, metrics = data.rewards, data.metrics
+    fronts = data.fronts()
+    quantities = rewards + metrics[:1]
+    soup = next((n for n, pts in fronts.items() if not any(p["merge"].get("lines") for p in pts)), None)
+    lines_fronts = [n for n in fronts if n.startswith("lines")][:1]
+    columns = [n for n in [soup, *lines_fronts] if n is not None]
+    maps = [(q, n, False) for q in quantities for n in columns]
+    if soup and lines_fronts:
+        maps += [(q, lines_fronts[0], True) for q in quantities]
+    ncols = len(columns) + (1 if soup and lines_fronts else 0)
+    nrows = len(quantities) + 1
+    fig = plt.figure(figsize=(4.2 * max(ncols, 3), 3.8 * nrows))
+    for index, (quantity, front, difference) in enumerate(maps):
+        row = quantities.index(quantity)
+        col = len(columns) if difference else columns.index(front)
+        ax = fig.add_subplot(nrows, max(ncols, 3), row * max(ncols, 3) + col + 1)
+        pts = fronts[front]
+        values = [p["objectives"][quantity]["mean"] for p in pts]
+        if difference:
+            by_weight = {tuple(p["weights"]): p["objectives"][quantity]["mean"] for p in fronts[soup]}
+            values = [v - by_weight.get(tuple(p["weights"]), float("nan")) for p, v in zip(pts, values)]
+        xy = [_ternary(p["weights"]) for p in pts]
+        bound = max(abs(v) for v in values) or 1.0
+        sc = ax.scatter([x for x, _ in xy], [y for _, y in xy], c=values, s=140, marker="h",
+                        cmap="RdBu" if difference else "viridis",
+                        vmin=-bound if difference else None, vmax=bound if difference else None)
+        fig.colorbar(sc, ax=ax, shrink=0.7)
+        _simplex_axes(ax, rewards)
+        title = f"{quantity}: {front} − {soup}" if difference else f"{quantity}: {front}"
+        ax.set_title(f"{title} ({_direction(data, quantity)})", fontsize=8)
+    pairs = list(itertools.combinations(range(3), 2))
+    for k, (i, j) in enumerate(pairs):
+        ax = fig.add_subplot(nrows, max(ncols, 3), (nrows - 1) * max(ncols, 3) + k + 1)
+        for c, (name, pts) in enumerate(fronts.items()):
+            m = reward_matrix(pts, rewards)
+            keep = pareto_front(orient(m, [pts[0]["objectives"][r]["higher_is_better"] for r in rewards]))
+            ax.scatter(m[keep, i], m[keep, j], marker=MARKERS[c % len(MARKERS)], s=22, color=COLORS[c % len(COLORS)],
+                       label=name)
+        _references(ax, data.references(), rewards, i, j)
+        ax.set(xlabel=rewards[i], ylabel=rewards[j])
+        ax.set_title(f"non-dominated points: {rewards[i]} vs {rewards[j]}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    _save(fig, out_png, out_svg)
+
+
+def parallel_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
+    """Four or more rewards: parallel coordinates of each front's non-dominated points, every reward scaled to its
+    observed range (higher is better on every axis)."""
+    rewards = data.rewards
+    fronts = data.fronts()
+    directions = [data.points[0]["objectives"][r]["higher_is_better"] for r in rewards]
+    every = orient(reward_matrix([p for pts in fronts.values() for p in pts], rewards), directions)
+    low, span = every.min(axis=0), np.where(every.max(axis=0) > every.min(axis=0), np.ptp(every, axis=0), 1.0)
+    fig, ax = plt.subplots(figsize=(1.6 * len(rewards) + 3, 4.6))
+    for c, (name, pts) in enumerate(fronts.items()):
+        m = orient(reward_matrix(pts, rewards), directions)
+        for k, row in enumerate(m[pareto_front(m)]):
+            ax.plot(range(len(rewards)), (row - low) / span, color=COLORS[c % len(COLORS)], alpha=0.7, lw=1,
+                    label=name if k == 0 else None)
+    ax.set_xticks(range(len(rewards)), rewards)
+    ax.set_ylabel("scaled to the observed range (1: best)")
+    ax.set_title("non-dominated points of each front", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, out_png, out_svg)
+
+
 def _front_label(data: RunData, name: str, pts: list[dict]) -> str:
     lines = pts[0]["merge"].get("lines")
     if not lines:
         return name
+    if pts[0]["variant"] == "matched":
+        return f"{name} (uniform, LiNeS' norm at each weight)"
     if lines.get("beta", 0) == 0:
         return f"{name} (uniform λ={lines['alpha']:g})"
-    return f"{name} (α={lines['alpha']}, β={lines['beta']:g})"
+    alphas = {round(p["lines_applied"]["alpha"], 4) for p in pts if p.get("lines_applied")}
+    alpha = f"{alphas.pop():g}" if len(alphas) == 1 else "α(w)"
+    return f"{name} (α={alpha}, β={lines['beta']:g}, {lines.get('profile', 'increasing')})"
 
 
 def diagnostics_figure(data: RunData, out_png: Path) -> bool:
@@ -92,16 +217,13 @@ def diagnostics_figure(data: RunData, out_png: Path) -> bool:
     ax2.axhline(0, color="grey", lw=0.8)
     ax2.set(xlabel="decoder block ℓ", ylabel="cosine", title="where the rewards' updates agree or conflict")
     twin = ax2.twinx()
-    L = len(layers)
     for name, pts in data.fronts().items():
-        lines = pts[0]["merge"].get("lines")
-        if lines and isinstance(lines.get("alpha"), (int, float)):
-            lam = [lines["alpha"] + lines["beta"] * l / max(L - 1, 1) for l in range(L)]
-            twin.plot(layers, lam, ls="--", lw=1, label=f"λ(ℓ) {name}")
-        elif lines:
-            lam = [1.0 + lines["beta"] * l / max(L - 1, 1) for l in range(L)]
-            twin.plot(layers, lam, ls="--", lw=1, label=f"λ(ℓ) {name} (α auto shown as 1)")
-    twin.set_ylabel("λ(ℓ)")
+        middle = pts[len(pts) // 2]
+        applied = middle.get("lines_applied")
+        if applied and applied["beta"] != 0:  # the λ(ℓ) applied at the front's middle weight
+            twin.plot(layers, applied["block_scales"], ls="--", lw=1,
+                      label=f"λ(ℓ) {name} at {_weight_label(middle['weights'])}")
+    twin.set_ylabel("λ(ℓ) applied")
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax1, ax2):
