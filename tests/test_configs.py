@@ -23,7 +23,7 @@ def test_training_demo_config_validates():
 
 def test_bad_main_config_is_one_line(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text((CONFIGS / "demo.yaml").read_text().replace("points: 11", "points: 1"))
+    path.write_text((CONFIGS / "demo.yaml").read_text().replace("points: 9 ", "points: 1 "))
     with pytest.raises(PipelineError, match=r"bad.yaml: field 'sweep.points'"):
         load_run_config(path)
     with pytest.raises(PipelineError, match="expected KEY=VALUE"):

@@ -14,8 +14,9 @@ REDUCED = [
     "training.training.dpo.max_new_tokens=16", "training.evaluation.max_new_tokens=16",
     "training.evaluation.samples_per_prompt=1",
     "prompts.n_validation=6", "prompts.n_eval=12", "generation.max_new_tokens=16",
-    "sweep.points=3", "sweep.variants=[{name: soup, method: linear}, {name: lines, method: linear, "
-    "lines: {alpha: auto, beta_grid: [0.5, 1.0]}}]",
+    "sweep.points=3", "sweep.validation_points=null", "sweep.variants=[{name: soup, method: linear}, "
+    "{name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.5, 1.0]}}]",
+    "sweep.uniform_control.lambda_grid=[1.25, 1.5]",
     "forgetting.gamma_grid=[0.0, 1.0]", "bootstrap.samples=50",
 ]
 
@@ -34,7 +35,9 @@ def test_reduced_demo_end_to_end(tmp_path):
     fronts = {p["front"] for p in points}
     assert {"soup", "base", "policy[positive]", "policy[long]"} <= fronts
     assert any(f.startswith("lines[") for f in fronts) and any(f.startswith("uniform[") for f in fronts)
-    assert all(set(p["objectives"]) == {"positive", "long", "kl", "perplexity"} for p in points)
+    assert all(set(p["objectives"]) == {"positive", "long", "kl", "ppl_reviews", "ppl_control", "kl_control"}
+               for p in points)
+    assert any(f == "matched[lines]" for f in fronts)
     report = run / "report"
     assert (report / "report.md").read_text().count("## ") >= 5
     assert (report / "pareto.png").stat().st_size > 10_000

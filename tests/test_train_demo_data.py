@@ -37,3 +37,17 @@ def test_positive_sentences_are_short_and_complaints_long():
     assert length.score(pos, pos).max() < length.score(neg, neg).min()  # the conflict the demo relies on
     reviews = demo_corpus(300)
     assert np.std(vader.score(reviews, reviews)) > 0.3  # θ0's data spans both ends of the trade-off
+
+
+def test_held_out_texts_of_the_demo():
+    from pipelines.demo_data import control_texts, demo_corpus, demo_prompts, heldout_reviews
+
+    prompts = [p.prompt for p in demo_prompts("test", 64)]
+    reviews = heldout_reviews(64)
+    # Each held-out review starts with its opening, once (not the opening repeated before the review).
+    assert all(r.startswith(p) and r.count(p) == 1 for p, r in zip(prompts, reviews))
+    controls = control_texts(64)
+    assert len(set(controls)) > 32 and not any(text.startswith(tuple(prompts)) for text in controls)
+    corpus = demo_corpus(1000, seed=0, review_share=0.4)
+    share = sum(text.startswith(("We ", "I went", "Last week", "My first")) for text in corpus) / len(corpus)
+    assert share == pytest.approx(0.4, abs=0.01) and "Weather for" in " ".join(corpus)
