@@ -75,11 +75,11 @@ def test_dense_and_concatenated_adapter_equal_the_exact_soup(adapters, tmp_path,
         alpha, beta = 1.0, 0.0
     else:
         alpha, beta = lines_cfg["alpha"], lines_cfg["beta"]
-        if alpha == "auto":
-            keys = [k for k in base if k != "lm_head.weight" or True]
-            total = sum(float(sum(tvs[k]).abs().sum()) for k in keys)
-            merged = sum(float((weights[0] * tvs[k][0] + weights[1] * tvs[k][1]).abs().sum()) for k in keys)
-            alpha = total / merged / 2
+        if alpha == "auto":  # ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁: 1 for this normalised (linear) soup
+            mean = [w / sum(weights) for w in weights]
+            total = sum(float((mean[0] * tvs[k][0] + mean[1] * tvs[k][1]).abs().sum()) for k in base)
+            merged = sum(float((weights[0] * tvs[k][0] + weights[1] * tvs[k][1]).abs().sum()) for k in base)
+            alpha = total / merged
     import re
 
     def lam(name):

@@ -84,7 +84,9 @@ def test_a_registered_method_merges_end_to_end(max_abs_method, checkpoints, line
     if lines_cfg is None:
         expected = {n: base[n] + update[n] for n in base}
     else:
-        alpha = (sum(np.abs(sum(tvs[n])).sum() for n in base) / sum(np.abs(update[n]).sum() for n in base)) / 3
+        mean = np.array([0.2, 0.5, 0.3]) / 1.0  # α(w) = ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ (the weights sum to 1)
+        alpha = (sum(np.abs(sum(w * tv for w, tv in zip(mean, tvs[n]))).sum() for n in base)
+                 / sum(np.abs(update[n]).sum() for n in base))
         expected = {n: base[n] + depth_scale(n, alpha, 0.5, 3, "alpha", False) * update[n] for n in base}
     assert set(merged) == set(expected)
     worst = max(float(np.abs(merged[n].numpy() - expected[n]).max()) for n in expected)
