@@ -81,3 +81,21 @@ def write_tldr(root: Path) -> Path:
         pq.write_table(pa.table({"prompt": [p for p, _ in rows], "label": [label for _, label in rows]}),
                        root / "data" / f"{split}-00000-of-00001.parquet")
     return root
+
+
+def prepared_workdir(root: Path, source_root: Path) -> Path:
+    """A directory to start jobs in, holding data/ prepared from a local hh-rlhf copy large enough for the real
+    config's prompt counts (256 held-out training prompts; 200 validation + 1000 evaluation prompts), and a copy of
+    configs/ (accelerate and DeepSpeed files are read from the directory a job starts in)."""
+    import contextlib
+    import io
+    import shutil
+
+    from pipelines.data.__main__ import main
+
+    source = write_hh_rlhf(source_root, bulk_train=200, bulk_test=1000)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["prepare", "hh-rlhf", "--source", str(source), "--out", str(root / "data"),
+                     "--cache-dir", str(root / ".cache")]) == 0
+    shutil.copytree(Path(__file__).resolve().parents[1] / "configs", root / "configs")
+    return root
