@@ -103,18 +103,16 @@ def _base_path(cfg: RunConfig) -> str | None:
 
 
 def _sft_shape(cfg: RunConfig) -> ModelShape | None:
-    """θ0 built by the SFT stage: from its init checkpoint's config, or its init config with the tokenizer's
-    vocabulary size (the BPE's target size: an upper bound)."""
+    """θ0 built by the SFT stage: from its init checkpoint's config, or its init config with the vocabulary of the
+    BPE it trains (its target size: an upper bound); None when the vocabulary is not known before training."""
     sft = cfg.train_config.base.sft if cfg.training is not None else None
     if sft is None:
         return None
     if "path" in sft.init:
         config = local_config(sft.init["path"])
         return model_shape(config) if config else None
-    vocab = sft.tokenizer.train.vocab_size if sft.tokenizer.train is not None else None
-    config = local_config(sft.tokenizer.path) if sft.tokenizer.path else None
-    vocab = vocab or (config or {}).get("vocab_size")
-    return model_shape({**sft.init, **({"vocab_size": vocab} if vocab else {})})
+    vocab = sft.tokenizer.train.vocab_size if sft.tokenizer.train is not None else sft.init.get("vocab_size")
+    return model_shape({**sft.init, "vocab_size": vocab}) if vocab else None
 
 
 def _training(cfg: RunConfig, launch: Launch, shape: ModelShape | None, on_gpu: bool, plan: Plan) -> None:

@@ -38,8 +38,8 @@ def split_rows(source: str, split: str, cache_dir: str | None, counts: dict) -> 
     return rows
 
 
-def prepare_tldr(source: str = DATASET, held_out: int = 500, seed: int = 0, cache_dir: str | None = None,
-                 **_) -> Prepared:
+def prepare_tldr(source: str = DATASET, held_out: int = 500, seed: int = 0, cache_dir: str | None = None
+                 ) -> Prepared:
     counts: dict = {}
     train, train_duplicates = drop_duplicates(split_rows(source, "train", cache_dir, counts), "prompt")
     test, test_duplicates = drop_duplicates(split_rows(source, "test", cache_dir, counts), "prompt")
