@@ -55,16 +55,31 @@ MISSING_OFFLINE = ("is not a local path, and as a hub id it is not in the hub ca
                    "(HF_HUB_OFFLINE=1); download it first or fix the path")
 
 
-def first_missing_path(models: list[tuple[str, str | None]], files: list[tuple[str, str | None]]
-                       ) -> str | None:
+def hub_id_problem(repo_id: str) -> str | None:
+    """Why `repo_id` cannot be a hub id (huggingface_hub's own rule), or None when it is well formed."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        return first_line(err)
+    return None
+
+
+def first_missing_path(models: list[tuple[str, str | None]], files: list[tuple[str, str | None]],
+                       hub_ids: str = "reachable") -> str | None:
     """"<where>: '<path>' <what is wrong and how to fix it>" for the first path that cannot be read, or None. A
-    checkpoint is a local directory or a hub id (which, with the hub offline, must be in the hub cache); a data
-    file is always local. Entries without a path are skipped."""
+    checkpoint is a local directory or a hub id: a well-formed one which, with `hub_ids="reachable"` and the hub
+    offline, must be in the hub cache (`"well_formed"`: checking a config for another machine, where it will be
+    fetched). A data file is always local. Entries without a path are skipped."""
     for where, path in models:
         if path and not Path(path).expanduser().exists():
             if not looks_like_hub_id(path):
                 return f"{where}: '{path}' {MISSING_LOCAL}"
-            if not hub_reachable(path):
+            problem = hub_id_problem(path)
+            if problem:
+                return f"{where}: '{path}' is neither a local path nor a hub id ({problem}); fix the path"
+            if hub_ids == "reachable" and not hub_reachable(path):
                 return f"{where}: '{path}' {MISSING_OFFLINE}"
     for where, path in files:
         if path and not Path(path).expanduser().exists():

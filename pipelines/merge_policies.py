@@ -1,7 +1,7 @@
 """The main job: rewarded-soup sweeps with and without LiNeS, Pareto fronts and a report.
 
     accelerate launch pipelines/merge_policies.py --config configs/demo.yaml [--set sweep.points=5 ...]
-    python pipelines/merge_policies.py --config my.yaml --check      # validate config + machine only
+    python pipelines/merge_policies.py --config my.yaml --check      # validate config + machine, print the plan
 
 Stages (each reads and writes plain artifacts under runs/<run_name>/, so a re-run or a resumed run redoes
 nothing that is done): (1) train θ0 and one policy per reward, when the config has a `training` section,
@@ -31,19 +31,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set sweep.points=5 (repeatable)")
-    parser.add_argument("--check", action="store_true", help="validate the config and this machine, then exit")
     parser.add_argument("--seeds", metavar="S,S,...",
                         help="replicate the study over these seeds, e.g. 0,1,2 (same as `seeds:` in the config)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config without weights (and this machine, or the one --gpus describes), "
+                             "print the plan, then exit")
+    parser.add_argument("--accelerate-config", default=None, metavar="FILE",
+                        help="with --check: the accelerate config the run will be launched with")
+    parser.add_argument("--gpus", type=int, default=None,
+                        help="with --check on a machine without GPUs: how many the target machine has")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+                        help="with --check on a machine without GPUs: memory of one target GPU, in GB")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         overrides = list(args.overrides) + ([f"seeds=[{args.seeds}]"] if args.seeds else [])
-        cfg = load_run_config(args.config, overrides)
-        check_machine(cfg)
         if args.check:
+            from pipelines.check import check_and_plan
+
+            plan = check_and_plan(args.config, overrides, args.accelerate_config, args.gpus, args.gpu_memory)
+            print(plan.render())
             print(f"config ok: {args.config}")
             return 0
+        cfg = load_run_config(args.config, overrides)
+        check_machine(cfg)
         if cfg.seeds:
             study(cfg, progress=not args.quiet)
         else:

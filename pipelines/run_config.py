@@ -193,25 +193,28 @@ class RunConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def load_run_config(path: str | Path, overrides: list[str] = (), check_paths: bool = True) -> RunConfig:
+def load_run_config(path: str | Path, overrides: list[str] = (), check_paths: bool = True,
+                    hub_ids: str = "reachable") -> RunConfig:
     """The run config of a YAML file with `--set` overrides, validated as a whole (see the module docstring).
-    `check_paths=False` skips the existence of local files (for a config meant for another machine)."""
+    `check_paths=False` skips the existence of local files (for a config meant for another machine);
+    `hub_ids="well_formed"` accepts a well-formed hub id that is not in the hub cache (fetched where it runs)."""
     path = Path(path)
     data = read_yaml_mapping(path, PipelineError)
     apply_overrides(data, list(overrides))
-    return parse_run_config(data, str(path), check_paths)
+    return parse_run_config(data, str(path), check_paths, hub_ids)
 
 
-def parse_run_config(data: dict, source: str = "config", check_paths: bool = True) -> RunConfig:
+def parse_run_config(data: dict, source: str = "config", check_paths: bool = True,
+                     hub_ids: str = "reachable") -> RunConfig:
     try:
         cfg = RunConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
         raise PipelineError(describe_validation_error(exc, source)) from None
-    check_run_config(cfg, check_paths)
+    check_run_config(cfg, check_paths, hub_ids)
     return cfg
 
 
-def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
+def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "reachable") -> None:
     """The rules across sections; each failure is one line naming the file and the field."""
     source = cfg.source
     _check_objective_names(cfg)
@@ -229,15 +232,16 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True) -> None:
     _check_validation_prompts(cfg)
     if cfg.training is not None:
         train = _train_config(cfg)
-        check_config(train, check_paths)
+        check_config(train, check_paths, hub_ids)
         missing = [name for name in names if name not in {p.reward for p in train.policies}]
         if missing:
             raise PipelineError(f"{source}: training.policies has no policy for reward '{missing[0]}'; add "
                                 f"{{reward: {missing[0]}}}")
     if check_paths:
-        _check_paths(cfg)
+        _check_paths(cfg, hub_ids)
         _check_prompts(cfg)
         _check_lora_route(cfg)
+        _check_soup_rank(cfg)
 
 
 def _check_objective_names(cfg: RunConfig) -> None:
@@ -292,7 +296,7 @@ def _check_variants(cfg: RunConfig) -> None:
                                 f"{first_error(exc)}") from None
 
 
-def _check_paths(cfg: RunConfig) -> None:
+def _check_paths(cfg: RunConfig, hub_ids: str = "reachable") -> None:
     """Local paths the job will read exist. Checkpoints may also be hub ids (checked when fetched); data files
     (prompts, texts, reference files) are always local."""
     models = [("base_model", cfg.base_model)] + [(f"policies.{k}", v) for k, v in (cfg.policies or {}).items()]
@@ -307,7 +311,7 @@ def _check_paths(cfg: RunConfig) -> None:
             where = f"{section}[{index}] ({spec.name})"
             models += [(where, path) for path in spec.checkpoints()]
             files += [(where, f) for f in paths if f not in spec.checkpoints()]
-    missing = first_missing_path(models, files)
+    missing = first_missing_path(models, files, hub_ids)
     if missing:
         raise PipelineError(f"{cfg.source}: {missing}")
 
@@ -347,6 +351,49 @@ def _check_lora_route(cfg: RunConfig) -> None:
     if cfg.sweep.lora_route == "adapter" and not policies_are_adapters(cfg):
         raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but not every policy is a LoRA adapter; use "
                             "lora_route: dense or auto (or train the policies with training.training.lora)")
+
+
+def policy_lora_ranks(cfg: RunConfig) -> dict[str, int | None]:
+    """The LoRA rank of each reward's policy: from its training settings, or a given adapter's
+    adapter_config.json (the largest of `r` and its rank_pattern); None for a full policy or one not readable here."""
+    import json
+
+    from lines.lora import ADAPTER_CONFIG, is_adapter_dir
+
+    def adapter_rank(path: str | None) -> int | None:
+        if not path or not is_adapter_dir(path):
+            return None
+        config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
+        return max([int(config.get("r", 0))] + [int(v) for v in (config.get("rank_pattern") or {}).values()])
+
+    if cfg.training is None:
+        return {name: adapter_rank(cfg.policies[name]) for name in cfg.reward_names}
+    from .training.config import policy_settings
+
+    ranks = {}
+    for entry, settings in policy_settings(_train_config(cfg)):
+        if getattr(entry, "reward", None) in cfg.reward_names:
+            ranks[entry.reward] = (adapter_rank(entry.path) if settings is None
+                                   else settings.lora.r if settings.lora is not None else None)
+    return ranks
+
+
+def _check_soup_rank(cfg: RunConfig) -> None:
+    """A vLLM engine that serves adapters (`enable_lora`) serves a soup of LoRA policies as one adapter of rank Σ r_i
+    (at most: per module, the ranks of the policies that adapt it); above `max_lora_rank` every point would be
+    merged densely instead, which the config did not ask for."""
+    generation = cfg.generation
+    if generation.backend == "transformers" or not generation.vllm.enable_lora or cfg.sweep.lora_route == "dense":
+        return
+    ranks = policy_lora_ranks(cfg)
+    if not ranks or any(rank is None for rank in ranks.values()):
+        return
+    total = sum(ranks.values())
+    if total > generation.vllm.max_lora_rank:
+        parts = " + ".join(f"{rank} ({name})" for name, rank in ranks.items())
+        raise PipelineError(f"{cfg.source}: generation.vllm.max_lora_rank {generation.vllm.max_lora_rank} is below the "
+                            f"rank of the soup adapters, {total} = {parts}; set max_lora_rank to {total} or more, "
+                            "lower the policies' LoRA rank, or set sweep.lora_route: dense")
 
 
 def check_machine(cfg: RunConfig) -> None:

@@ -6,7 +6,10 @@ scores depend on.
       - {name: long, type: length, min_words: 2}
       - {name: helpful, type: hf, path: runs/rm/helpful, mode: label, label: 1}
       - {name: faithful, type: hf, path: ..., mode: diff, positive: faithful, negative: hallucinated}
-      - {name: armo, type: hf, path: ..., trust_remote_code: true, output: score, dtype: bfloat16}
+      - {name: helpful, type: hf, path: Ray2333/gpt2-large-helpful-reward_model}   # hh-rlhf format, known by id
+      - {name: local, type: hf, path: models/rm, format: hh-rlhf}                # a local copy: name its format
+      - {name: mine, type: hf, path: ..., input_format: pair, prompt_template: "Q: {prompt}\n", response_template: "A: {response}"}
+      - {name: armo, type: hf, path: RLHFlow/ArmoRM-Llama3-8B-v0.1, trust_remote_code: true, dtype: bfloat16}
       - {name: polite, type: callable, target: 'mypkg.rewards:polite'}
       - {name: kl, type: kl, base: runs/demo/base}
       - {name: ppl, type: perplexity, texts: data/heldout.txt}
@@ -22,6 +25,7 @@ in place so the config's own error line names the field.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Sequence, Union
 
@@ -34,7 +38,9 @@ from lines.validation import describe_validation_error
 
 from .base import Reward
 from .errors import RewardError
+from .rm_formats import DEFAULT_FORMAT, format_names, format_settings, known_model
 
+log = logging.getLogger(__name__)
 Label = Union[int, str]
 REWARD_TYPES: dict[str, type["RewardSpec"]] = {}
 
@@ -169,8 +175,16 @@ class KeywordsSpec(RewardSpec):
 
 @reward_type
 class HFSpec(RewardSpec):
+    """A sequence-classification RM. How it reads a pair (`input_format`, `prompt_template`, `response_template`,
+    `separator`) is, in order: what this entry states; the format it names with `format` (a name in
+    reward_models/known_formats.json: hh-rlhf, text-pair, chat); the format known for its `path`; else the default
+    (`input_format: auto`: the RM's chat template if its tokenizer has one, else prompt + separator + response),
+    which `build` and `--check` say out loud. Validation writes the resolved format into the fields, so the
+    resolved config and cache keys carry the format actually used."""
+
     type: Literal["hf"]
     path: str
+    format: str | None = None
     mode: Literal["single", "label", "diff"] = "single"
     label: Label | None = None
     positive: Label | None = None
@@ -182,9 +196,34 @@ class HFSpec(RewardSpec):
     device: str = "auto"
     dtype: str = "auto"
     input_format: Literal["auto", "chat", "pair", "concat"] = "auto"
+    prompt_template: str | None = None    # e.g. "\n\nHuman: {prompt} \n\nAssistant:"
+    response_template: str | None = None  # e.g. " {response}"
     separator: str = "\n"
     truncation_side: Literal["left", "right"] | None = None
     higher_is_better: bool = True
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in format_names():
+            raise ValueError(f"unknown format '{value}'; use one of {', '.join(format_names())} (or state "
+                             "input_format, prompt_template and response_template)")
+        return value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _prompt_slot(cls, value: str | None) -> str | None:
+        if value is not None and value.count("{prompt}") != 1:
+            raise ValueError("prompt_template must contain {prompt} exactly once, e.g. "
+                             "'\\n\\nHuman: {prompt} \\n\\nAssistant:'")
+        return value
+
+    @field_validator("response_template")
+    @classmethod
+    def _response_slot(cls, value: str | None) -> str | None:
+        if value is not None and value.count("{response}") != 1:
+            raise ValueError("response_template must contain {response} exactly once, e.g. ' {response}'")
+        return value
 
     @model_validator(mode="after")
     def _labels_for_mode(self):
@@ -194,17 +233,61 @@ class HFSpec(RewardSpec):
             raise ValueError("mode diff needs `positive` and `negative` labels (score = positive − negative)")
         return self
 
+    @model_validator(mode="after")
+    def _resolve_format(self):
+        stated = set(self.model_fields_set)
+        known = known_model(self.path)
+        name = self.format or (known.format if known is not None else None)
+        if name is not None:
+            for field, value in format_settings(name).items():
+                if field not in stated:
+                    setattr(self, field, value)
+            self.format = name
+        if known is not None:
+            if known.output and "output" not in stated:
+                self.output = known.output
+            if known.trust_remote_code and not self.trust_remote_code:
+                raise ValueError(f"'{self.path}' runs its own model code from its repository; set "
+                                 "trust_remote_code: true if you trust that code")
+        return self
+
+    @property
+    def uses_default_format(self) -> bool:
+        """Nothing says how this RM reads a pair (not stated, not named, not a known id)."""
+        return self.input_format == "auto" and self.prompt_template is None and self.response_template is None
+
+    def describe_format(self) -> str:
+        """One line: the format this RM reads and where that comes from."""
+        if self.uses_default_format:
+            return f"the default, {DEFAULT_FORMAT}: '{self.path}' is not a known reward model and states no format"
+        known = known_model(self.path)
+        origin = (f"known for {known.key}" if known is not None and self.format == known.format
+                  else f"named format {self.format}" if self.format else "stated")
+        parts = [self.input_format]
+        if self.prompt_template is not None:
+            parts.append(f"prompt_template {self.prompt_template!r}")
+        if self.response_template is not None:
+            parts.append(f"response_template {self.response_template!r}")
+        if self.input_format == "concat":
+            parts.append(f"separator {self.separator!r}")
+        return f"{', '.join(parts)} ({origin})"
+
     def check_available(self) -> None:
         resolve_dtype(self.dtype, resolve_device(self.device))
 
     def build(self, base_model=None) -> Reward:
         from .hf_reward_model import HFRewardModel
 
+        if self.uses_default_format:
+            log.warning("reward '%s': input format: %s; set `format` or input_format/prompt_template/"
+                        "response_template to the format the model was trained with", self.name,
+                        self.describe_format())
         return HFRewardModel(
             self.path, self.name, mode=self.mode, label=self.label, positive=self.positive, negative=self.negative,
             output=self.output, trust_remote_code=self.trust_remote_code, max_length=self.max_length,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype, input_format=self.input_format,
-            separator=self.separator, truncation_side=self.truncation_side, higher_is_better=self.higher_is_better)
+            separator=self.separator, prompt_template=self.prompt_template, response_template=self.response_template,
+            truncation_side=self.truncation_side, higher_is_better=self.higher_is_better)
 
     def checkpoints(self) -> list[str]:
         return [self.path]

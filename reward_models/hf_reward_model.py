@@ -1,8 +1,10 @@
 """Reward models that are Hugging Face sequence classifiers (`AutoModelForSequenceClassification`).
 
-Covers the RMs of the rewarded-soups literature by configuration alone:
+Covers the RMs of the rewarded-soups literature by configuration alone (the input formats of known hub ids come
+from `known_formats.json`, see rm_formats.py):
 - OpenAssistant deberta RMs: `mode: single`, `input_format: pair` (they were trained on text pairs);
-- GPT-2 helpful/harmless RMs: `mode: single` (no pad token: EOS is used, see `ensure_pad_token`);
+- GPT-2 helpful/harmless RMs trained on hh-rlhf: `mode: single`, `input_format: pair` with the hh-rlhf prompt
+  template (no pad token: EOS is used, see `ensure_pad_token`);
 - classifiers such as a faithfulness model: `mode: diff, positive: faithful, negative: hallucinated`,
   or `mode: label, label: POSITIVE` (labels by index or by name from config.id2label);
 - ArmoRM-style Llama RMs with custom code and output: `trust_remote_code: true, output: score`
@@ -90,8 +92,8 @@ class HFRewardModel(Reward):
                  label: int | str | None = None, positive: int | str | None = None,
                  negative: int | str | None = None, output: str = "logits", trust_remote_code: bool = False,
                  max_length: int | None = None, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 input_format: InputFormat = "auto", separator: str = "\n",
-                 truncation_side: Literal["left", "right"] | None = None, higher_is_better: bool = True,
+                 input_format: InputFormat = "auto", separator: str = "\n", prompt_template: str | None = None,
+                 response_template: str | None = None, truncation_side: Literal["left", "right"] | None = None, higher_is_better: bool = True,
                  model=None, tokenizer=None):
         super().__init__(name)
         self.device = resolve_device(device)
@@ -113,6 +115,7 @@ class HFRewardModel(Reward):
             raise RewardError(f"reward '{name}': input_format chat needs a tokenizer with a chat template; "
                               "use input_format: concat or pair")
         self.separator = separator
+        self.prompt_template, self.response_template = prompt_template, response_template
         self.max_length = max_length or self._default_max_length()
         self.id2label = {int(k): str(v) for k, v in (getattr(model.config, "id2label", None) or {}).items()}
         self.columns = self._resolve_columns(label, positive, negative)
@@ -187,7 +190,8 @@ class HFRewardModel(Reward):
         return select_output(outputs, self.output, self.name)
 
     def _score(self, prompts: list[str], responses: list[str], policy) -> Sequence[float]:
-        texts = [rm_text(self.tokenizer, p, r, self.input_format, self.separator) for p, r in zip(prompts, responses)]
+        texts = [rm_text(self.tokenizer, p, r, self.input_format, self.separator, self.prompt_template,
+                         self.response_template) for p, r in zip(prompts, responses)]
         full_lengths = [len(ids) for ids in self._encode(texts, truncate=False)]
         encoded = self._encode(texts, truncate=True)
         self.last_truncated = sum(n > self.max_length for n in full_lengths)
@@ -212,4 +216,5 @@ class HFRewardModel(Reward):
 
     def describe(self) -> dict:
         return {**super().describe(), "mode": self.mode, "columns": list(self.columns), "output": self.output,
-                "input_format": self.input_format, "max_length": self.max_length, "pad_token": self.pad_action}
+                "input_format": self.input_format, "prompt_template": self.prompt_template,
+                "response_template": self.response_template, "max_length": self.max_length, "pad_token": self.pad_action}

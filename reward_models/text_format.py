@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .rm_formats import fill
+
 InputFormat = Literal["auto", "chat", "pair", "concat"]
 
 
@@ -35,14 +37,19 @@ def resolve_input_format(tokenizer, input_format: InputFormat) -> str:
     return input_format
 
 
-def rm_text(tokenizer, prompt: str, response: str, input_format: str, separator: str) -> str | tuple[str, str]:
+def rm_text(tokenizer, prompt: str, response: str, input_format: str, separator: str,
+            prompt_template: str | None = None, response_template: str | None = None) -> str | tuple[str, str]:
     """The text a reward model reads for one pair.
 
+    The templates come first: `prompt_template` with "{prompt}" replaced by the prompt (e.g. hh-rlhf's
+    "\\n\\nHuman: {prompt} \\n\\nAssistant:"), `response_template` with "{response}" replaced by the response. Then:
     chat:   the RM's chat template over [user: prompt, assistant: response] (rendered as a string, then
             tokenised without extra special tokens, since the template holds them);
-    pair:   (prompt, response) as a text pair, as OpenAssistant's deberta RMs were trained;
+    pair:   (prompt, response) as a tokenizer text pair (the tokenizer adds its pair special tokens, if any);
     concat: prompt + separator + response (default separator "\\n").
     """
+    prompt = fill(prompt_template, "{prompt}", prompt)
+    response = fill(response_template, "{response}", response)
     if input_format == "chat":
         return tokenizer.apply_chat_template([{"role": "user", "content": prompt},
                                               {"role": "assistant", "content": response}], tokenize=False)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from dataset_fixtures import prepared_workdir
 from pipelines.errors import PipelineError
 from pipelines.run_config import load_run_config
 from pipelines.training import load_config
@@ -10,11 +11,24 @@ from pipelines.training import load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+@pytest.fixture(scope="module")
+def real_workdir(tmp_path_factory):
+    """Where a user starts the real-scale job: its data files prepared (here from a local copy of hh-rlhf)."""
+    return prepared_workdir(tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("hh-rlhf"))
+
+
 @pytest.mark.parametrize("name", ["demo.yaml", "real_llama3_8b.yaml"])
-def test_main_job_configs_validate(name):
-    # The real-scale config names prompt files the user makes (and hub models): its paths are not checked here.
-    cfg = load_run_config(CONFIGS / name, check_paths=name == "demo.yaml")
+def test_main_job_configs_validate_with_their_files(name, real_workdir, monkeypatch):
+    # The real config's files exist once prepared; its hub models are checked as well-formed ids (they are fetched
+    # where it runs), see tests/test_offline_check.py for --check itself.
+    monkeypatch.chdir(real_workdir if name.startswith("real") else CONFIGS.parent)
+    cfg = load_run_config(CONFIGS / name, hub_ids="well_formed")
     assert [p.reward for p in cfg.train_config.policies] == cfg.reward_names
+
+
+def test_every_shipped_config_is_tested():
+    tested = {"demo.yaml", "real_llama3_8b.yaml", "train_demo.yaml"}
+    assert {p.name for p in CONFIGS.glob("*.yaml")} == tested
 
 
 def test_training_demo_config_validates():

@@ -91,7 +91,8 @@ def test_check_validates_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(merge_policies, "run", lambda *a, **k: pytest.fail("--check must not run the job"))
     assert merge_policies.main(["--config", DEMO, "--check", "--set", f"output_dir={tmp_path / 'runs'}"]) == 0
-    assert capsys.readouterr().out.strip() == f"config ok: {DEMO}"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith(f"plan for {DEMO}") and out[-1] == f"config ok: {DEMO}"
     assert not (tmp_path / "runs").exists()
 
 

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from lines.atomic import replace_directory, write_json
 from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, resolve_local
@@ -25,6 +23,7 @@ from ..distributed import barrier, is_main_process
 from .checkpoints import load_tokenizer
 from .config import SFTSpec, TrainConfig
 from .curves import training_curve
+from .environment import model_dtypes
 from .errors import TrainingError
 from .sft_data import row_texts, sft_rows
 from .tokenizer_train import train_bpe_tokenizer
@@ -150,7 +149,8 @@ def run_sft(spec: SFTSpec, rows: list[dict], init_dir: Path, out_dir: Path, trai
 
     tokenizer = load_tokenizer(init_dir)
     args = SFTConfig(**common_args(spec.training, trainer_dir, seed, where), max_length=spec.max_length,
-                     packing=False, dataset_text_field="text", model_init_kwargs={"dtype": torch.float32})
+                     packing=False, dataset_text_field="text",
+                     model_init_kwargs={"dtype": model_dtypes(spec.training, where).load})
     dataset = Dataset.from_list(rows)
     peft_config = None
     if spec.training.lora is not None:

@@ -309,9 +309,10 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
     return config
 
 
-def check_config(config: TrainConfig, check_paths: bool = True) -> None:
+def check_config(config: TrainConfig, check_paths: bool = True, hub_ids: str = "reachable") -> None:
     """Everything the schema alone cannot say, checked before any work: cross-references between rewards,
-    policies and MORL; every policy's merged settings; (with `check_paths`) local paths that must exist."""
+    policies and MORL; every policy's merged settings; (with `check_paths`) local paths that must exist, and hub
+    ids (`hub_ids`: see `lines.models.first_missing_path`)."""
     source = config.source
     try:
         check_unique_names(config.rewards, f"{source}: rewards")
@@ -346,13 +347,13 @@ def check_config(config: TrainConfig, check_paths: bool = True) -> None:
                                 "directory needs distinct names: rename the MORL policy")
     policy_settings(config)  # per-policy overrides are validated now, not mid-run
     if check_paths:
-        _check_paths(config)
+        _check_paths(config, hub_ids)
         from .prompt_sources import training_prompts
 
         training_prompts(config.prompts, config.source)  # the prompt file's fields and sizes, before any training
 
 
-def _check_paths(config: TrainConfig) -> None:
+def _check_paths(config: TrainConfig, hub_ids: str = "reachable") -> None:
     """Local files the stage will read exist. Model directories may also be hub ids (checked when fetched);
     data files are always local."""
     models: list[tuple[str, str | None]] = [("base.path", config.base.path)]
@@ -373,7 +374,7 @@ def _check_paths(config: TrainConfig) -> None:
         where = f"rewards[{index}] ({spec.name})"
         models += [(where, path) for path in spec.checkpoints()]
         files += [(where, path) for path in spec.content_files() if path not in spec.checkpoints()]
-    missing = first_missing_path(models, files)
+    missing = first_missing_path(models, files, hub_ids)
     if missing:
         raise TrainingError(f"{config.source}: {missing}")
 

@@ -11,13 +11,12 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
 from lines.models import load_causal_lm, load_policy_model
 
 from ..distributed import barrier, device, is_main_process
 from .checkpoints import load_tokenizer
 from .curves import training_curve
+from .environment import ModelDtypes, model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
 from .preference_pairs import file_pairs, sampled_pairs
@@ -60,12 +59,14 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
                     handle.write(json.dumps(pair) + "\n")
         rounds.append({"round": round_index, **stats})
 
+        dtypes = model_dtypes(settings, job.where)
         args = DPOConfig(**common_args(settings, round_dir / "trainer", job.seed + round_index, job.where),
                          beta=settings.beta, loss_type=list(spec.loss_type), loss_weights=spec.loss_weights,
-                         max_length=settings.max_length, model_init_kwargs={"dtype": torch.float32})
-        model, peft_config = _round_model(job, current)
+                         max_length=settings.max_length, model_init_kwargs={"dtype": dtypes.load})
+        model, peft_config = _round_model(job, current, dtypes)
         trainer = DPOTrainer(model=model, args=args, train_dataset=dpo_dataset(tokenizer, pairs),
-                             processing_class=tokenizer, peft_config=peft_config)
+                             processing_class=tokenizer, peft_config=peft_config,
+                             ref_model=_reference_model(job, current, dtypes))
         trainer.train()
         last = round_index == spec.rounds - 1
         target = out_dir if last else round_dir / "policy"
@@ -81,7 +82,7 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     return TrainOutcome(curve, {"rounds": rounds})
 
 
-def _round_model(job: PolicyJob, current: Path | None):
+def _round_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
     """(model, peft_config) for a round: θ0 by path in round 1, else the previous round's weights/adapter."""
     lora = job.settings.lora
     if current is None:
@@ -90,5 +91,14 @@ def _round_model(job: PolicyJob, current: Path | None):
         return str(current), None
     from peft import PeftModel
 
-    base = load_causal_lm(job.base_path, "cpu", "float32", "θ0")  # the trainer places it
+    base = load_causal_lm(job.base_path, "cpu", dtypes.load, "θ0")  # the trainer places it
     return PeftModel.from_pretrained(base, str(current), is_trainable=True), None
+
+
+def _reference_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
+    """The frozen reference of full fine-tuning (θ0, or the previous round's policy) in the run's precision; None
+    where trl needs none (LoRA: the base with the adapter off) or would build the same itself (fp32 runs)."""
+    if job.settings.lora is not None or dtypes.reference == dtypes.load:
+        return None
+    reference = current if current is not None else job.base_path
+    return load_causal_lm(reference, "cpu", dtypes.reference, "reference model")  # the trainer places it

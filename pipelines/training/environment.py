@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from dataclasses import dataclass
 
 import torch
 
-from .config import PolicyTraining, Precision, TrainConfig, policy_settings
+from .config import Optimisation, PolicyTraining, Precision, TrainConfig, policy_settings
 from lines.errors import UserError
 
 from .errors import TrainingError
@@ -45,6 +46,31 @@ def resolve_precision(precision: Precision, where: str) -> dict[str, bool]:
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise TrainingError(f"{where}: this GPU does not support bf16; use precision: fp16 or auto")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+@dataclass(frozen=True)
+class ModelDtypes:
+    """The dtypes a trainer's models load in.
+
+    load:      the model the trainer builds from θ0. Full fine-tuning keeps fp32 master weights (the optimizer updates
+               them; the forward runs under the trainer's bf16/fp16 autocast). A LoRA base is frozen: it loads in
+               the run's precision (bf16 on a GPU that has it: 16 GB for 8B parameters, not 32) and peft keeps the
+               adapter weights, the only ones trained, in fp32 (trl keeps them in the base dtype under ZeRO-3).
+    reference: a frozen reference copy, where one is loaded (DPO full fine-tuning): the run's precision.
+    """
+
+    load: torch.dtype
+    reference: torch.dtype
+
+
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def model_dtypes(settings: Optimisation, where: str) -> ModelDtypes:
+    """What `settings` (its precision on this machine, LoRA or full) asks the trainer to load; fp32 on CPU."""
+    flags = resolve_precision(settings.precision, where)
+    half = next((HALF[name] for name in ("bf16", "fp16") if flags[name]), torch.float32)
+    return ModelDtypes(load=half if settings.lora is not None else torch.float32, reference=half)
 
 
 def check_training(settings: PolicyTraining, where: str) -> None:

@@ -9,14 +9,12 @@ import copy
 import gc
 from pathlib import Path
 
-import torch
-
 from lines.models import load_causal_lm
 
 from ..distributed import barrier
 from .checkpoints import load_tokenizer
 from .curves import training_curve
-from .environment import ppo_trainer_classes
+from .environment import model_dtypes, ppo_trainer_classes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_prompt
 from .rewards import TrlRewardFunction
@@ -28,7 +26,7 @@ def rl_args(job: PolicyJob, config_cls):
     return config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), beta=settings.beta,
                       num_generations=rl.num_generations, max_completion_length=rl.max_new_tokens,
                       temperature=rl.temperature, top_p=rl.top_p, num_iterations=rl.num_iterations,
-                      model_init_kwargs={"dtype": torch.float32}, log_completions=False)
+                      model_init_kwargs={"dtype": model_dtypes(settings, job.where).load}, log_completions=False)
 
 
 def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
@@ -80,8 +78,10 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cove
     dataset = Dataset.from_dict({"input_ids": ids})
     args = config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), kl_coef=settings.beta,
                       response_length=rl.max_new_tokens, temperature=rl.temperature)
-    policy = load_causal_lm(job.base_path, "cpu", "float32", "θ0").train()  # the trainer places it
-    ref = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", "float32", "θ0 (reference)")
+    dtypes = model_dtypes(settings, job.where)
+    policy = load_causal_lm(job.base_path, "cpu", dtypes.load, "θ0").train()  # the trainer places it
+    ref = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", dtypes.reference,
+                                                                "θ0 (reference)")
     reward_model = job.reward.model
     # The value head starts from the reward model unless another classifier is named (trl's PPO example does so).
     value_model = (AutoModelForSequenceClassification.from_pretrained(rl.value_model, num_labels=1)

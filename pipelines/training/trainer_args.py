@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
+from . import environment
 from .config import Optimisation
-from .environment import resolve_precision
 
 
 def common_args(opt: Optimisation, output_dir: Path, seed: int, where: str) -> dict:
@@ -35,7 +35,7 @@ def common_args(opt: Optimisation, output_dir: Path, seed: int, where: str) -> d
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=opt.gradient_checkpointing,
         dataloader_num_workers=0,
-        **resolve_precision(opt.precision, where),
+        **environment.resolve_precision(opt.precision, where),
     )
 
 
