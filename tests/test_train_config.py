@@ -17,7 +17,7 @@ def test_demo_config_validates_and_resolves_per_policy_settings():
     assert config.training.dpo.loss_type == ["sigmoid", "sft"]
     settings = dict((entry.reward, s) for entry, s in policy_settings(config))
     assert settings["positive"].algorithm == "dpo"
-    check_environment(config)  # fp32 on this machine, no PPO: must pass
+    check_environment(config)  # fp32 on this machine: must pass
 
 
 def test_overrides_apply_yaml_values_at_dotted_paths():
@@ -70,10 +70,17 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(ppo_trainer_classes() is not None, reason="this trl still ships PPOTrainer")
-def test_ppo_fails_at_config_time_pointing_to_rloo_and_grpo(tmp_path):
+def test_ppo_passes_the_machine_check_with_the_pinned_trl(tmp_path):
+    assert ppo_trainer_classes() is not None  # the project pins trl 1.12, the last that ships PPOTrainer
+    check_environment(parse_config(tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo"}), "cfg.yaml"))
+
+
+def test_ppo_with_a_trl_without_ppotrainer_fails_at_config_time(tmp_path, monkeypatch):
+    from pipelines.training import environment
+
+    monkeypatch.setattr(environment, "ppo_trainer_classes", lambda: None)
     config = parse_config(tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo"}), "cfg.yaml")
-    with pytest.raises(TrainingError, match="algorithm ppo needs trl's PPOTrainer.*use algorithm: rloo or grpo"):
+    with pytest.raises(TrainingError, match="algorithm ppo needs trl's PPOTrainer.*reinstall the project"):
         check_environment(config)
 
 

@@ -118,7 +118,26 @@ class RLSpec(_Strict):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     num_iterations: int = Field(1, ge=1)
-    # PPO only (older trl): sequence-classification checkpoint for the value head; defaults to the reward model.
+
+
+class PPOSpec(_Strict):
+    """PPO's own settings (trl's PPOConfig names). One response per prompt is sampled at `rl.temperature`, up to
+    `rl.max_new_tokens`; the KL penalty to θ0 is `beta` (fixed, per token). A training step is one rollout batch of
+    per_device_batch_size × gradient_accumulation_steps prompts per process, then `num_ppo_epochs` passes over it in
+    `num_mini_batches` minibatches."""
+
+    num_ppo_epochs: int = Field(4, ge=1)
+    num_mini_batches: int = Field(1, ge=1)
+    cliprange: float = Field(0.2, gt=0)           # policy ratio clip
+    cliprange_value: float = Field(0.2, gt=0)     # value prediction clip
+    vf_coef: float = Field(0.1, gt=0)             # value loss weight
+    gamma: float = Field(1.0, ge=0, le=1)         # discount
+    lam: float = Field(0.95, ge=0, le=1)          # GAE λ
+    whiten_rewards: bool = False
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    missing_eos_penalty: float | None = Field(None, ge=0)  # subtracted from the reward of a response without EOS
+    # The value model: a sequence-classification checkpoint sharing θ0's tokenizer (e.g. a reward model trained on
+    # θ0), or None for θ0's own weights with a new scalar head.
     value_model: str | None = None
 
 
@@ -128,6 +147,27 @@ class PolicyTraining(Optimisation):
     max_length: int = Field(256, ge=8)  # prompt + completion tokens
     dpo: DPOSpec = Field(default_factory=DPOSpec)
     rl: RLSpec = Field(default_factory=RLSpec)
+    ppo: PPOSpec = Field(default_factory=PPOSpec)
+
+    @model_validator(mode="after")
+    def _ppo_batches(self):
+        """PPO splits each process's rollout batch into minibatches of whole micro-batches (trl's PPOTrainer
+        fails mid-start otherwise) and samples without top-p."""
+        if self.algorithm != "ppo":
+            return self
+        rollout, ppo = self.per_device_batch_size * self.gradient_accumulation_steps, self.ppo
+        if rollout % ppo.num_mini_batches or (rollout // ppo.num_mini_batches) % self.per_device_batch_size:
+            raise ValueError(f"ppo.num_mini_batches {ppo.num_mini_batches} must split the rollout batch "
+                             f"(per_device_batch_size × gradient_accumulation_steps = {rollout}) into minibatches of "
+                             f"whole per-device batches of {self.per_device_batch_size}; use a divisor of "
+                             f"gradient_accumulation_steps ({self.gradient_accumulation_steps})")
+        if ppo.whiten_rewards and rollout // ppo.num_mini_batches < 8:
+            raise ValueError(f"ppo.whiten_rewards needs minibatches of at least 8 responses per process, got "
+                             f"{rollout // ppo.num_mini_batches}; raise the batch size or set whiten_rewards: false")
+        if self.rl.top_p != 1.0:
+            raise ValueError(f"rl.top_p is {self.rl.top_p} but PPO samples from the full distribution (its "
+                             "ratios and KL are those of the policy itself); set rl.top_p: 1.0")
+        return self
 
 
 class TokenizerSpec(_Strict):

@@ -1,7 +1,8 @@
 """Checks that depend on this machine and the installed libraries, run before any work starts.
 
 The schema says what a config may ask for; these say whether *this* machine can do it: mixed precision
-needs a GPU, `algorithm: ppo` needs a trl that still ships PPOTrainer (removed in trl 1.13).
+needs a GPU, `algorithm: ppo` needs trl's PPOTrainer (trl 1.12, which this project pins; removed in trl 1.13) and
+enough training prompts for one rollout batch over every process.
 """
 from __future__ import annotations
 
@@ -78,9 +79,9 @@ def check_training(settings: PolicyTraining, where: str) -> None:
     if settings.algorithm == "ppo" and ppo_trainer_classes() is None:
         import trl
 
-        raise TrainingError(f"{where}: algorithm ppo needs trl's PPOTrainer, which trl {trl.__version__} no longer "
-                            "ships (removed in 1.13); use algorithm: rloo or grpo (online RL with a KL penalty "
-                            "`beta`), or install trl<1.13")
+        raise TrainingError(f"{where}: algorithm ppo needs trl's PPOTrainer, which trl {trl.__version__} does not "
+                            "ship (trl 1.12 is the last that does, and this project pins it); reinstall the project "
+                            "(pip install -e .) or use algorithm: rloo or grpo")
 
 
 def check_environment(config: TrainConfig) -> None:
@@ -91,6 +92,12 @@ def check_environment(config: TrainConfig) -> None:
         if settings is not None:
             name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
             check_training(settings, f"{config.source}: policy '{name}'")
+            if settings.algorithm == "ppo":
+                from .ppo import check_ppo_prompts
+                from .prompt_sources import training_prompts
+
+                train, _ = training_prompts(config.prompts, config.source)
+                check_ppo_prompts(settings, len(train), f"{config.source}: policy '{name}'")
     for index, spec in enumerate(config.rewards):
         try:
             spec.check_available()

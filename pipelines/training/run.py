@@ -35,6 +35,7 @@ from .loaded import resolve_loaded, validate_against_base
 from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
                        read_manifest)
 from .online_rl import train_online
+from .ppo import train_ppo
 from .prompt_sources import training_prompts
 from .rewards import WeightedSum, build_reward_table, check_trainable
 
@@ -142,7 +143,7 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     barrier()
     seed = settings.seed if settings.seed is not None else config.seed
     job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir)
-    trainer = train_dpo if settings.algorithm == "dpo" else train_online
+    trainer = {"dpo": train_dpo, "ppo": train_ppo}.get(settings.algorithm, train_online)
     outcome = trainer(job, tmp_dir)
 
     kind = policy_kind(tmp_dir)

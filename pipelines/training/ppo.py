@@ -1,0 +1,154 @@
+"""PPO with trl's PPOTrainer (`trl.experimental.ppo`, trl 1.12: the last release that ships it), any project
+Reward as the reward.
+
+PPO proper, as trl implements it (Ziegler et al. 2019; Huang et al., "The N implementation details of RLHF with
+PPO"): one response per prompt sampled from the policy; a learned value model (θ0's weights with a new scalar head,
+or `ppo.value_model`); per-token rewards −β·KL(π‖π0) (β fixed) plus the sequence's score at its last token; GAE
+advantages; clipped policy and value losses; `ppo.num_ppo_epochs` passes over each rollout batch. The policy is
+saved alone (trl's `save_model` leaves the value model out), as a full checkpoint or a PEFT adapter.
+
+trl takes the reward as a sequence-classification model and reads it through `get_reward`, which calls
+`model.<base_model_prefix>(input_ids=..., attention_mask=..., output_hidden_states=True)` and
+`model.score(hidden_states[-1])` and keeps the value at the last real token. `RewardModelView` is that interface over
+a project `Reward` (rule-based, a reward model with its own tokenizer and input format, a callable): it decodes
+prompt and response from the policy's token ids and returns the reward's score at every position. It knows where
+the response starts because every prompt is left-padded to one width (the longest training prompt).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from lines.models import load_causal_lm
+from reward_models import Reward
+from reward_models.text_format import policy_prompt_ids
+
+from ..distributed import process_state
+from .checkpoints import load_tokenizer
+from .config import PolicyTraining
+from .environment import check_training, model_dtypes, ppo_trainer_classes
+from .errors import TrainingError
+from .jobs import PolicyJob, TrainOutcome
+from .online_rl import train_and_save
+from .trainer_args import common_args, lora_config
+
+
+class _Scores(nn.Module):
+    """The "backbone" trl calls: token ids in, the reward of each sequence broadcast over its positions out."""
+
+    def __init__(self, reward: Reward, tokenizer, prompt_width: int, prompts_by_ids: dict[tuple[int, ...], str]):
+        super().__init__()
+        self.reward, self.tokenizer, self.prompt_width = reward, tokenizer, prompt_width
+        self.prompts_by_ids = prompts_by_ids
+
+    def texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[list[str], list[str]]:
+        """Prompt and response texts of each row (prompt left-padded to `prompt_width`, response after it)."""
+        prompts, responses = [], []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.bool().tolist()):
+            prompt = tuple(t for t, keep in zip(ids[:self.prompt_width], mask[:self.prompt_width]) if keep)
+            response = [t for t, keep in zip(ids[self.prompt_width:], mask[self.prompt_width:]) if keep]
+            prompts.append(self.prompts_by_ids.get(prompt) or self.tokenizer.decode(prompt, skip_special_tokens=True))
+            # As generation decodes a response (pipelines/generation): special tokens removed.
+            responses.append(self.tokenizer.decode(response, skip_special_tokens=True))
+        return prompts, responses
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_unused):
+        prompts, responses = self.texts(input_ids, attention_mask)
+        scores = torch.as_tensor(self.reward.score(prompts, responses), dtype=torch.float32, device=input_ids.device)
+        return SimpleNamespace(hidden_states=(scores[:, None, None].expand(-1, input_ids.shape[1], 1),))
+
+
+class RewardModelView(nn.Module):
+    """A project Reward in the shape of the sequence-classification reward model trl's PPO reads."""
+
+    base_model_prefix = "scores"
+
+    def __init__(self, reward: Reward, tokenizer, prompt_width: int, prompts_by_ids: dict[tuple[int, ...], str]):
+        super().__init__()
+        self.scores = _Scores(reward, tokenizer, prompt_width, prompts_by_ids)
+        self.score = nn.Identity()
+        # What trl's DeepSpeed set-up reads of a model's config (no hidden size: nothing to shard), and one frozen
+        # parameter so that DeepSpeed has something to place.
+        self.config = SimpleNamespace(hidden_size=None)
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+
+
+def check_ppo_prompts(settings: PolicyTraining, n_train: int, where: str) -> None:
+    """A rollout batch is per_device_batch_size × gradient_accumulation_steps prompts per process, drawn without
+    ragged batches: fewer training prompts than one batch over all processes would never fill one."""
+    processes = process_state().num_processes
+    needed = settings.per_device_batch_size * settings.gradient_accumulation_steps * processes
+    if n_train < needed:
+        raise TrainingError(f"{where}: PPO draws rollout batches of per_device_batch_size × "
+                            f"gradient_accumulation_steps × {processes} process(es) = {needed} prompts but there are "
+                            f"{n_train} training prompts; give more prompts (prompts.n_train) or smaller batches")
+
+
+def ppo_args(job: PolicyJob, config_cls):
+    settings, rl, ppo = job.settings, job.settings.rl, job.settings.ppo
+    rollout = settings.per_device_batch_size * settings.gradient_accumulation_steps
+    return config_cls(
+        **common_args(settings, job.work_dir / "trainer", job.seed, job.where),
+        # trl counts training in episodes (responses); max_steps rollout batches of every process.
+        total_episodes=settings.max_steps * rollout * process_state().num_processes,
+        local_rollout_forward_batch_size=rollout,
+        response_length=rl.max_new_tokens, temperature=rl.temperature, stop_token="eos",
+        kl_coef=settings.beta, kl_estimator=ppo.kl_estimator, num_ppo_epochs=ppo.num_ppo_epochs,
+        num_mini_batches=ppo.num_mini_batches, cliprange=ppo.cliprange, cliprange_value=ppo.cliprange_value,
+        vf_coef=ppo.vf_coef, gamma=ppo.gamma, lam=ppo.lam, whiten_rewards=ppo.whiten_rewards,
+        missing_eos_penalty=ppo.missing_eos_penalty,
+        num_sample_generations=0,  # trl's debugging tables of greedy samples; the stage evaluates on its own
+    )
+
+
+def load_value_model(job: PolicyJob, tokenizer):
+    """The critic: a sequence-classification model on the policy's tokens, trained in fp32 (it is fully trained,
+    also when the policy is a LoRA adapter)."""
+    from transformers import AutoModelForSequenceClassification
+
+    path = job.settings.ppo.value_model or str(job.base_path)
+    with warnings.catch_warnings():  # from θ0 the scalar head is new by design
+        warnings.simplefilter("ignore")
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"{job.where}: ppo.value_model: cannot load '{path}' as a sequence classifier "
+                                f"({str(err).splitlines()[0]}); give a checkpoint that shares θ0's tokenizer") from None
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        raise TrainingError(f"{job.where}: ppo.value_model '{path}' has {model.get_input_embeddings().num_embeddings} "
+                            f"token embeddings but θ0's tokenizer has {len(tokenizer)} tokens; the value model reads "
+                            "the policy's tokens, so it must share θ0's tokenizer")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding
+
+    settings = job.settings
+    check_training(settings, job.where)  # a trl without PPOTrainer is refused in one line
+    trainer_cls, config_cls = ppo_trainer_classes()
+    check_ppo_prompts(settings, len(job.train_prompts), job.where)
+    tokenizer = load_tokenizer(job.base_path, padding_side="left")  # generation continues from the right edge
+    ids = [policy_prompt_ids(tokenizer, p.prompt) for p in job.train_prompts]
+    width = max(len(row) for row in ids)
+    prompts_by_ids = {tuple(row): p.prompt for row, p in zip(ids, job.train_prompts)}
+    dataset = Dataset.from_dict({"input_ids": ids})
+
+    dtypes = model_dtypes(settings, job.where)
+    policy = load_causal_lm(job.base_path, "cpu", dtypes.load, "θ0")  # the trainer places it
+    # LoRA: the reference is the policy with its adapter off; full fine-tuning: θ0 frozen in the run's precision.
+    reference = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", dtypes.reference,
+                                                                      "θ0 (reference)")
+    trainer = trainer_cls(
+        args=ppo_args(job, config_cls), processing_class=tokenizer, model=policy, ref_model=reference,
+        reward_model=RewardModelView(job.reward, tokenizer, width, prompts_by_ids),
+        value_model=load_value_model(job, tokenizer), train_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=width),
+        peft_config=lora_config(settings.lora) if settings.lora is not None else None)
+    return train_and_save(trainer, out_dir, {"algorithm": "ppo", "prompt_width": width})

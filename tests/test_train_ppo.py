@@ -1,0 +1,161 @@
+"""PPO (trl's PPOTrainer) on a tiny local θ0: the reward it is given is the reward it improves, in the direction
+given; every reward type reaches it; the policy is saved without the value model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lines.fingerprints import fingerprint as checkpoint_fingerprint
+from pipelines.training import TrainingError, parse_config, train_all
+from pipelines.training.checkpoints import load_tokenizer
+from pipelines.training.environment import check_environment
+from pipelines.training.ppo import RewardModelView
+from pipelines.training.rewards import build_reward_table
+from reward_models.text_format import policy_prompt_ids, response_ids
+from tiny import tiny_reward_model_dir
+from train_helpers import one_torch_thread, state_dict_of, tiny_base, tiny_config  # noqa: F401
+
+UP = {"name": "up", "type": "callable", "target": "ppo_rewards:first_half_letters"}
+DOWN = {"name": "down", "type": "callable", "target": "ppo_rewards:first_half_letters_negated"}
+
+
+def ppo_training(**extra) -> dict:
+    # Sized so that 8 rollout batches move the tiny random θ0 by several standard errors of its held-out mean
+    # (measured over seeds 0-2: +0.09 … +0.14 on a θ0 mean of 0.54 with standard error 0.02).
+    return {"algorithm": "ppo", "learning_rate": 2e-2, "max_steps": 8, "per_device_batch_size": 8,
+            "logging_steps": 1, "beta": 0.02, "max_length": 64, "rl": {"max_new_tokens": 12},
+            "ppo": {"num_ppo_epochs": 4}, **extra}
+
+
+@pytest.fixture(scope="module")
+def up_and_down(tiny_base, tmp_path_factory):
+    """Two full fine-tuned PPO policies from one θ0: one on a reward, one on the same reward with its sign flipped."""
+    out = tmp_path_factory.mktemp("ppo")
+    data = tiny_config(out, tiny_base, rewards=[UP, DOWN], policies=[{"reward": "up"}, {"reward": "down"}],
+                       training=ppo_training(), prompts={"source": "demo", "n_train": 64, "n_eval": 16},
+                       evaluation={"samples_per_prompt": 2, "max_new_tokens": 12, "batch_size": 32})
+    return train_all(parse_config(data, "ppo.yaml"))
+
+
+def held_out(info, reward: str) -> tuple[dict, dict]:
+    evaluation = info.manifest["evaluation"]
+    return evaluation["base"][reward], evaluation["policy"][reward]
+
+
+def test_ppo_policy_improves_its_own_reward_on_held_out_prompts(up_and_down):
+    base, policy = held_out(up_and_down["up"], "up")
+    assert policy["mean"] - base["mean"] > base["stderr"]
+    assert up_and_down["up"].manifest["evaluation"]["difference"]["up"]["significant"]
+
+
+def test_a_reward_with_its_sign_flipped_moves_the_policy_the_other_way(up_and_down):
+    base, policy = held_out(up_and_down["down"], "up")
+    assert base["mean"] - policy["mean"] > base["stderr"]
+    base, policy = held_out(up_and_down["down"], "down")  # its own reward, improved
+    assert policy["mean"] - base["mean"] > base["stderr"]
+
+
+def test_ppo_manifest_records_the_algorithm_and_its_learning_curve(up_and_down):
+    manifest = up_and_down["up"].manifest
+    assert manifest["algorithm"] == "ppo" and manifest["hyperparameters"]["ppo"]["num_ppo_epochs"] == 4
+    curve = manifest["training_curve"]
+    assert [row["step"] for row in curve] == list(range(1, 9))
+    # The reward reached the trainer (its own scale: a share in [0, 1]), and a value model was trained beside it.
+    assert all(0 <= row["objective/scores"] <= 1 for row in curve)
+    assert all(row["loss/value_avg"] > 0 for row in curve) and "objective/kl" in curve[-1]
+    assert manifest["evaluation"]["policy"]["kl_to_base"]["mean"] > 0
+
+
+def test_the_saved_policy_is_theta0_s_architecture_without_the_value_model(up_and_down, tiny_base):
+    info = up_and_down["up"]
+    assert info.kind == "full" and info.checkpoint == info.path
+    saved, base = state_dict_of(info.path), state_dict_of(tiny_base)
+    assert saved.keys() == base.keys()  # no value head, no critic backbone, no wrapper prefixes
+    assert all(saved[k].shape == base[k].shape for k in saved)
+    assert json.loads((info.path / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_ppo_lora_on_a_reward_model_with_its_own_tokenizer(tiny_base, tmp_path):
+    """LoRA policy, reference = θ0 with the adapter off; the reward is an `hf` classifier reading text in its own
+    tokenizer (it never sees the policy's token ids)."""
+    rm_dir = tiny_reward_model_dir(tmp_path / "rm", seed=3)
+    data = tiny_config(tmp_path / "runs", tiny_base, rewards=[{"name": "rm", "type": "hf", "path": str(rm_dir),
+                                                                 "device": "cpu"}],
+                       policies=[{"reward": "rm"}],
+                       training=ppo_training(max_steps=2, lora={"r": 4, "alpha": 8,
+                                                                "target_modules": ["q_proj", "v_proj"]}))
+    before = checkpoint_fingerprint(tiny_base)
+    info = train_all(parse_config(data, "lora.yaml"))["rm"]
+    assert info.kind == "lora" and info.checkpoint is None and info.manifest["algorithm"] == "ppo"
+    adapter = load_file(str(info.path / "adapter_model.safetensors"))
+    assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)  # the adapter alone: no value head
+    assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
+    assert checkpoint_fingerprint(tiny_base) == before == info.base_fingerprint
+
+
+# -- every reward type through the reward-model interface trl reads ------------------------------------------------
+
+REWARD_SPECS = [
+    {"name": "vader", "type": "vader"},
+    {"name": "length", "type": "length"},
+    {"name": "conciseness", "type": "conciseness"},
+    {"name": "diversity", "type": "diversity"},
+    {"name": "readability", "type": "readability"},
+    {"name": "keywords", "type": "keywords", "keywords": ["food", "staff"], "mode": "count"},
+    UP,
+    {"name": "rm", "type": "hf", "device": "cpu"},  # path filled in below
+]
+
+
+@pytest.mark.parametrize("spec", REWARD_SPECS, ids=[s["name"] for s in REWARD_SPECS])
+def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, tmp_path):
+    from trl.experimental.ppo.ppo_trainer import truncate_response
+    from trl.experimental.utils import get_reward
+
+    if spec["type"] == "hf":
+        spec = {**spec, "path": str(tiny_reward_model_dir(tmp_path / "rm", seed=1))}
+    reward = next(iter(build_reward_table([spec]).values()))
+    tokenizer = load_tokenizer(tiny_base, padding_side="left")
+    prompts = ["The food was", "Our waiter", "We came back for the dessert and"]
+    responses = [" great, the staff were friendly and the food was hot.", " forgot us.", ""]
+    prompt_ids = [policy_prompt_ids(tokenizer, p) for p in prompts]
+    width = max(len(ids) for ids in prompt_ids)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    # As trl lays out a rollout: prompts left-padded to one width, responses ended by EOS then right-padded, and
+    # tokens sampled after EOS cut off by trl's own truncation.
+    rows = [[pad] * (width - len(p)) + p + response_ids(tokenizer, r) + [eos] + [7, 8] for p, r in
+            zip(prompt_ids, responses)]
+    length = max(len(row) for row in rows)
+    query_responses = torch.tensor([row + [pad] * (length - len(row)) for row in rows])
+    query_responses = torch.cat([query_responses[:, :width],
+                                 truncate_response(eos, pad, query_responses[:, width:])], dim=1)
+    view = RewardModelView(reward, tokenizer, width, {tuple(ids): p for ids, p in zip(prompt_ids, prompts)})
+    _, scores, _ = get_reward(view, query_responses, pad, width)
+    expected = reward.score(prompts, responses)
+    torch.testing.assert_close(scores, torch.as_tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-5)
+
+
+# -- bad settings: one line before any work ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("training, message", [
+    ({"per_device_batch_size": 4, "gradient_accumulation_steps": 2, "ppo": {"num_mini_batches": 4}},
+     r"ppo.num_mini_batches 4 must split the rollout batch \(per_device_batch_size × gradient_accumulation_steps "
+     r"= 8\) into minibatches of whole per-device batches of 4"),
+    ({"per_device_batch_size": 4, "ppo": {"whiten_rewards": True}}, "whiten_rewards needs minibatches of at least 8"),
+    ({"rl": {"top_p": 0.9}}, "rl.top_p is 0.9 but PPO samples from the full distribution"),
+])
+def test_ppo_settings_that_trl_would_refuse_mid_start_are_config_errors(training, message, tmp_path):
+    data = tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", **training})
+    with pytest.raises(TrainingError, match=message):
+        parse_config(data, "cfg.yaml")
+
+
+def test_fewer_training_prompts_than_one_rollout_batch_is_refused(tmp_path):
+    config = parse_config(tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", "per_device_batch_size": 16}),
+                          "cfg.yaml")
+    with pytest.raises(TrainingError, match=r"policy 'long': PPO draws rollout batches of .* = 16 prompts but there "
+                                            r"are 8 training prompts"):
+        check_environment(config)
