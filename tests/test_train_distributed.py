@@ -11,14 +11,14 @@ from lines.models import load_causal_lm
 from pipelines.training.checkpoints import load_tokenizer
 from pipelines.training.evaluation import evaluate_model
 from pipelines.training.rewards import build_reward_table
-from train_helpers import (REPO, accelerate_bin, launch, max_weight_change, one_torch_thread, tiny_base,  # noqa: F401
-                           tiny_config, write_config)
+from train_helpers import (REPO, accelerate_bin, launch, max_weight_change, one_torch_thread, state_dict_of,  # noqa: F401
+                           tiny_base, tiny_config, write_config)
 
 pytestmark = pytest.mark.slow
 
 
-def run_launched(tmp_path, base, accelerate_config: str) -> dict:
-    data = tiny_config(tmp_path / "runs", base)
+def run_launched(tmp_path, base, accelerate_config: str, **sections) -> dict:
+    data = tiny_config(tmp_path / "runs", base, **sections)
     config_path = write_config(tmp_path / "cfg.yaml", data)
     launcher = str(REPO / "configs" / "accelerate" / accelerate_config)
     result = launch([accelerate_bin(), "launch", "--config_file", launcher, "pipelines/train_policies.py",
@@ -52,3 +52,22 @@ def test_deepspeed_zero2_on_cpu(tmp_path, tiny_base):
     assert distributed["type"] == "DEEPSPEED" and distributed["zero_stage"] == 2 and distributed["processes"] == 2
     assert max_weight_change(run["dir"], tiny_base) > 1e-4
     assert run["manifest"]["evaluation"]["policy"]["long"]["n"] == 8
+
+
+@pytest.mark.parametrize("accelerate_config", ["multi_cpu.yaml", "deepspeed_zero2_cpu.yaml"])
+def test_ppo_under_two_processes(tmp_path, tiny_base, accelerate_config):
+    """PPO's rollouts, value model and reward under DDP and ZeRO-2: each process scores its own responses."""
+    training = {"algorithm": "ppo", "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4,
+                "logging_steps": 1, "beta": 0.05, "max_length": 64, "rl": {"max_new_tokens": 12},
+                "ppo": {"num_ppo_epochs": 2}}
+    run = run_launched(tmp_path, tiny_base, accelerate_config, training=training)
+    manifest = run["manifest"]
+    assert manifest["algorithm"] == "ppo" and manifest["distributed"]["processes"] == 2
+    if accelerate_config.startswith("deepspeed"):
+        assert manifest["distributed"]["type"] == "DEEPSPEED" and manifest["distributed"]["zero_stage"] == 2
+    # trl counts episodes over both processes: 2 rollout batches of 4 prompts on each.
+    assert [row["step"] for row in manifest["training_curve"]] == [1, 2]
+    assert manifest["training_curve"][-1]["episode"] == 16
+    assert max_weight_change(run["dir"], tiny_base) > 1e-4
+    saved, base = state_dict_of(run["dir"]), state_dict_of(tiny_base)
+    assert saved.keys() == base.keys()  # the policy alone, gathered from ZeRO's partitions

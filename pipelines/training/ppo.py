@@ -16,6 +16,7 @@ the response starts because every prompt is left-padded to one width (the longes
 """
 from __future__ import annotations
 
+import gc
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,13 +28,13 @@ from lines.models import load_causal_lm
 from reward_models import Reward
 from reward_models.text_format import policy_prompt_ids
 
-from ..distributed import process_state
+from ..distributed import barrier, process_state
 from .checkpoints import load_tokenizer
+from .curves import training_curve
 from .config import PolicyTraining
 from .environment import check_training, model_dtypes, ppo_trainer_classes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome
-from .online_rl import train_and_save
 from .trainer_args import common_args, lora_config
 
 
@@ -151,4 +152,24 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
         value_model=load_value_model(job, tokenizer), train_dataset=dataset,
         data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=width),
         peft_config=lora_config(settings.lora) if settings.lora is not None else None)
-    return train_and_save(trainer, out_dir, {"algorithm": "ppo", "prompt_width": width})
+    trainer.train()
+    save_policy(trainer, out_dir)
+    curve = training_curve(trainer.state.log_history)
+    del trainer, policy, reference
+    gc.collect()
+    barrier()
+    return TrainOutcome(curve, {"algorithm": "ppo", "prompt_width": width})
+
+
+def save_policy(trainer, out_dir: Path) -> None:
+    """The policy alone, in θ0's architecture (full) or as a PEFT adapter. trl trains one module holding the policy
+    and the value model; its own save_model finds the policy inside it on one process but, under DDP, saves the
+    whole wrapper, value model included."""
+    accelerator = trainer.accelerator
+    state = accelerator.get_state_dict(trainer.model)  # every process takes part: ZeRO-3 gathers its partitions
+    if accelerator.is_main_process:
+        prefix = "policy."
+        policy_state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+        accelerator.unwrap_model(trainer.model).policy.save_pretrained(str(out_dir), state_dict=policy_state)
+        trainer.processing_class.save_pretrained(str(out_dir))
+    barrier()
