@@ -24,6 +24,11 @@ demo: install
 study: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml --seeds 0,1,2
 
+# The demo with its two policies trained by PPO (configs/demo_ppo.yaml extends demo.yaml): runs/demo_ppo/.
+.PHONY: demo-ppo
+demo-ppo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo_ppo.yaml
+
 # The training stage alone: SFT θ0 + two DPO policies on conflicting rewards (CPU, about a minute on an idle machine).
 train-demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/train_policies.py --config configs/train_demo.yaml

@@ -2,9 +2,14 @@
 
 Values are parsed as YAML scalars/flow collections (`5` → int, `[sigmoid, sft]` → list, `null` → None),
 so an override means exactly what the same text would mean in the file.
+
+A config file may also start from another: `extends: demo.yaml` (a path relative to the file) reads that config
+first and lays this file's fields over it — mappings merged key by key, lists and values replaced — so a variant
+states only what differs (configs/demo_ppo.yaml).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -54,3 +59,34 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
         path, value = parse_override(text)
         set_path(config, path, value, text)
     return config
+
+
+def read_config(path: str | Path, error: type[Exception] = PipelineError, _chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML config mapping with its `extends:` chain resolved (see the module docstring)."""
+    from lines.validation import read_yaml_mapping
+
+    path = Path(path)
+    data = read_yaml_mapping(path, error)
+    if "extends" not in data:
+        return data
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent.strip():
+        raise error(f"{path}: extends must be the path of another config file (relative to this one), "
+                    f"got {parent!r}")
+    target = path.parent / parent
+    if not target.is_file():
+        raise error(f"{path}: extends: '{parent}' does not exist next to this file ({target}); fix the path")
+    chain = _chain + (path.resolve(),)
+    if target.resolve() in chain:
+        raise error(f"{path}: extends: '{parent}' leads back to {path} (a cycle); remove one of the extends")
+    return deep_merge(read_config(target, error, chain), data)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """`base` with `update` laid over it: mappings merged key by key, anything else replaced (`base` is modified)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base

@@ -19,6 +19,7 @@
     forgetting: {gamma_grid: [0.0, 0.25, 0.5, 0.75, 1.0]}   # or null
     bootstrap: {samples: 1000, level: 0.95, seed: 0}
 
+A file may start from another with `extends: other.yaml` and state only what differs (pipelines/overrides.py).
 `load_run_config` validates the schema (every section typed: rewards and metrics against their reward type,
 variants against their merge method, the training section as the training stage does), then the rules across
 sections (unique objective names, weights valid for the number of rewards, one policy per reward, every local
@@ -36,12 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lines.method_registry import MethodName
 from lines.models import first_missing_path
 from lines.recipe import MergeSpec
-from lines.validation import describe_validation_error, first_error, read_yaml_mapping
+from lines.validation import describe_validation_error, first_error
 from reward_models import RewardSpecField
 
 from .errors import PipelineError
 from .generation.config import GenerationConfig
-from .overrides import apply_overrides
+from .overrides import apply_overrides, read_config
 from .prompts import DemoPromptsConfig, PromptsSection
 from .training.config import TrainConfig, TrainingSection, check_config
 
@@ -199,7 +200,7 @@ def load_run_config(path: str | Path, overrides: list[str] = (), check_paths: bo
     `check_paths=False` skips the existence of local files (for a config meant for another machine);
     `hub_ids="well_formed"` accepts a well-formed hub id that is not in the hub cache (fetched where it runs)."""
     path = Path(path)
-    data = read_yaml_mapping(path, PipelineError)
+    data = read_config(path, PipelineError)  # with its `extends:` chain
     apply_overrides(data, list(overrides))
     return parse_run_config(data, str(path), check_paths, hub_ids)
 

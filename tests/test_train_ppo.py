@@ -142,8 +142,9 @@ def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, t
 
 @pytest.mark.parametrize("training, message", [
     ({"per_device_batch_size": 4, "gradient_accumulation_steps": 2, "ppo": {"num_mini_batches": 4}},
-     r"ppo.num_mini_batches 4 must split the rollout batch \(per_device_batch_size × gradient_accumulation_steps "
-     r"= 8\) into minibatches of whole per-device batches of 4"),
+     r"ppo.num_mini_batches 4 does not split the rollout batch \(per_device_batch_size 4 × "
+     r"gradient_accumulation_steps 2\) into minibatches trl's PPO can accumulate"),
+    ({"per_device_batch_size": 6, "ppo": {"num_mini_batches": 4}}, "use a divisor of gradient_accumulation_steps"),
     ({"per_device_batch_size": 4, "ppo": {"whiten_rewards": True}}, "whiten_rewards needs minibatches of at least 8"),
     ({"rl": {"top_p": 0.9}}, "rl.top_p is 0.9 but PPO samples from the full distribution"),
 ])
@@ -151,6 +152,12 @@ def test_ppo_settings_that_trl_would_refuse_mid_start_are_config_errors(training
     data = tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", **training})
     with pytest.raises(TrainingError, match=message):
         parse_config(data, "cfg.yaml")
+
+
+def test_ppo_minibatches_that_trl_can_accumulate_are_accepted(tmp_path):
+    for training in ({"per_device_batch_size": 8, "ppo": {"num_mini_batches": 4}},
+                     {"per_device_batch_size": 3, "gradient_accumulation_steps": 4, "ppo": {"num_mini_batches": 2}}):
+        parse_config(tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", **training}), "cfg.yaml")
 
 
 def test_fewer_training_prompts_than_one_rollout_batch_is_refused(tmp_path):

@@ -151,16 +151,19 @@ class PolicyTraining(Optimisation):
 
     @model_validator(mode="after")
     def _ppo_batches(self):
-        """PPO splits each process's rollout batch into minibatches of whole micro-batches (trl's PPOTrainer
-        fails mid-start otherwise) and samples without top-p."""
+        """trl's PPO splits each process's rollout batch (per_device_batch_size × gradient_accumulation_steps) into
+        `num_mini_batches` minibatches of micro-batches and accumulates gradients over gradient_accumulation_steps
+        micro-batches: minibatches must be whole micro-batches, or split one micro-batch without accumulation. It
+        samples without top-p."""
         if self.algorithm != "ppo":
             return self
-        rollout, ppo = self.per_device_batch_size * self.gradient_accumulation_steps, self.ppo
-        if rollout % ppo.num_mini_batches or (rollout // ppo.num_mini_batches) % self.per_device_batch_size:
-            raise ValueError(f"ppo.num_mini_batches {ppo.num_mini_batches} must split the rollout batch "
-                             f"(per_device_batch_size × gradient_accumulation_steps = {rollout}) into minibatches of "
-                             f"whole per-device batches of {self.per_device_batch_size}; use a divisor of "
-                             f"gradient_accumulation_steps ({self.gradient_accumulation_steps})")
+        batch, accumulation, ppo = self.per_device_batch_size, self.gradient_accumulation_steps, self.ppo
+        rollout = batch * accumulation
+        if accumulation % ppo.num_mini_batches and (accumulation > 1 or batch % ppo.num_mini_batches):
+            raise ValueError(f"ppo.num_mini_batches {ppo.num_mini_batches} does not split the rollout batch "
+                             f"(per_device_batch_size {batch} × gradient_accumulation_steps {accumulation}) into "
+                             "minibatches trl's PPO can accumulate; use a divisor of gradient_accumulation_steps, or "
+                             "with gradient_accumulation_steps 1 a divisor of per_device_batch_size")
         if ppo.whiten_rewards and rollout // ppo.num_mini_batches < 8:
             raise ValueError(f"ppo.whiten_rewards needs minibatches of at least 8 responses per process, got "
                              f"{rollout // ppo.num_mini_batches}; raise the batch size or set whiten_rewards: false")

@@ -1,0 +1,49 @@
+"""configs/demo_ppo.yaml: the demo with its policies trained by PPO, everything else the demo's own."""
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.merge_policies import main
+from pipelines.run_config import load_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_demo_ppo_is_the_demo_but_for_how_its_policies_are_trained():
+    demo = load_run_config(CONFIGS / "demo.yaml").model_dump(mode="json")
+    ppo = load_run_config(CONFIGS / "demo_ppo.yaml").model_dump(mode="json")
+    assert ppo["run_name"] == "demo_ppo" and ppo["training"]["training"]["algorithm"] == "ppo"
+    for config in (demo, ppo):
+        config.pop("run_name"), config["training"].pop("training")
+    assert ppo == demo  # same θ0 recipe, rewards, metrics, prompts, sweep and report: the fronts are comparable
+
+
+# The reduced demo of tests/test_demo_pipeline.py, with PPO's own sizes.
+REDUCED = [
+    "training.base.sft.training.max_steps=30", "training.base.sft.data.n=600",
+    "training.prompts.n_train=16", "training.prompts.n_eval=8",
+    "training.training.max_steps=2", "training.training.per_device_batch_size=8",
+    "training.training.rl.max_new_tokens=16", "training.evaluation.max_new_tokens=16",
+    "training.evaluation.samples_per_prompt=1",
+    "prompts.n_validation=6", "prompts.n_eval=12", "generation.max_new_tokens=16",
+    "sweep.points=3", "sweep.validation_points=null", "sweep.variants=[{name: soup, method: linear}, "
+    "{name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.5, 1.0]}}]",
+    "sweep.uniform_control.lambda_grid=[1.25, 1.5]",
+    "forgetting.gamma_grid=[0.0, 1.0]", "bootstrap.samples=50",
+]
+
+
+@pytest.mark.slow
+def test_reduced_ppo_demo_end_to_end(tmp_path):
+    assert main(["--config", str(CONFIGS / "demo_ppo.yaml"), "--quiet", "--set", f"output_dir={tmp_path}",
+                 *sum((["--set", s] for s in REDUCED), [])]) == 0
+    run = tmp_path / "demo_ppo"
+    for policy in ["positive", "long"]:
+        manifest = json.loads((run / "policies" / policy / "manifest.json").read_text())
+        assert manifest["reward"] == policy and manifest["algorithm"] == "ppo"
+    fronts = {json.loads(line)["front"] for line in (run / "sweep" / "points.jsonl").open()}
+    assert {"soup", "base", "policy[positive]", "policy[long]"} <= fronts
+    assert any(f.startswith("lines[") for f in fronts)
+    assert (run / "report" / "report.md").read_text().count("## ") >= 5
+    assert (run / "report" / "pareto.png").stat().st_size > 10_000
