@@ -47,3 +47,19 @@ def test_reduced_ppo_demo_end_to_end(tmp_path):
     assert any(f.startswith("lines[") for f in fronts)
     assert (run / "report" / "report.md").read_text().count("## ") >= 5
     assert (run / "report" / "pareto.png").stat().st_size > 10_000
+
+
+def test_check_counts_ppo_s_value_model_in_training_memory(capsys):
+    assert main(["--config", str(CONFIGS / "demo_ppo.yaml"), "--check"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "memory per process" in line and "trained in full" in line)
+    assert "θ0 trained in full + a frozen reference + a value model trained in full" in line
+    assert main(["--config", str(CONFIGS / "demo.yaml"), "--check"]) == 0
+    dpo = next(line for line in capsys.readouterr().out.splitlines() if "memory per process" in line and
+               "trained in full" in line)
+
+    def megabytes(text):
+        return float(text.split("memory per process: ")[1].split(" MB")[0])
+
+    # 16 bytes per trained parameter (policy and value model) + θ0 frozen in fp32: twice DPO's 16 + 4, minus 4.
+    assert megabytes(line) > 1.4 * megabytes(dpo)

@@ -151,17 +151,21 @@ def _training_memory(settings, launch: Launch, shape: ModelShape | None, on_gpu:
         return UNKNOWN
     half = settings.precision in ("bf16", "fp16") or (settings.precision == "auto" and on_gpu)
     load = HALF if half else 4
-    needs_reference = settings.algorithm == "dpo" or settings.beta > 0
+    needs_reference = settings.algorithm in ("dpo", "ppo") or settings.beta > 0
     if settings.lora is not None:
         trained = shape.lora_parameters(settings.lora.r, settings.lora.target_modules)
         frozen, reference, reference_bytes = shape.parameters, 0, 0
         about = f"θ0 frozen in {'bf16' if half else 'fp32'} + {trained / 1e6:.0f} M LoRA parameters trained"
     else:
         trained, frozen = shape.parameters, 0
-        # DPO's reference loads in the run's precision; trl builds RLOO/GRPO's from the fp32 load settings.
+        # DPO's and PPO's references load in the run's precision; trl builds RLOO/GRPO's from the fp32 load settings.
         reference = shape.parameters if needs_reference else 0
-        reference_bytes = load if settings.algorithm == "dpo" else 4
+        reference_bytes = load if settings.algorithm in ("dpo", "ppo") else 4
         about = "θ0 trained in full" + (" + a frozen reference" if reference else "")
+    if settings.algorithm == "ppo":
+        # PPO's value model (θ0's weights with a scalar head) is trained in full beside the policy, LoRA or not.
+        trained += shape.parameters
+        about += " + a value model trained in full"
     if launch.zero_stage == 3:
         about += "; ZeRO-3 also gathers the parameters of the layers it is computing"
     total = training_bytes(trained, frozen, load, reference, reference_bytes, launch.processes, launch.zero_stage,
