@@ -72,10 +72,8 @@ class RewardModelView(nn.Module):
         super().__init__()
         self.scores = _Scores(reward, tokenizer, prompt_width, prompts_by_ids)
         self.score = nn.Identity()
-        # What trl's DeepSpeed set-up reads of a model's config (no hidden size: nothing to shard), and one frozen
-        # parameter so that DeepSpeed has something to place.
+        # What trl's DeepSpeed set-up reads of a model's config (no hidden size: no weights to shard).
         self.config = SimpleNamespace(hidden_size=None)
-        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
 
 
 def check_ppo_prompts(settings: PolicyTraining, n_train: int, where: str) -> None:
@@ -129,11 +127,14 @@ def load_value_model(job: PolicyJob, tokenizer):
 
 def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding, set_seed
 
     settings = job.settings
     check_training(settings, job.where)  # a trl without PPOTrainer is refused in one line
     trainer_cls, config_cls = ppo_trainer_classes()
+    # trl's PPOTrainer skips the seeding transformers' Trainer does: without it the value head's initialisation and
+    # the minibatch order would depend on whatever ran before in the process.
+    set_seed(settings.seed if settings.seed is not None else job.seed)  # as common_args seeds the trainer
     check_ppo_prompts(settings, len(job.train_prompts), job.where)
     tokenizer = load_tokenizer(job.base_path, padding_side="left")  # generation continues from the right edge
     ids = [policy_prompt_ids(tokenizer, p.prompt) for p in job.train_prompts]
