@@ -117,11 +117,13 @@ class TensorMerger:
         return closed if closed is not None else merge_profile(self, progress).alpha()
 
     def closed_form_alpha(self) -> float | None:
-        """1/|k| when the merge is k·Σ_i w̄_i τ_i, else None (the norms of a pass are needed)."""
+        """1/|k| when the merge is k·Σ_i w̄_i τ_i, else None (the norms of a pass are needed). The coefficients are
+        recomputed in fp64: rounded to the compute dtype they would miss the proportionality test."""
         if self.coefficients is None:
             return None
         mean_weights = torch.tensor(normalised_weights(self.spec.weights), dtype=torch.float64)
-        coefficients = self.coefficients.to(torch.float64)
+        coefficients = self.method.linear_coefficients(torch.tensor(self.spec.weights, dtype=torch.float64),
+                                                       self.params)
         k = float(coefficients.sum())
         if k != 0 and torch.allclose(coefficients, k * mean_weights, rtol=1e-12, atol=1e-15):
             return 1.0 / abs(k)

@@ -27,9 +27,10 @@ def render_model_card(recipe: Recipe, inputs: MergeInputs, lines: ResolvedLines 
         lines_out.append("Not applied (λ = 1 everywhere).")
     else:
         s = lines.schedule
-        alpha_note = " (from `alpha: auto`, the rule (1/N)·‖Σ τ_i‖₁/‖τ_merged‖₁)" if lines.alpha_was_auto else ""
+        alpha_note = " (from `alpha: auto`: ‖Σ w̄_i τ_i‖₁/‖τ_merged‖₁, w̄ = w/Σw)" if lines.alpha_was_auto else ""
         outside = "α" if s.head_depth == "alpha" else "α for embeddings; λ(L−1) for the final norm and head"
-        lines_out += [f"λ(ℓ) = α + β·ℓ/(L−1) with α = {s.alpha:.6g}{alpha_note}, β = {s.beta:.6g}; "
+        formula = "α + β·(ℓ/(L−1) − ½)" if s.profile == "centered" else "α + β·ℓ/(L−1)"
+        lines_out += [f"λ(ℓ) = {formula} with α = {s.alpha:.6g}{alpha_note}, β = {s.beta:.6g}; "
                       f"parameters outside the blocks: {outside}.", "", "| block ℓ | λ(ℓ) |", "|---|---|"]
         lines_out += [f"| {layer} | {scale:.6g} |" for layer, scale in enumerate(s.layer_scales())]
     recipe_yaml = yaml.safe_dump(recipe.model_dump(mode="json", exclude_none=True), sort_keys=False)

@@ -3,8 +3,8 @@ per parameter group (each decoder block, the embeddings, the final norm, the hea
 
 One pass over the inputs gives everything LiNeS needs at a weight, for every β and profile at once:
 - α for weighted soups, α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged‖₁ with w̄ = w / Σw. At equal weights it is the paper's
-  multi-task rule (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁; it is 1 for a linear soup and 1/N for task arithmetic, and a policy
-  of weight zero does not change it;
+  multi-task rule (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁; it is 1 for a linear soup and 1/Σw for task arithmetic (1/N at
+  weights w_i = 1), and a policy of weight zero does not change it;
 - the L1 norm of the LiNeS update Σ_g λ_g ‖τ_merged‖₁,g, and the single λ that gives the merged update the same norm
   (the norm-matched uniform control: the same magnitude as LiNeS at that point, without its depth profile).
 """

@@ -151,7 +151,6 @@ def heldout_reviews(n: int = 64) -> list[str]:
 
 
 def control_texts(n: int = 64) -> list[str]:
-    """Texts of the other domains, for the control domain of the forgetting study: no reward acts on them. They come
-    from the same templates as θ0's pretraining texts (short templates repeat), so they measure what θ0 knew and a
-    policy kept, not generalisation to new text."""
-    return broad_texts(n, seed=10_000)
+    """Texts of the other domains, for the control domain of the forgetting study: no reward acts on them, and each
+    is filled with values the training texts never use, so none is a text θ0 or a policy was trained on."""
+    return broad_texts(n, seed=0, held_out=True)

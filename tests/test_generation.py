@@ -52,6 +52,19 @@ def test_same_seed_same_outputs_and_batch_size_does_not_matter(model, tokenizer)
     assert [r.response for r in rows] != [r.response for r in other_seed]
 
 
+def test_rows_carry_the_sampled_ids_up_to_and_including_eos(model, tokenizer):
+    rows = generator(model, tokenizer, n=2, max_new_tokens=12, batch_size=4).generate(PROMPTS)
+    eos = tokenizer.eos_token_id
+    for row in rows:
+        assert len(row.response_ids) == row.response_tokens
+        assert tokenizer.decode(list(row.response_ids), skip_special_tokens=True) == row.response
+        assert eos not in row.response_ids[:-1]  # nothing after the first EOS
+        assert row.response_ids[-1] == eos or row.response_tokens == 12
+    gen = generator(model, tokenizer)
+    text, ids = gen._finish([5, 7, eos, 9, eos])  # what a row keeps of a sequence that stopped on EOS
+    assert ids == (5, 7, eos) and text == tokenizer.decode([5, 7], skip_special_tokens=True)
+
+
 def test_honours_n_and_max_new_tokens_and_orders_rows(model, tokenizer):
     rows = generator(model, tokenizer, n=3, max_new_tokens=5, batch_size=4).generate(PROMPTS)
     assert len(rows) == 3 * len(PROMPTS)

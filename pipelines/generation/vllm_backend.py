@@ -127,7 +127,7 @@ class VLLMGenerator:
         for (p, s, seed), output in zip(work, outputs):
             completion = output.outputs[0]
             rows.append(GenerationRow(pairs[p][0], pairs[p][1], completion.text, len(encoded[p]),
-                                      len(completion.token_ids), s, seed))
+                                      len(completion.token_ids), s, seed, tuple(completion.token_ids)))
         return rows
 
     def generate_adapters(self, prompts: Sequence, adapters: Sequence[AdapterRef]) -> list[list[GenerationRow]]:

@@ -76,6 +76,23 @@ def sample_section(data: RunData, k: int) -> list[str]:
     return out
 
 
+def kl_note(data: RunData) -> list[str]:
+    """How the responses a `kl` metric is computed on were sampled, and what the number therefore is."""
+    kls = [m["name"] for m in data.config.get("metrics") or [] if m.get("type") == "kl"]
+    if not kls:
+        return []
+    generation = data.config.get("generation") or {}
+    temperature, top_p = generation.get("temperature", 1.0), generation.get("top_p", 1.0)
+    sampled = f"responses sampled at temperature {temperature:g}, top-p {top_p:g}"
+    if temperature == 1 and top_p == 1:
+        meaning = "averaged over them it is KL(π ‖ π0) of the response distribution"
+    else:
+        meaning = ("this is the per-token KL along these tempered prefixes, not KL(π ‖ π0) of the responses (sample "
+                   "at temperature 1 without top-p for that)")
+    return [f"{', '.join(f'`{k}`' for k in kls)}: Σ over each response's tokens of the exact KL(π ‖ π0) of the next "
+            f"token, on {sampled}; {meaning}.", ""]
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory."""
     data = load_run(run_dir)
@@ -143,7 +160,7 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
               "Each front is one variant swept over the weights (labels: weights of "
               f"{'/'.join(data.rewards)}); ★ θ0, ◆ the single policies; error bars ±1 standard error over prompts. "
               "The right-hand panels show closeness to θ0 for every front: a merge that buys reward by degrading "
-              "the text shows up there.", ""]
+              "the text shows up there.", ""] + kl_note(data)
     if has_diag:
         lines += ["## Task-vector diagnostics per decoder block", "", "![diagnostics](diagnostics.png)", ""]
     if has_forgetting:

@@ -89,6 +89,9 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             eval_results = run_phase(planned, EVALUATION, "evaluation sweep")
             if cfg.sweep.uniform_control.matched:
                 lines_points = [p for p in planned if needs_matching(p)]
+                for point in ranks.share(lines_points):  # each rank computes its share of the profiles (cached)
+                    evaluator.profiles.matched_lambda(point.merge_spec())
+                ranks.barrier()
                 lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
                 eval_results += run_phase(matched_points(lines_points, lambdas), EVALUATION, "matched controls")
         for reference in references:
