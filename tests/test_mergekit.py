@@ -316,3 +316,80 @@ def test_config_that_does_not_map_is_one_error(bf16, make, expected, tmp_path, c
     assert expected in err, err
     assert not (tmp_path / "out").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir() if p.is_dir())
+
+
+# -- edge cases of the maths, against mergekit's own methods on hand-made tensors -----------------------------
+
+def mergekit_method(name: str, base: torch.Tensor, others: list[torch.Tensor], **parameters) -> torch.Tensor:
+    """mergekit's registered method on one tensor group: θ0 first, then the other inputs."""
+    from mergekit.merge_methods import registry
+    from mergekit.merge_methods.base import TensorGroup
+
+    group = TensorGroup.from_tensors([base, *others], base_index=0, name="model.layers.0.mlp.up_proj.weight")
+    return registry.get(name)([group], parameters=parameters)[0]
+
+
+def ours(method: str, base: torch.Tensor, others: list[torch.Tensor], weights: list[float], **parameters):
+    from lines.method_registry import MergeContext, get_method
+    from lines.recipe import MergeSpec
+
+    spec = MergeSpec(method=method, weights=weights, parameters=parameters)
+    entry = get_method(method)
+    params = entry.resolved_parameters(spec.weights, spec.parameters)
+    tvs = torch.stack([o - base for o in others])
+    context = MergeContext("model.layers.0.mlp.up_proj.weight", 0, base)
+    return base + entry.merge(tvs, torch.tensor(weights, dtype=base.dtype), params, context)
+
+
+def f64(*values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+EDGES = [
+    # A zero total elects +: only the positive entry counts there.
+    ("ties", "mergekit_ties", f64(0, 0, 0), [f64(1, -1, 2), f64(-1, 1, 3)], [1.0, 1.0], {"density": 1.0}),
+    # Equal magnitudes at the trimming threshold: the same entries are kept.
+    ("ties", "mergekit_ties", torch.zeros(40, dtype=torch.float64),
+     [torch.tensor([1.0, -1.0] * 20, dtype=torch.float64), torch.tensor([1.0, 1.0, -1.0, -1.0] * 10,
+                                                                        dtype=torch.float64)], [0.5, 0.5],
+     {"density": 0.45}),
+    # A negative weight flips a model's sign; the agreeing weights sum to 0, so the divisor becomes 1.
+    ("ties", "mergekit_ties", f64(0.5, 0.5), [f64(1.5, -0.5), f64(-0.5, 1.5)], [1.0, -1.0], {"density": 1.0}),
+    # density·n below 1 still keeps one entry; rescaling to the L1 norm.
+    ("ties", "mergekit_ties", f64(0, 0, 0, 0), [f64(0.1, -0.4, 0.2, 0.3), f64(0.3, 0.2, -0.1, 0.0)], [0.6, 0.4],
+     {"density": 0.1, "rescale": True}),
+    # Rescaling skipped where the L1 norm is below 1e-7.
+    ("ties", "mergekit_ties", f64(0, 0, 0, 0), [f64(3e-8, 2e-8, 1e-8, 5e-9), f64(1e-8, -3e-8, 2e-8, 0)], [1.0, 1.0],
+     {"density": 0.5, "rescale": True}),
+    # Weights summing to nearly 0 are not divided by.
+    ("task_arithmetic", "mergekit_task_arithmetic", f64(1, 2), [f64(2, 1), f64(0, 3)], [0.5, -0.5 + 1e-9],
+     {"normalize": True}),
+    ("linear", "mergekit_linear", f64(1, 2), [f64(2, 1), f64(0, 3)], [0.7, 0.6], {"normalize": False}),
+]
+
+
+@pytest.mark.parametrize("theirs,method,base,others,weights,params", EDGES, ids=range(len(EDGES)))
+def test_edge_cases_as_mergekit(theirs, method, base, others, weights, params):
+    mk_params = {k: v for k, v in params.items() if k != "density"}
+    if method == "mergekit_linear":
+        expected = mergekit_method(theirs, base, others, weight=[0.0] + weights, **mk_params)
+        # θ0 is an input of mergekit's linear; with weight 0 it adds nothing, so ours gets it as a zero task vector.
+        got = ours(method, base, [base, *others], [0.0] + weights, **params)
+    else:
+        if "density" in params:
+            mk_params["density"] = [params["density"]] * len(others)
+        expected = mergekit_method(theirs, base, others, weight=weights, **mk_params)
+        got = ours(method, base, others, weights, **params)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("cos", [0.9990, 0.9997, 0.2, -0.9998])
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0])
+def test_slerp_as_mergekit_on_both_sides_of_the_lerp_threshold(cos, t):
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(64, generator=gen, dtype=torch.float64)
+    orth = torch.randn(64, generator=gen, dtype=torch.float64)
+    orth -= (orth @ a) / (a @ a) * a
+    b = 1.3 * (cos * a / a.norm() + (1 - cos ** 2) ** 0.5 * orth / orth.norm())
+    expected = mergekit_method("slerp", a, [b], t=t)
+    torch.testing.assert_close(ours("mergekit_slerp", a, [b], [1.0], t=t), expected, rtol=1e-12, atol=1e-14)
