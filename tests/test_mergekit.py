@@ -22,6 +22,7 @@ from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
 
 import lines
+import lines.mergekit_export
 import tiny
 from lines.checkpoint import Checkpoint
 from lines.cli import main as lines_main
@@ -393,3 +394,86 @@ def test_slerp_as_mergekit_on_both_sides_of_the_lerp_threshold(cos, t):
     b = 1.3 * (cos * a / a.norm() + (1 - cos ** 2) ** 0.5 * orth / orth.norm())
     expected = mergekit_method("slerp", a, [b], t=t)
     torch.testing.assert_close(ours("mergekit_slerp", a, [b], [1.0], t=t), expected, rtol=1e-12, atol=1e-14)
+
+
+# -- the other direction: lines export-mergekit ---------------------------------------------------------------
+
+EXPORTS = {
+    "soup-lines": lambda m: {"base_model": m["B"], "method": "linear",
+                             "models": [{"model": m["P0"], "weight": 0.3}, {"model": m["P1"], "weight": 0.7}],
+                             "lines": {"alpha": 0.3, "beta": 0.6}},
+    "soup-auto-head-last": lambda m: {"base_model": m["B"], "method": "linear",
+                                      "models": [{"model": m["P0"], "weight": 0.5}, {"model": m["P1"], "weight": 0.5},
+                                                 {"model": m["P2"], "weight": 1.0}],
+                                      "lines": {"alpha": "auto", "beta": 0.5, "head_depth": "last"}},
+    "task-arithmetic-centered": lambda m: {"base_model": m["B"], "method": "task_arithmetic",
+                                           "models": [{"model": m["P0"], "weight": 0.6},
+                                                      {"model": m["P1"], "weight": 0.6}],
+                                           "lines": {"alpha": "auto", "beta": 0.8, "profile": "centered"}},
+    "single-policy-gamma": lambda m: {"base_model": m["B"], "models": [{"model": m["P1"], "weight": 1.0}],
+                                      "lines": {"gamma": 0.25}},
+    "mergekit-ties-lines": lambda m: {**CONFIGS["ties"](m), "lines": {"alpha": "auto", "beta": 0.7}},
+    "mergekit-linear-lines": lambda m: {**CONFIGS["linear-unnormalised-with-base"](m),
+                                        "lines": {"alpha": 0.5, "beta": 0.5}},
+    "mergekit-dare-ties-lines": lambda m: {**CONFIGS["dare_ties"](m), "lines": {"alpha": 0.4, "beta": 0.6}},
+    "mergekit-slerp": lambda m: CONFIGS["slerp"](m),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_exported_config_reproduces_the_recipe(bf16, name, tmp_path):
+    recipe = {**EXPORTS[name](bf16), "dtype": "bfloat16"}
+    if "merge_method" in recipe:  # a mergekit config with a lines block: its dtype keys
+        recipe = {**{k: v for k, v in recipe.items() if k != "dtype"}, "dtype": "float32", "out_dtype": "bfloat16"}
+    path = write_config(recipe, tmp_path / "recipe.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    assert lines_main(["export-mergekit", str(path), "-o", str(tmp_path / "mergekit.yaml")]) == 0
+    exported = yaml.safe_load((tmp_path / "mergekit.yaml").read_text())
+    assert "lines" not in exported and exported["out_dtype"] == "bfloat16"
+    mergekit_merge(exported, tmp_path / "mergekit")
+
+    ours, theirs = load(tmp_path / "lines"), load(tmp_path / "mergekit")
+    inputs = [load(bf16[k]) for k in ("B", "P0", "P1", "P2")]
+    assert set(ours) == set(theirs)
+    worst = max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours)
+    assert worst <= 1.0, f"{name}: {worst:.2f} bf16 spacings apart"
+
+
+def test_a_lines_soup_exports_as_two_anchor_gradients(bf16, tmp_path):
+    """LiNeS is affine in depth: each weight is [c·λ(0), c·λ(L−1)] over the blocks; the head (λ(L−1) with head_depth:
+    last) is a filter of its own, the embeddings take the gradient's first anchor, α."""
+    path = write_config({**EXPORTS["soup-lines"](bf16), "lines": {"alpha": 0.3, "beta": 0.6, "head_depth": "last"}},
+                        tmp_path / "recipe.yaml")
+    config, notes = lines.mergekit_export.export_mergekit(path)
+    assert config["merge_method"] == "task_arithmetic" and not notes
+    weight = config["models"][0]["parameters"]["weight"]
+    assert {c.get("filter") for c in weight} == {"model.norm.weight", "lm_head.weight", None}
+    assert weight[-1]["value"] == pytest.approx([0.3 * 0.3, 0.3 * 0.9], rel=1e-12)
+    assert [c["value"] for c in weight[:-1]] == pytest.approx([0.3 * 0.9] * 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("recipe,expected", [
+    (lambda m: {"base_model": m["B"], "method": "ties", "parameters": {"density": 0.5},
+                "models": [{"model": m["P0"]}, {"model": m["P1"]}]},
+     "method ties follows this project's semantics, which no mergekit method shares (README: mergekit configs); use "
+     "method mergekit_ties for mergekit's semantics"),
+    (lambda m: {"base_model": m["B"], "method": "consensus", "models": [{"model": m["P0"]}, {"model": m["P1"]}]},
+     "method consensus follows this project's semantics, which no mergekit method shares (README: mergekit configs); "
+     "mergekit has no such method"),
+    (lambda m: {**CONFIGS["slerp"](m), "lines": {"alpha": 0.5, "beta": 0.5}},
+     "mergekit's slerp has no scale for the merged update"),
+], ids=["ties", "consensus", "slerp-lines"])
+def test_a_recipe_mergekit_cannot_reproduce_is_one_error(bf16, recipe, expected, tmp_path, capsys):
+    path = write_config(recipe(bf16), tmp_path / "recipe.yaml")
+    assert lines_main(["export-mergekit", str(path), "-o", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: export-mergekit: ") and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_export_refuses_to_overwrite(bf16, tmp_path, capsys):
+    path = write_config(EXPORTS["soup-lines"](bf16), tmp_path / "recipe.yaml")
+    (tmp_path / "out.yaml").write_text("keep me")
+    assert lines_main(["export-mergekit", str(path), "-o", str(tmp_path / "out.yaml")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "out.yaml").read_text() == "keep me"
