@@ -124,8 +124,10 @@ def check_trainer_fields(stage: str, fields: dict, where: str, owned: dict | Non
         except Exception:  # a type pydantic cannot check (a callable, a class): the class itself checks below
             converted[key] = value
     try:  # the class's own checks across fields (e.g. choices of optim, lr_scheduler_kwargs with the scheduler)
-        cls(**{"output_dir": "trainer-check", "use_cpu": True, "bf16": False, "fp16": False,
-               **stage_defaults(stage), **converted, **(owned or {})})
+        with warnings.catch_warnings():  # deprecation notes belong to the run, not to a check of the config
+            warnings.simplefilter("ignore")
+            cls(**{"output_dir": "trainer-check", "use_cpu": True, "bf16": False, "fp16": False,
+                   **stage_defaults(stage), **converted, **(owned or {})})
     except Exception as exc:  # trl and transformers raise ValueError, TypeError, ...: one line for the user
         raise TrainingError(f"{where}: field 'trainer': trl's {cls.__name__} refuses these values: "
                             f"{first_line(exc)}") from None
