@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lines", description="Rewarded soups with LiNeS layer scaling.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("merge", help="merge policies as a YAML recipe says and write a checkpoint")
-    p.add_argument("recipe", help="YAML recipe (base_model, models, method, parameters, lines, dtype, ...)")
+    p.add_argument("recipe", help="YAML recipe (base_model, models, method, parameters, lines, dtype, ...), or a "
+                                  "mergekit config (merge_method, ...), merged with mergekit's semantics")
     p.add_argument("out_dir", help="output directory (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists (only after success)")
     p.add_argument("--allow-pickle", action="store_true",
