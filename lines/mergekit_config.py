@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from .errors import LinesError
-from .recipe import LinesConfig, MergeSpec, ModelEntry, Recipe
+from .recipe import MergeSpec, ModelEntry, Recipe
 from .settings import Condition, VaryingValue, evaluate_value
 from .validation import first_error
 

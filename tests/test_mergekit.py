@@ -7,7 +7,6 @@ mergekit runs in this process through `run_merge`, the function `mergekit-yaml` 
 so for DARE mergekit's own Bernoulli draw is replaced by this project's seeded masks; every other line of mergekit's
 DARE (L1 rescaling, sign election, normalisation) runs as it is.
 """
-import shutil
 import subprocess
 import sys
 from pathlib import Path
