@@ -72,16 +72,20 @@ def normalised_weights(weights: list[float]) -> list[float]:
 def merge_profile(merger, progress: bool = False) -> MergeProfile:
     """One pass over the inputs of `merger` (a lines.engine.TensorMerger): per-group L1 norms, in fp64."""
     inputs = merger.inputs
-    mean_weights = torch.tensor(normalised_weights(merger.spec.weights), dtype=merger.dtype)
+    mean_weights: dict[int, torch.Tensor] = {}  # per distinct settings (weights may differ between tensors)
     merged: dict[str, float] = {}
     mean: dict[str, float] = {}
     items = [(n, r) for n, r in merger.blocks() if inputs.base.info(n).dtype.is_floating_point]
     loaded = prefetched(items, lambda item: inputs.read_block(*item))
     for (name, _), raw in tqdm(loaded, total=len(items), desc="merge profile", disable=not progress, leave=False):
-        _, tvs = inputs.task_vectors(name, raw, merger.dtype)
+        base, tvs = inputs.task_vectors(name, raw, merger.dtype)
         group = group_of(inputs.roles[name])
-        update = merger.merged_update(name, tvs)
+        settings = merger.settings(name)
+        if id(settings) not in mean_weights:
+            mean_weights[id(settings)] = torch.tensor(normalised_weights(settings.spec.weights), dtype=merger.dtype)
+        weights = mean_weights[id(settings)]
+        update = merger.merged_update(name, tvs, base)
         merged[group] = merged.get(group, 0.0) + float(update.abs().sum(dtype=torch.float64))
-        weighted_mean = (tvs * mean_weights.reshape((-1,) + (1,) * (tvs.dim() - 1))).sum(0)
+        weighted_mean = (tvs * weights.reshape((-1,) + (1,) * (tvs.dim() - 1))).sum(0)
         mean[group] = mean.get(group, 0.0) + float(weighted_mean.abs().sum(dtype=torch.float64))
     return MergeProfile(merged, mean)

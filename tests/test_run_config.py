@@ -6,6 +6,7 @@ configs/demo.yaml, which has a training section, so a check that came late would
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -24,8 +25,9 @@ from pipelines.training.environment import ppo_trainer_classes
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "configs/demo.yaml"
-# Rows marked ¹ describe a machine without a GPU, vLLM or a trl with PPO (like CI's).
-PLAIN_MACHINE = not torch.cuda.is_available() and not vllm_importable() and ppo_trainer_classes() is None
+# Rows marked ¹ describe a machine without a GPU, vLLM, a trl with PPO or wandb (like CI's).
+PLAIN_MACHINE = (not torch.cuda.is_available() and not vllm_importable() and ppo_trainer_classes() is None
+                 and importlib.util.find_spec("wandb") is None)
 
 
 def readme_rows() -> list[tuple[str, list[str], str]]:
@@ -57,7 +59,7 @@ def test_the_table_covers_the_classes_the_job_must_refuse():
 @pytest.mark.parametrize("what, args, message", ROWS, ids=[r[0] for r in ROWS])
 def test_each_bad_config_is_one_line_exit_2_and_nothing_runs(what, args, message, tmp_path, monkeypatch):
     if what.endswith("¹") and not PLAIN_MACHINE:
-        pytest.skip("the row describes a machine without a GPU, vLLM or PPO")
+        pytest.skip("the row describes a machine without a GPU, vLLM, PPO or wandb")
     monkeypatch.chdir(REPO)
 
     def must_not_run(*_, **__):

@@ -1,9 +1,7 @@
 """Write runs/<name>/report/: report.md, report.html (self-contained), points.csv, pareto.png/.svg and figures."""
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
 
 PACKAGES = ["lines-soups", "torch", "transformers", "trl", "peft", "accelerate", "safetensors", "vaderSentiment",
@@ -172,57 +171,3 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
               "## Package versions", ""]
     lines += [f"- {k}: {v}" for k, v in package_versions().items()]
     return "\n".join(lines) + "\n"
-
-
-def render_html(md: str, out_dir: Path) -> str:
-    """A self-contained page: the markdown rendered simply, images inlined as base64."""
-    body = []
-    in_code = in_table = False
-    for line in md.splitlines():
-        if line.startswith("```"):
-            body.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            body.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            name = line[line.index("(") + 1:line.index(")")]
-            data = base64.b64encode((out_dir / name).read_bytes()).decode()
-            body.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:12px;display:block;overflow-x:auto;max-width:100%}"
-             "td{border:1px solid #ccc;padding:2px 6px;white-space:nowrap}"
-             "pre{background:#f6f6f6;padding:1em;overflow:auto}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style>"
-            f"</head><body>{''.join(body)}</body></html>")
-
-
-def _inline(text: str) -> str:
-    import re
-
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-    return text

@@ -63,7 +63,8 @@ def metric_difference(data: RunData, a: str, b: str, metric: str, n_boot: int, s
 
 def build_study_report(study_dir: Path, seed_dirs: dict[int, Path]) -> Path:
     """study/report.md, report.html, pooled.json and forest.png from the seeds' finished runs."""
-    from .build import package_versions, render_html
+    from .build import package_versions
+    from .html import render_html
     from .plots import forest_figure
 
     runs = {s: load_run(d) for s, d in seed_dirs.items()}

@@ -15,6 +15,7 @@ from .config import Optimisation, PolicyTraining, Precision, TrainConfig, policy
 from lines.errors import UserError
 
 from .errors import TrainingError
+from .trainer_fields import check_integrations
 
 
 def ppo_trainer_classes():
@@ -75,6 +76,7 @@ def model_dtypes(settings: Optimisation, where: str) -> ModelDtypes:
 
 def check_training(settings: PolicyTraining, where: str) -> None:
     resolve_precision(settings.precision, where)
+    check_integrations(settings.trainer, where)
     if settings.algorithm == "ppo" and ppo_trainer_classes() is None:
         import trl
 
@@ -87,6 +89,7 @@ def check_environment(config: TrainConfig) -> None:
     """Every machine-dependent check of the config, before anything runs."""
     if config.base.sft is not None:
         resolve_precision(config.base.sft.training.precision, f"{config.source}: base.sft.training")
+        check_integrations(config.base.sft.training.trainer, f"{config.source}: base.sft.training")
     for entry, settings in policy_settings(config):
         if settings is not None:
             name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")

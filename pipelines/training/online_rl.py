@@ -18,15 +18,13 @@ from .environment import model_dtypes, ppo_trainer_classes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_prompt
 from .rewards import TrlRewardFunction
-from .trainer_args import common_args, lora_config
+from .trainer_args import lora_config, trainer_config
 
 
 def rl_args(job: PolicyJob, config_cls):
-    settings, rl = job.settings, job.settings.rl
-    return config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), beta=settings.beta,
-                      num_generations=rl.num_generations, max_completion_length=rl.max_new_tokens,
-                      temperature=rl.temperature, top_p=rl.top_p, num_iterations=rl.num_iterations,
-                      model_init_kwargs={"dtype": model_dtypes(settings, job.where).load}, log_completions=False)
+    settings = job.settings
+    return trainer_config(config_cls, settings.algorithm, settings, job.trainer_dir(), job.seed, job.where,
+                          model_init_kwargs={"dtype": model_dtypes(settings, job.where).load})
 
 
 def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
@@ -76,8 +74,7 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:  # pragma: no cove
     settings, rl = job.settings, job.settings.rl
     ids = [tokenizer(p.prompt)["input_ids"] for p in job.train_prompts]
     dataset = Dataset.from_dict({"input_ids": ids})
-    args = config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), kl_coef=settings.beta,
-                      response_length=rl.max_new_tokens, temperature=rl.temperature)
+    args = trainer_config(config_cls, "ppo", settings, job.trainer_dir(), job.seed, job.where)
     dtypes = model_dtypes(settings, job.where)
     policy = load_causal_lm(job.base_path, "cpu", dtypes.load, "θ0").train()  # the trainer places it
     ref = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", dtypes.reference,
