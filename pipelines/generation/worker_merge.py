@@ -109,9 +109,29 @@ def load_in_place(worker, named_tensors) -> int:
     reload = getattr(worker, "reload_weights", None)
     if reload is not None:
         reload(weights_iterator=counted, is_checkpoint_format=True)
+        refresh_tied_layers(worker.model_runner.model)
     else:  # builds without in-place reloading (GPU only): the model's loader takes Hugging Face names
         worker.model_runner.model.load_weights(weights=counted)
     return counted.count
+
+
+def refresh_tied_layers(model) -> int:
+    """Re-derive the kernel state of layers whose weight is tied to another layer's (a tied LM head).
+
+    A tied head shares the embedding's parameter, which the reload updates in place; but the head loads nothing
+    itself, so the reload puts back the state derived from its old values — on the CPU build, the head's re-packed
+    oneDNN copy, which would keep computing logits with θ0's embedding. Running the head's (unquantized) weight
+    processing again re-derives it from the new values; on GPUs it derives nothing and costs nothing."""
+    owners: dict[int, object] = {}
+    refreshed = 0
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            owner = owners.setdefault(id(parameter), module)
+            method = getattr(module, "quant_method", None)
+            if owner is not module and method is not None and type(method).__name__.startswith("Unquantized"):
+                method.process_weights_after_loading(module)
+                refreshed += 1
+    return refreshed
 
 
 class _Counted:
