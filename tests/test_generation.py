@@ -190,7 +190,8 @@ class FakeEngine:
         msgpack.packb(args)  # what crosses vLLM's RPC channel: plain data only (a tensor raises here)
         self.rpc.append((method, args))
         if method == "lines_load_merge":
-            return [{"key": args[0]["key"], "tensors": 30, "seconds": 0.01, "rank": r} for r in range(self.workers)]
+            return [{"key": args[0]["key"], "tensors": 30, "seconds": 0.01, "merge_seconds": 0.005, "rank": r}
+                    for r in range(self.workers)]
         return [None] * self.workers
 
     def reset_prefix_cache(self):
@@ -397,6 +398,7 @@ def test_vllm_worker_builds_the_merge_and_loads_it_through_reload_weights(tmp_pa
 
     class Worker(LinesWorkerExtension):
         device = torch.device("cpu")
+        model_runner = SimpleNamespace(model=torch.nn.Linear(2, 2))
 
         def reload_weights(self, weights_iterator, is_checkpoint_format):
             assert is_checkpoint_format
@@ -475,3 +477,23 @@ def test_vllm_dtype_auto_means_what_it_means_for_every_model_of_the_project(toke
     gpu = FakeApi(GPU_BUILD)
     vllm_generator(tokenizer, gpu)
     assert gpu.engines[0].kwargs["dtype"] == "bfloat16"
+
+
+def test_a_tied_head_is_re_derived_after_a_reload_and_nothing_else():
+    """After an in-place reload the tied LM head's derived state (the CPU build's packed copy) is rebuilt."""
+    from pipelines.generation.worker_merge import refresh_tied_layers
+
+    processed = []
+
+    class UnquantizedEmbeddingMethod:
+        def process_weights_after_loading(self, layer):
+            processed.append(layer)
+
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(4, 2)
+    model.head = torch.nn.Module()
+    model.head.weight = model.embed.weight  # tied
+    model.other = torch.nn.Linear(2, 2)
+    for module in (model.embed, model.head, model.other):
+        module.quant_method = UnquantizedEmbeddingMethod()
+    assert refresh_tied_layers(model) == 1 and processed == [model.head]

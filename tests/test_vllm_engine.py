@@ -230,3 +230,48 @@ def test_the_default_multiprocess_engine_builds_merges_in_its_own_process(models
         assert generator.generate(PROMPTS) == before
     finally:
         generator.close()
+
+
+def points_means(config_path) -> dict:
+    import json
+
+    from pipelines.merge_policies import main
+
+    assert main(["--config", str(config_path), "--quiet"]) == 0
+    sweep = config_path.parent / "runs" / "tiny" / "sweep"
+    rows = [json.loads(line) for line in (sweep / "points.jsonl").open()]
+    return {(r["front"], tuple(r["weights"])): {k: v["mean"] for k, v in r["objectives"].items()} for r in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policies", ["full", "lora"])
+def test_the_main_job_with_vllm_gives_the_transformers_reward_means(models, tmp_path, monkeypatch, policies):
+    """The whole sweep (validation selection, fronts, forgetting study, KL and perplexity) with backend vllm equals
+    the transformers backend's under greedy decoding: dense points built by the engine's worker, or (LoRA policies)
+    soup adapters served several per call."""
+    import sweep_fixtures as sf
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    inputs = sf.build_sweep_inputs(tmp_path / "inputs")  # prompts and held-out texts
+    paths = {**inputs, "base": models["base"], "policies": models[policies]}
+    means = {}
+    for backend in ("transformers", "vllm"):
+        config = sf.sweep_config(tmp_path / backend, paths)
+        data = __import__("yaml").safe_load(config.read_text())
+        data["generation"].update(backend=backend, temperature=0.0, max_new_tokens=12, dtype="float32",
+                                  vllm={**ENGINE, "enable_lora": True, "max_lora_rank": 16, "max_loras": 3})
+        data["sweep"]["lora_route"] = "auto"
+        config.write_text(__import__("yaml").safe_dump(data))
+        means[backend] = points_means(config)
+    assert means["vllm"].keys() == means["transformers"].keys() and len(means["vllm"]) >= 10
+    for point, vllm in means["vllm"].items():
+        reference = means["transformers"][point]
+        assert {r: vllm[r] for r in ("positive", "long")} == {r: reference[r] for r in ("positive", "long")}, point
+        if policies == "full":  # the same text, and KL / perplexity from the same dense weights: identical
+            assert vllm == reference, point
+        else:  # KL / perplexity: vLLM's sweep scores them on θ0 with the soup merged in (B·A folded into W), the
+            # transformers backend on its live adapter (x·W + x·A·B): the same weights up to fp32 rounding
+            assert vllm == pytest.approx(reference, rel=1e-5, abs=1e-6), point
+    if policies == "lora":
+        adapters = tmp_path / "vllm" / "runs" / "tiny" / "sweep" / "adapters"
+        assert adapters.is_dir() and len(list(adapters.iterdir())) >= 3  # the soups were served as adapters

@@ -114,6 +114,7 @@ class VLLMGenerator:
         self._dense = DenseWeights()
         self._asleep = False
         self._merge_source: str | None = None
+        self.last_load: list[dict] = []
         self.identity = {"backend": "vllm", "dtype": self.engine_kwargs["dtype"], "max_model_len": settings.max_model_len,
                          "tensor_parallel_size": settings.tensor_parallel_size,
                          "device": "cpu" if self.build is not None and self.build.on_cpu else "cuda"}
@@ -184,6 +185,7 @@ class VLLMGenerator:
         results = self.engine.collective_rpc("lines_load_merge", args=(message,))
         if not results or any(r.get("key") != request.key for r in results):
             raise PipelineError(f"vllm: the engine's workers did not all load merge {request.key} ({results})")
+        self.last_load = results  # per worker: seconds in all, of which merging (for benchmarks and logs)
         log.debug("vllm: merge %s loaded by %d worker(s) in %.2f s", request.key[:12], len(results),
                   max(r["seconds"] for r in results))
         self._reset_prefix_cache()

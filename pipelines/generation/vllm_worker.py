@@ -9,6 +9,7 @@ and its model's weight loaders keep the shard that worker holds. Keep this modul
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -22,11 +23,14 @@ class LinesWorkerExtension:
         merges = self.__dict__.get("_lines_merges")
         if merges is None:
             merges = self._lines_merges = WorkerMerges(_worker_device(self))
+            # Every reload warns that the rotary embedding (no weights) and a tied LM head (its weight is the
+            # embedding's; worker_merge.refresh_tied_layers re-derives it) "failed to load": expected, once per point.
+            logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
         start = time.perf_counter()
         with torch.no_grad():
-            count = load_in_place(self, merges.merged_tensors(message))
-        return {"key": message["key"], "tensors": count, "seconds": time.perf_counter() - start,
-                "rank": int(getattr(self, "rank", 0))}
+            loaded = load_in_place(self, merges.merged_tensors(message))
+        return {"key": message["key"], "tensors": loaded.count, "seconds": time.perf_counter() - start,
+                "merge_seconds": loaded.produce_seconds, "rank": int(getattr(self, "rank", 0))}
 
     def lines_weights_checksum(self) -> list[float]:
         """[Σ|w|, Σ w·i mod-weighted] over this worker's parameters in float64: equal before a swap and after

@@ -15,6 +15,7 @@ Imports stay light (torch and `lines` only): every engine worker process imports
 """
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import torch
@@ -97,14 +98,14 @@ class WorkerMerges:
         self._inputs.clear()
 
 
-def load_in_place(worker, named_tensors) -> int:
+def load_in_place(worker, named_tensors) -> "_Counted":
     """Write checkpoint-format (Hugging Face named) tensors into a running vLLM worker's model; returns how many.
 
     The worker's `reload_weights` is the call that works on every build this project supports: on the CPU
     build, linear weights are re-packed for oneDNN at load time (the parameters themselves become empty), so
     the model's own `load_weights` cannot write into them; `reload_weights` restores the checkpoint layout,
     loads and re-packs. The whole state dict goes in one call, so fused groups (q/k/v, gate/up) are always
-    written whole."""
+    written whole. Returns the counted stream: how many tensors, and the seconds spent producing them (the merge)."""
     counted = _Counted(named_tensors)
     reload = getattr(worker, "reload_weights", None)
     if reload is not None:
@@ -112,7 +113,7 @@ def load_in_place(worker, named_tensors) -> int:
         refresh_tied_layers(worker.model_runner.model)
     else:  # builds without in-place reloading (GPU only): the model's loader takes Hugging Face names
         worker.model_runner.model.load_weights(weights=counted)
-    return counted.count
+    return counted
 
 
 def refresh_tied_layers(model) -> int:
@@ -135,10 +136,21 @@ def refresh_tied_layers(model) -> int:
 
 
 class _Counted:
+    """The tensors handed to the loader, counted, with the time spent producing them (merging) kept apart from the
+    time the loader spends on them."""
+
     def __init__(self, items):
-        self.items, self.count = items, 0
+        self.items, self.count, self.produce_seconds = items, 0, 0.0
 
     def __iter__(self):
-        for item in self.items:
+        items = iter(self.items)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                self.produce_seconds += time.perf_counter() - start
+                return
+            self.produce_seconds += time.perf_counter() - start
             self.count += 1
             yield item
