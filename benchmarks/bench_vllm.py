@@ -170,7 +170,7 @@ def run_size(size: str, workdir: Path) -> dict:
     out["transformers_generation"] = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        out["transformers_generation"][threads] = time_generation(hf, prompts)
+        out["transformers_generation"][str(threads)] = time_generation(hf, prompts)  # JSON keys
     torch.set_num_threads(1)
     del hf
     # -- vLLM (engine in its own process, vLLM's default)

@@ -358,6 +358,11 @@ def main(argv=None) -> None:
         date = now()
         results["vllm"] = {"date": date, **torch_threads_kept(bench_vllm.main, [
             "--workdir", str(args.work / "vllm"), "--out", str(args.work / "vllm_results.json")])}
+    render(results)
+
+
+def render(results: dict) -> None:
+    """RESULTS.md and results.json from the results of every part measured so far."""
     dates = []
     if "side_by_side" in results:
         dates.append(f"parts 1-2 on {results['merge_date']}")

