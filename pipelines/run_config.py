@@ -433,6 +433,13 @@ def check_machine(cfg: RunConfig) -> None:
         resolve_device(generation.device)
     except UserError as err:
         raise PipelineError(f"{cfg.source}: generation.device: {err}") from None
+    if backend == "vllm":
+        from .generation.vllm_support import check_vllm_settings, installed_build
+
+        try:
+            check_vllm_settings(generation, installed_build())
+        except UserError as err:
+            raise PipelineError(f"{cfg.source}: {err}") from None
     if backend == "vllm" and cfg.sweep.lora_route == "adapter" and not generation.vllm.enable_lora:
         raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but the vllm engine serves no adapters; set "
                             "generation.vllm.enable_lora: true, or lora_route: dense")

@@ -71,6 +71,9 @@ class FakeBackend:
         yield PolicyHandle(SimpleNamespace(holds=self.weights if adapter is None else f"adapter {adapter.name}"),
                            self.tokenizer)
 
+    def idle(self):
+        self.calls.append(("idle",))
+
     def close(self):
         self.calls.append(("close",))
 
@@ -149,8 +152,9 @@ def test_the_backends_implement_the_protocol(dense_inputs):
         vllm = VLLMGenerator(str(dense_inputs["base"]), {"vllm": settings}, tokenizer=tiny.tiny_tokenizer(),
                              api=FakeApi())
         assert isinstance(vllm, GenerationBackend)
-        assert vllm.capabilities == Capabilities(dense_weights=True, lora_adapters=lora, max_points_per_call=1,
-                                                 max_lora_rank=settings.get("max_lora_rank", 16), policy_model=False)
+        assert vllm.capabilities == Capabilities(dense_weights=True, lora_adapters=lora,
+                                                 max_points_per_call=4 if lora else 1,  # max_loras
+                                                 max_lora_rank=32 if lora else None, policy_model=False)
 
 
 # -- dense weights ---------------------------------------------------------------------------------------------------

@@ -44,9 +44,15 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     memo = run_memo(cfg.run_dir)
     generation = cfg.generation
     backend = make_generator(base_model_path, generation)
+    # Metric models (θ0 for KL, the policy copy for perplexity) go beside the engine, in the generation dtype.
+    device = generation.device
+    if backend.identity.get("backend") == "vllm":
+        from ..generation.engine_devices import metric_device
+
+        device = metric_device(device, generation.vllm.tensor_parallel_size)
     kl_base = None
     if any(spec.wants_base_model() for spec in cfg.objectives):
-        kl_base = load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0 (for kl)")
+        kl_base = load_causal_lm(base_model_path, device, generation.dtype, "θ0 (for kl)")
     objectives = build_objectives(cfg.rewards, cfg.metrics, kl_base, memo)
 
     def evaluator_for(inputs: MergeInputs, policies: list[str]) -> PointEvaluator:
@@ -54,7 +60,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
         return PointEvaluator(
             backend, inputs, base_model_path, policies, objectives, cache, models,
             {**generation.sampling(), "engine": backend.identity},
-            policy_copy_factory=lambda: load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0"),
+            policy_copy_factory=lambda: load_causal_lm(base_model_path, device, generation.dtype, "θ0"),
             adapter_dir=sweep_dir / "adapters", lora_route=cfg.sweep.lora_route)
 
     try:
