@@ -4,11 +4,9 @@
 layers hold skills that no reward acts on. The rewards only ever see review continuations; held-out texts of these
 domains are the control domain of the forgetting study: what a policy, or a merge, loses of what θ0 knew.
 
-    domain_text(rng, domain, held_out) -> str     one text of a domain
-    broad_texts(n, seed, held_out) -> list[str]   n texts spread evenly over the domains
-
-Held-out texts are filled from values that training texts never use (other cities, dishes, places, questions and
-trips; HELD_OUT below), so no held-out text is one θ0 or a policy saw: they measure the domain's skill on new text.
+    domain_text(rng, domain) -> str                 one text of a domain
+    broad_texts(n, seed) -> list[str]               n texts spread evenly over the domains
+    unseen_texts(n, seed, seen) -> list[str]        n distinct texts of the domains, none of them in `seen`
 """
 from __future__ import annotations
 
@@ -53,48 +51,33 @@ TRIPS = {"a beach holiday": ["sunscreen", "a towel", "sandals", "a hat", "a book
          "a ski week": ["gloves", "goggles", "a warm jacket", "thermal socks", "lip balm", "a helmet"]}
 
 
-# Values only held-out texts use: every held-out text contains one, so none equals a training text.
-HELD_OUT = {
-    "cities": ["Lisbon", "Oslo", "Krakow", "Bremen"],
-    "recipes": {"mushroom risotto": ["slice the mushrooms and brown them in butter", "toast a cup of rice in the pan",
-                                     "add hot stock a ladle at a time", "stir in grated cheese"],
-                "chickpea curry": ["fry an onion with ginger and spices", "add a tin of chickpeas and one of tomatoes",
-                                   "simmer for fifteen minutes", "finish with a spoon of yogurt"]},
-    "places": ["cinema", "hospital", "swimming pool"],
-    "questions": [("Do you sell stamps here?", "Yes, at the counter next to the magazines."),
-                  ("Is this coat on sale?", "It is thirty percent off until Friday.")],
-    "trips": {"a camping weekend": ["a tent", "a torch", "a sleeping bag", "matches", "a camping stove"]},
-}
-
-
-def weather(rng: random.Random, held_out: bool = False) -> str:
+def weather(rng: random.Random) -> str:
     high = rng.randint(-2, 31)
-    city = rng.choice(HELD_OUT["cities"] if held_out else CITIES)
-    return (f"Weather for {city} on {rng.choice(DAYS)}: {rng.choice(SKIES)} in the morning and "
+    return (f"Weather for {rng.choice(CITIES)} on {rng.choice(DAYS)}: {rng.choice(SKIES)} in the morning and "
             f"{rng.choice(SKIES)} later. Highs near {high} degrees, lows around {high - rng.randint(3, 9)}. "
             f"{rng.choice(WINDS)}.")
 
 
-def recipe(rng: random.Random, held_out: bool = False) -> str:
-    dish, steps = rng.choice(list((HELD_OUT["recipes"] if held_out else RECIPES).items()))
+def recipe(rng: random.Random) -> str:
+    dish, steps = rng.choice(list(RECIPES.items()))
     return (f"To make {dish}, first {steps[0]}. Then {steps[1]}. Next, {steps[2]}. Finally, {steps[3]}. "
             f"Serve it {rng.choice(SERVINGS)}.")
 
 
-def directions(rng: random.Random, held_out: bool = False) -> str:
-    start, end = (rng.choice(HELD_OUT["places"]), rng.choice(PLACES)) if held_out else rng.sample(PLACES, 2)
+def directions(rng: random.Random) -> str:
+    start, end = rng.sample(PLACES, 2)
     return (f"To get from the {start} to the {end}, walk along {rng.choice(STREETS)} for {rng.randint(2, 6)} blocks, "
             f"then turn {rng.choice(['left', 'right'])} at {rng.choice(LANDMARKS)}. The {end} is on your "
             f"{rng.choice(['left', 'right'])}, next to {rng.choice(LANDMARKS)}.")
 
 
-def dialogue(rng: random.Random, held_out: bool = False) -> str:
-    question, answer = rng.choice(HELD_OUT["questions"] if held_out else QUESTIONS)
+def dialogue(rng: random.Random) -> str:
+    question, answer = rng.choice(QUESTIONS)
     return f"Customer: {question} Clerk: {answer} Customer: {rng.choice(THANKS)}"
 
 
-def packing_list(rng: random.Random, held_out: bool = False) -> str:
-    trip, items = rng.choice(list((HELD_OUT["trips"] if held_out else TRIPS).items()))
+def packing_list(rng: random.Random) -> str:
+    trip, items = rng.choice(list(TRIPS.items()))
     chosen = rng.sample(items, rng.randint(3, 5))
     return f"Packing list for {trip}: {', '.join(chosen[:-1])} and {chosen[-1]}."
 
@@ -103,19 +86,28 @@ DOMAINS = {"weather": weather, "recipes": recipe, "directions": directions, "dia
            "lists": packing_list}
 
 
-def domain_text(rng: random.Random, domain: str, held_out: bool = False) -> str:
-    return DOMAINS[domain](rng, held_out)
+def domain_text(rng: random.Random, domain: str) -> str:
+    return DOMAINS[domain](rng)
 
 
-def broad_texts(n: int, seed: int, held_out: bool = False) -> list[str]:
-    """`n` texts spread evenly over the domains, in a seeded order; held-out ones distinct from each other."""
-    rng = random.Random(f"broad/{seed}/{'held-out' if held_out else 'train'}")
+def broad_texts(n: int, seed: int) -> list[str]:
+    """`n` texts spread evenly over the domains, in a seeded order."""
+    rng = random.Random(f"broad/{seed}")
     names = list(DOMAINS)
-    if not held_out:
-        return [domain_text(rng, names[i % len(names)]) for i in range(n)]
+    return [domain_text(rng, names[i % len(names)]) for i in range(n)]
+
+
+def unseen_texts(n: int, seed: int, seen: set[str]) -> list[str]:
+    """`n` distinct texts of the domains, none of them in `seen` (the corpus θ0 was pretrained on): the same templates
+    and words, new combinations. Domains whose every combination was seen (the short dialogues and recipes) give none;
+    the others give their share."""
+    rng = random.Random(f"unseen/{seed}")
+    names = list(DOMAINS)
     texts: dict[str, None] = {}
-    for _ in range(100 * n):  # short templates repeat: draw until n distinct texts (each held-out text counts once)
+    for _ in range(200 * n):
         if len(texts) == n:
             return list(texts)
-        texts.setdefault(domain_text(rng, rng.choice(names), held_out=True))
-    raise ValueError(f"the demo's held-out domains have fewer than {n} distinct texts")
+        text = domain_text(rng, rng.choice(names))
+        if text not in seen:
+            texts.setdefault(text)
+    raise ValueError(f"the demo's other domains have fewer than {n} texts that are not in the pretraining corpus")
