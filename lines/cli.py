@@ -1,4 +1,5 @@
-"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`, plus the commands other packages add.
+"""`lines` command line: `lines merge RECIPE.yaml OUT_DIR`, `lines export-mergekit RECIPE.yaml`, plus the commands
+other packages add.
 
 The merge engine knows nothing of the packages built on it. They add subcommands through the entry-point group
 `lines.commands`: each entry names a function `register(subparsers)` that adds its parser and sets `func`
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
-from .errors import UserError, report_user_error
+from .errors import LinesError, UserError, report_user_error
 
 COMMAND_GROUP = "lines.commands"
 
@@ -25,17 +27,43 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_mergekit(args: argparse.Namespace) -> int:
+    from .atomic import write_text
+    from .mergekit_export import export_mergekit, to_yaml
+
+    if args.output and Path(args.output).exists() and not args.force:
+        raise LinesError(f"{args.output}: already exists; choose another path or pass --force")
+    config, notes = export_mergekit(args.recipe, allow_pickle=args.allow_pickle)
+    text = to_yaml(config, [f"mergekit config reproducing {args.recipe} (lines export-mergekit)"]
+                   + [f"note: {n}" for n in notes])
+    if args.output:
+        write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lines", description="Rewarded soups with LiNeS layer scaling.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("merge", help="merge policies as a YAML recipe says and write a checkpoint")
-    p.add_argument("recipe", help="YAML recipe (base_model, models, method, parameters, lines, dtype, ...)")
+    p.add_argument("recipe", help="YAML recipe (base_model, models, method, parameters, lines, dtype, ...), or a "
+                                  "mergekit config (merge_method, ...), merged with mergekit's semantics")
     p.add_argument("out_dir", help="output directory (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists (only after success)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle .bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
     p.set_defaults(func=_merge)
+    p = sub.add_parser("export-mergekit", help="write the mergekit config that reproduces a recipe (LiNeS as per-layer "
+                                               "gradients), for mergekit-yaml")
+    p.add_argument("recipe", help="YAML recipe (or mergekit config with a lines: block)")
+    p.add_argument("-o", "--output", help="write the config here (default: stdout)")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--allow-pickle", action="store_true", help="accept pickle .bin checkpoints")
+    p.set_defaults(func=_export_mergekit)
     for entry in entry_points(group=COMMAND_GROUP):
         entry.load()(sub)
     return parser

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -14,11 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import LinesError
-from .method_registry import MergeContext, get_method
+from .method_registry import MergeContext, MergeMethod, get_method
 from .prefetch import prefetched
 from .profile import MergeProfile, merge_profile, normalised_weights
 from .recipe import MergeSpec
 from .schedule import LinesSchedule
+from .settings import depth
 from .task_vectors import COMPUTE_DTYPES, MergeInputs
 
 # Elementwise methods stream large tensors in row blocks of at most this many elements per model: memory stays
@@ -35,6 +37,22 @@ class ResolvedLines:
     alpha_was_auto: bool
 
 
+@dataclass(frozen=True)
+class TensorSettings:
+    """What one tensor is merged with: the spec resolved for it, as tensors and filled-in parameters."""
+
+    spec: MergeSpec
+    weights: torch.Tensor
+    params: dict
+    coefficients: torch.Tensor | None  # τ_merged = Σ_i c_i τ_i, for methods linear in the task vectors
+
+    @classmethod
+    def of(cls, spec: MergeSpec, method: MergeMethod, dtype: torch.dtype) -> "TensorSettings":
+        weights = torch.tensor(spec.weights, dtype=dtype)
+        params = method.resolved_parameters(spec.weights, spec.parameters)
+        return cls(spec, weights, params, method.linear_coefficients(weights, params))
+
+
 class TensorMerger:
     def __init__(self, spec: MergeSpec, inputs: MergeInputs, block_elements: int = BLOCK_ELEMENTS):
         if len(spec.weights) != len(inputs.policies):
@@ -42,11 +60,31 @@ class TensorMerger:
         self.spec = spec
         self.inputs = inputs
         self.dtype = COMPUTE_DTYPES[spec.compute_dtype]
-        self.weights = torch.tensor(spec.weights, dtype=self.dtype)
         self.block_elements = block_elements
         self.method = get_method(spec.method)
-        self.params = self.method.resolved_parameters(spec.weights, spec.parameters)
-        self.coefficients = self.method.linear_coefficients(self.weights, self.params)
+        default = TensorSettings.of(spec, self.method, self.dtype)
+        self.weights, self.params, self.coefficients = default.weights, default.params, default.coefficients
+        self._settings = {name: default for name in inputs.names}
+        if spec.varying:
+            self._resolve_per_tensor()
+
+    def _resolve_per_tensor(self) -> None:
+        """Every tensor's own settings, resolved (and validated) before anything is read or written. Tensors that
+        resolve to equal settings share one object. Whole-spec shortcuts (fused coefficients, closed-form α) are
+        then taken per tensor, never for the spec as a whole."""
+        shared: dict[str, TensorSettings] = {}
+        for name in self.inputs.names:
+            if not self.inputs.base.info(name).dtype.is_floating_point:
+                continue
+            resolved = self.spec.at(name, depth(self.inputs.roles[name], self.inputs.num_layers))
+            key = json.dumps(resolved.model_dump(mode="json"), sort_keys=True)
+            if key not in shared:
+                shared[key] = TensorSettings.of(resolved, self.method, self.dtype)
+            self._settings[name] = shared[key]
+        self.coefficients = None
+
+    def settings(self, name: str) -> TensorSettings:
+        return self._settings[name]
 
     # -- per tensor ---------------------------------------------------------------------------------------
     def row_blocks(self, name: str) -> list[tuple[int, int] | None]:
@@ -59,9 +97,11 @@ class TensorMerger:
         step = max(1, self.block_elements // row_elements)
         return [(start, min(start + step, info.shape[0])) for start in range(0, info.shape[0], step)]
 
-    def merged_update(self, name: str, tvs: torch.Tensor) -> torch.Tensor:
-        """τ_merged for one tensor (or block) from its stacked task vectors."""
-        return self.method.merge(tvs, self.weights, self.params, MergeContext(name, self.spec.seed))
+    def merged_update(self, name: str, tvs: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """τ_merged for one tensor (or block) from its stacked task vectors (and θ0, for methods that need it)."""
+        settings = self.settings(name)
+        context = MergeContext(name, self.spec.seed, base if self.method.needs_base else None)
+        return self.method.merge(tvs, settings.weights, settings.params, context)
 
     def blocks(self) -> list[tuple[str, tuple[int, int] | None]]:
         """Every (tensor, rows) work item of one pass, in θ0's storage order."""
@@ -86,11 +126,12 @@ class TensorMerger:
 
     def merged_block(self, name: str, raw: list[torch.Tensor], scale: float) -> torch.Tensor:
         """θ0 + scale·τ_merged for a block read by `MergeInputs.read_block`, in the compute dtype."""
-        if self.coefficients is not None:
-            c = (scale * self.coefficients).tolist()
+        coefficients = self.settings(name).coefficients
+        if coefficients is not None:
+            c = (scale * coefficients).tolist()
             return self.inputs.linear_combination(name, raw, self.dtype, 1.0 - sum(c), c)
         base, tvs = self.inputs.task_vectors(name, raw, self.dtype)
-        return base + scale * self.merged_update(name, tvs)
+        return base + scale * self.merged_update(name, tvs, base)
 
     # -- LiNeS -------------------------------------------------------------------------------------------
     def resolve_lines(self, progress: bool = True, profile: MergeProfile | None = None) -> ResolvedLines | None:
@@ -117,11 +158,13 @@ class TensorMerger:
         return closed if closed is not None else merge_profile(self, progress).alpha()
 
     def closed_form_alpha(self) -> float | None:
-        """1/|k| when the merge is k·Σ_i w̄_i τ_i, else None (the norms of a pass are needed)."""
-        if self.coefficients is None:
+        """1/|k| when the merge is k·Σ_i w̄_i τ_i, else None (the norms of a pass are needed). The coefficients are
+        recomputed in fp64: rounded to the compute dtype they would miss the proportionality test."""
+        if self.coefficients is None or self.spec.varying:
             return None
         mean_weights = torch.tensor(normalised_weights(self.spec.weights), dtype=torch.float64)
-        coefficients = self.coefficients.to(torch.float64)
+        coefficients = self.method.linear_coefficients(torch.tensor(self.spec.weights, dtype=torch.float64),
+                                                       self.params)
         k = float(coefficients.sum())
         if k != 0 and torch.allclose(coefficients, k * mean_weights, rtol=1e-12, atol=1e-15):
             return 1.0 / abs(k)

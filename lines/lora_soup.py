@@ -32,12 +32,15 @@ def adapter_soup_tensors(inputs: MergeInputs, spec: MergeSpec, lines: ResolvedLi
     if not adapters or not all(isinstance(a, AdapterCheckpoint) for a in adapters):
         raise LinesError("output: adapter needs every policy to be a LoRA adapter directory; "
                          "use output: dense to merge full checkpoints")
+    if spec.varying:
+        raise LinesError("output: adapter needs one weight per policy for every tensor; per-tensor values "
+                         f"({', '.join(spec.varying)}) need output: dense")
     merger = TensorMerger(spec, inputs)
     coefficients = merger.coefficients
     if coefficients is None:
         linear = [m for m in method_names() if get_method(m).coefficients is not None]
-        raise LinesError(f"output: adapter is exact only for {' and '.join(linear)}, not {spec.method}; "
-                         f"use output: dense")
+        raise LinesError(f"output: adapter is exact only for {', '.join(linear[:-1])} and {linear[-1]}, not "
+                         f"{spec.method}; use output: dense")
     fan = {bool(a.adapter.config.get("fan_in_fan_out", False)) for a in adapters}
     if len(fan) > 1:
         raise LinesError("adapters disagree on fan_in_fan_out; they cannot be concatenated into one adapter")

@@ -112,10 +112,13 @@ def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpe
 
 
 def iter_merged_tensors(inputs: MergeInputs, spec: MergeSpec, *, lines: ResolvedLines | None | str = "resolve",
-                        progress: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+                        progress: bool = False, block_elements: int | None = None
+                        ) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, merged tensor) for every tensor of θ0, whole (row blocks joined), in θ0's dtypes: what a serving
-    engine's in-place weight loader takes (e.g. vLLM's). Memory holds one tensor at a time."""
-    merger = TensorMerger(spec, inputs)
+    engine's in-place weight loader takes (e.g. vLLM's). Memory holds one tensor at a time. `block_elements`:
+    the row-block size of elementwise methods (default: cache-sized blocks for the CPU; a GPU wants whole
+    tensors)."""
+    merger = TensorMerger(spec, inputs) if block_elements is None else TensorMerger(spec, inputs, block_elements)
     resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
     pending_name, parts = None, []
     for name, rows, block in merger.iter_merged(resolved, progress=progress):

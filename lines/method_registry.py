@@ -34,6 +34,8 @@ class MergeContext:
 
     tensor_name: str
     seed: int  # the recipe's seed
+    # θ0's tensor (or row block) in the compute dtype, for methods declared with needs_base (else None).
+    base: torch.Tensor | None = None
 
 
 # merge(tvs (N, *shape), weights (N,), parameters, context) -> τ_merged (*shape); parameters are the schema's
@@ -57,6 +59,11 @@ class MergeMethod:
     resolve: Callable[[list[float], dict], dict] | None = None
     # The result depends on the recipe seed (random drops): the seed is part of the canonical form.
     seeded: bool = False
+    # The merge reads θ0 itself, not only the task vectors (mergekit's slerp of weights, its unnormalised linear).
+    needs_base: bool = False
+    # With `normalize: true` the weights must be non-negative with a positive sum (this project's methods). mergekit's
+    # methods have their own rule for normalising, declared in their `check`.
+    normalize_needs_positive_weights: bool = True
 
     def resolved_parameters(self, weights: list[float], params: dict) -> dict:
         return self.resolve(weights, params) if self.resolve is not None else params
@@ -68,7 +75,8 @@ class MergeMethod:
         """Raise ValueError when the weights do not fit the (validated) parameters."""
         if self.check is not None:
             self.check(weights, params)
-        if params.get("normalize", False) and (min(weights) < 0 or sum(weights) <= 0):
+        if self.normalize_needs_positive_weights and params.get("normalize", False) and (
+                min(weights) < 0 or sum(weights) <= 0):
             raise ValueError(f"method {self.name} normalises weights: they must be non-negative with a "
                              f"positive sum (got {weights}); or set parameters.normalize: false")
 
@@ -217,3 +225,8 @@ def _slerp_resolve(weights: list[float], p: dict) -> dict:
 register_method(MergeMethod(
     "slerp", SlerpParams, lambda tvs, w, p, ctx: mm.slerp(tvs, p["t"]),
     check=_slerp_check, resolve=_slerp_resolve))
+
+
+# mergekit's semantics for the methods both tools name alike (mergekit_linear, mergekit_ties, ...): what a mergekit
+# config read by `lines merge` is merged with.
+from . import mergekit_methods  # noqa: E402,F401  (registers on import)

@@ -3,8 +3,8 @@ per parameter group (each decoder block, the embeddings, the final norm, the hea
 
 One pass over the inputs gives everything LiNeS needs at a weight, for every β and profile at once:
 - α for weighted soups, α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged‖₁ with w̄ = w / Σw. At equal weights it is the paper's
-  multi-task rule (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁; it is 1 for a linear soup and 1/N for task arithmetic, and a policy
-  of weight zero does not change it;
+  multi-task rule (1/N)·‖Σ_i τ_i‖₁ / ‖τ_merged‖₁; it is 1 for a linear soup and 1/Σw for task arithmetic (1/N at
+  weights w_i = 1), and a policy of weight zero does not change it;
 - the L1 norm of the LiNeS update Σ_g λ_g ‖τ_merged‖₁,g, and the single λ that gives the merged update the same norm
   (the norm-matched uniform control: the same magnitude as LiNeS at that point, without its depth profile).
 """
@@ -72,16 +72,20 @@ def normalised_weights(weights: list[float]) -> list[float]:
 def merge_profile(merger, progress: bool = False) -> MergeProfile:
     """One pass over the inputs of `merger` (a lines.engine.TensorMerger): per-group L1 norms, in fp64."""
     inputs = merger.inputs
-    mean_weights = torch.tensor(normalised_weights(merger.spec.weights), dtype=merger.dtype)
+    mean_weights: dict[int, torch.Tensor] = {}  # per distinct settings (weights may differ between tensors)
     merged: dict[str, float] = {}
     mean: dict[str, float] = {}
     items = [(n, r) for n, r in merger.blocks() if inputs.base.info(n).dtype.is_floating_point]
     loaded = prefetched(items, lambda item: inputs.read_block(*item))
     for (name, _), raw in tqdm(loaded, total=len(items), desc="merge profile", disable=not progress, leave=False):
-        _, tvs = inputs.task_vectors(name, raw, merger.dtype)
+        base, tvs = inputs.task_vectors(name, raw, merger.dtype)
         group = group_of(inputs.roles[name])
-        update = merger.merged_update(name, tvs)
+        settings = merger.settings(name)
+        if id(settings) not in mean_weights:
+            mean_weights[id(settings)] = torch.tensor(normalised_weights(settings.spec.weights), dtype=merger.dtype)
+        weights = mean_weights[id(settings)]
+        update = merger.merged_update(name, tvs, base)
         merged[group] = merged.get(group, 0.0) + float(update.abs().sum(dtype=torch.float64))
-        weighted_mean = (tvs * mean_weights.reshape((-1,) + (1,) * (tvs.dim() - 1))).sum(0)
+        weighted_mean = (tvs * weights.reshape((-1,) + (1,) * (tvs.dim() - 1))).sum(0)
         mean[group] = mean.get(group, 0.0) + float(weighted_mean.abs().sum(dtype=torch.float64))
     return MergeProfile(merged, mean)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import LinesError
 from .method_registry import MethodName, get_method
 from .safetensors_writer import parse_size
+from .settings import VaryingValue, evaluate
 from .validation import describe_validation_error, first_error, read_yaml_mapping
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
@@ -82,6 +83,10 @@ class MergeSpec(_Strict):
     lines: LinesConfig | None = None
     seed: int = 0
     compute_dtype: Literal["float32", "float64"] = "float32"
+    # Values that differ between tensors (mergekit's per-layer gradients and name filters), keyed by what they set:
+    # "weights.<i>", a parameter "<name>", or "<name>.<i>" for entry i of a per-policy parameter list. Where a
+    # value's conditions match no tensor name, the static field above applies (unless the value is `required`).
+    varying: dict[str, VaryingValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _method_fits(self):
@@ -95,7 +100,41 @@ class MergeSpec(_Strict):
         if self.lines is not None and self.lines.gamma is not None and len(self.weights) != 1:
             raise ValueError("lines.gamma is the single-task edit of one policy; with several policies "
                              "give alpha (or 'auto') and beta")
+        for key in self.varying:
+            self._slot(key)
         return self
+
+    def _slot(self, key: str) -> tuple[list, int | str]:
+        """(container, index) that varying `key` sets in a copy-free view of weights/parameters."""
+        name, _, index = key.partition(".")
+        if name == "weights" and index.isdigit() and int(index) < len(self.weights):
+            return self.weights, int(index)
+        if name in self.parameters and not index:
+            return self.parameters, name
+        if name in self.parameters and index.isdigit() and isinstance(self.parameters[name], list) \
+                and int(index) < len(self.parameters[name]):
+            return self.parameters[name], int(index)
+        raise ValueError(f"varying value {key!r} names no weight or parameter of method {self.method}")
+
+    def at(self, tensor_name: str, t: float) -> "MergeSpec":
+        """The spec with every varying value resolved for one tensor at depth t (see lines.settings.depth); the spec
+        itself when nothing varies. Raises LinesError naming the tensor when the resolved values do not fit."""
+        if not self.varying:
+            return self
+        resolved = self.model_copy(deep=True, update={"varying": {}, "lines": None})
+        for key, setting in self.varying.items():
+            value = evaluate(setting.conditions, tensor_name, t)
+            if value is None:
+                if setting.required:
+                    raise LinesError(f"tensor {tensor_name!r}: no condition of {key} applies to it; add a condition "
+                                     f"without a filter")
+                continue
+            container, index = resolved._slot(key)
+            container[index] = value
+        try:
+            return MergeSpec.model_validate(resolved.model_dump())
+        except ValidationError as exc:
+            raise LinesError(f"tensor {tensor_name!r}: {first_error(exc)}") from None
 
 
 def canonical_merge(spec: MergeSpec) -> dict:
@@ -107,8 +146,11 @@ def canonical_merge(spec: MergeSpec) -> dict:
     lines = spec.lines.model_dump() if spec.lines is not None else None
     if lines is not None and lines["alpha"] == 1 and lines["beta"] == 0 and lines["gamma"] is None:
         lines = None
-    return {**get_method(spec.method).canonical(spec.weights, spec.parameters, spec.seed), "lines": lines,
-            "compute_dtype": spec.compute_dtype}
+    out = {**get_method(spec.method).canonical(spec.weights, spec.parameters, spec.seed), "lines": lines,
+           "compute_dtype": spec.compute_dtype}
+    if spec.varying:  # only then, so that the keys of merges without per-tensor values never change
+        out["varying"] = {key: value.model_dump() for key, value in sorted(spec.varying.items())}
+    return out
 
 
 class Recipe(_Strict):
@@ -157,4 +199,10 @@ def parse_recipe(data: object, source: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    return parse_recipe(read_yaml_mapping(path, LinesError, "recipe"), str(path))
+    """A recipe file, or a mergekit config (it has `merge_method`) read as the recipe that merges as it does."""
+    from .mergekit_config import is_mergekit_config, recipe_from_mergekit
+
+    data = read_yaml_mapping(path, LinesError, "recipe")
+    if is_mergekit_config(data):
+        return recipe_from_mergekit(data, str(path))
+    return parse_recipe(data, str(path))

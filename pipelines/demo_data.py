@@ -22,7 +22,7 @@ import itertools
 import random
 from typing import Literal
 
-from .demo_domains import broad_texts
+from .demo_domains import broad_texts, unseen_texts
 from .prompts import Prompt
 
 Split = Literal["train", "validation", "test"]
@@ -150,8 +150,7 @@ def heldout_reviews(n: int = 64) -> list[str]:
     return demo_reviews([p.prompt for p in prompts], seed=777)
 
 
-def control_texts(n: int = 64) -> list[str]:
-    """Texts of the other domains, for the control domain of the forgetting study: no reward acts on them. They come
-    from the same templates as θ0's pretraining texts (short templates repeat), so they measure what θ0 knew and a
-    policy kept, not generalisation to new text."""
-    return broad_texts(n, seed=10_000)
+def control_texts(n: int = 64, pretraining: set[str] = frozenset()) -> list[str]:
+    """Texts of the other domains, for the control domain of the forgetting study: no reward acts on them, and none is
+    one of `pretraining` (θ0's SFT texts): the templates and words θ0 learned, in combinations it never saw."""
+    return unseen_texts(n, seed=0, seen=set(pretraining))

@@ -4,8 +4,9 @@
 layers hold skills that no reward acts on. The rewards only ever see review continuations; held-out texts of these
 domains are the control domain of the forgetting study: what a policy, or a merge, loses of what θ0 knew.
 
-    domain_text(rng, domain) -> str          one text of a domain
-    broad_texts(n, seed) -> list[str]        n texts spread evenly over the domains
+    domain_text(rng, domain) -> str                 one text of a domain
+    broad_texts(n, seed) -> list[str]               n texts spread evenly over the domains
+    unseen_texts(n, seed, seen) -> list[str]        n distinct texts of the domains, none of them in `seen`
 """
 from __future__ import annotations
 
@@ -94,3 +95,19 @@ def broad_texts(n: int, seed: int) -> list[str]:
     rng = random.Random(f"broad/{seed}")
     names = list(DOMAINS)
     return [domain_text(rng, names[i % len(names)]) for i in range(n)]
+
+
+def unseen_texts(n: int, seed: int, seen: set[str]) -> list[str]:
+    """`n` distinct texts of the domains, none of them in `seen` (the corpus θ0 was pretrained on): the same templates
+    and words, new combinations. Domains whose every combination was seen (the short dialogues and recipes) give none;
+    the others give their share."""
+    rng = random.Random(f"unseen/{seed}")
+    names = list(DOMAINS)
+    texts: dict[str, None] = {}
+    for _ in range(200 * n):
+        if len(texts) == n:
+            return list(texts)
+        text = domain_text(rng, rng.choice(names))
+        if text not in seen:
+            texts.setdefault(text)
+    raise ValueError(f"the demo's other domains have fewer than {n} texts that are not in the pretraining corpus")

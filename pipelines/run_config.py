@@ -228,6 +228,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "r
     if cfg.policies is not None and sorted(cfg.policies) != sorted(names):
         raise PipelineError(f"{source}: policies must name exactly one policy per reward ({', '.join(names)}), "
                             f"got {', '.join(cfg.policies) or 'none'}")
+    _check_seeds(cfg)
     _check_weights(cfg)
     _check_variants(cfg)
     _check_validation_prompts(cfg)
@@ -243,6 +244,22 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "r
         _check_prompts(cfg)
         _check_lora_route(cfg)
         _check_soup_rank(cfg)
+
+
+def _check_seeds(cfg: RunConfig) -> None:
+    if not cfg.seeds:
+        return
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise PipelineError(f"{cfg.source}: seeds {cfg.seeds} repeat a seed; give each seed once")
+    if cfg.training is not None:
+        fixed = ["training.training.seed"] if cfg.training.training.seed is not None else []
+        fixed += [f"training.policies[{i}].training.seed" for i, p in enumerate(cfg.training.policies)
+                  if "seed" in p.training]
+        fixed += ["training.base.sft.training.seed"] if cfg.training.base.sft and \
+            cfg.training.base.sft.training.seed is not None else []
+        if fixed:
+            raise PipelineError(f"{cfg.source}: seeds replicate every stage, but {fixed[0]} fixes a stage's seed; "
+                                "remove it (each seed of the study seeds every stage)")
 
 
 def _check_objective_names(cfg: RunConfig) -> None:
@@ -417,6 +434,13 @@ def check_machine(cfg: RunConfig) -> None:
         resolve_device(generation.device)
     except UserError as err:
         raise PipelineError(f"{cfg.source}: generation.device: {err}") from None
+    if backend == "vllm":
+        from .generation.vllm_support import check_vllm_settings, installed_build
+
+        try:
+            check_vllm_settings(generation, installed_build())
+        except UserError as err:
+            raise PipelineError(f"{cfg.source}: {err}") from None
     if backend == "vllm" and cfg.sweep.lora_route == "adapter" and not generation.vllm.enable_lora:
         raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but the vllm engine serves no adapters; set "
                             "generation.vllm.enable_lora: true, or lora_route: dense")

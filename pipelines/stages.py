@@ -18,7 +18,7 @@ def resolve_metric_specs(cfg: RunConfig, write: bool) -> RunConfig:
     from .demo_data import control_texts, heldout_reviews
 
     sources = {DEMO_HELD_OUT: ("held_out_reviews.jsonl", heldout_reviews),
-               DEMO_CONTROL: ("held_out_control.jsonl", control_texts)}
+               DEMO_CONTROL: ("held_out_control.jsonl", lambda: control_texts(pretraining=demo_pretraining(cfg)))}
     metrics = []
     for spec in cfg.metrics:
         placeholder = getattr(spec, "texts", None)
@@ -30,6 +30,16 @@ def resolve_metric_specs(cfg: RunConfig, write: bool) -> RunConfig:
             spec = spec.model_copy(update={"texts": str(path)})
         metrics.append(spec)
     return cfg.model_copy(update={"metrics": metrics})
+
+
+def demo_pretraining(cfg: RunConfig) -> set[str]:
+    """The texts θ0 is pretrained on when this run trains it on the demo's corpus (else none are known)."""
+    sft = cfg.train_config.base.sft if cfg.train_config is not None else None
+    if sft is None or sft.data.source != "demo":
+        return set()
+    from .demo_data import demo_corpus
+
+    return set(demo_corpus(sft.data.n, cfg.seed, sft.data.review_share))
 
 
 def resolve_checkpoints(cfg: RunConfig) -> tuple[str, list[str], list[ReferencePolicy]]:

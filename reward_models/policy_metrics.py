@@ -33,15 +33,9 @@ def _max_positions(model, default: int = 2048) -> int:
     return int(getattr(model.config, "max_position_embeddings", None) or default)
 
 
-@torch.inference_mode()
-def token_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id: int,
-                   batch_size: int = 8) -> list[np.ndarray]:
-    """log p(token_t | tokens_<t) for t in [start, len) of each sequence, as float64 arrays.
-
-    Right padding with an attention mask: real tokens see exactly what an unpadded forward pass sees.
-    """
-    device = _model_device(model)
-    out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+def right_padded_batches(sequences: list[list[int]], pad_id: int, batch_size: int):
+    """(indices, ids, attention mask) for batches of similar lengths, longest first. Right padding with a mask: real
+    tokens see exactly what an unpadded forward pass sees."""
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     for begin in range(0, len(order), batch_size):
         batch = order[begin:begin + batch_size]
@@ -51,12 +45,26 @@ def token_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id:
         for row, i in enumerate(batch):
             ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
             mask[row, :len(sequences[i])] = 1
+        yield batch, ids, mask
+
+
+def _positions(values, batch, sequences, starts) -> dict[int, np.ndarray]:
+    """Per sequence, the values of the positions predicting tokens [start, len) (position t−1 predicts token t)."""
+    return {i: values[row, max(starts[i], 1) - 1:len(sequences[i]) - 1] for row, i in enumerate(batch)}
+
+
+@torch.inference_mode()
+def token_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id: int,
+                   batch_size: int = 8) -> list[np.ndarray]:
+    """log p(token_t | tokens_<t) for t in [start, len) of each sequence, as float64 arrays."""
+    device = _model_device(model)
+    out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+    for batch, ids, mask in right_padded_batches(sequences, pad_id, batch_size):
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # position t-1 predicts token t
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
         picked = logprobs.gather(-1, ids[:, 1:].to(device)[..., None])[..., 0].double().cpu().numpy()
-        for row, i in enumerate(batch):
-            start = max(starts[i], 1)  # token 0 has no prediction
-            out[i] = picked[row, start - 1:len(sequences[i]) - 1]
+        for i, values in _positions(picked, batch, sequences, starts).items():
+            out[i] = values
     return out
 
 
@@ -67,22 +75,13 @@ def token_kl(model, base_model, sequences: list[list[int]], starts: list[int], p
     `base_model`), in float64. Exact at each position; no sampling of the next token."""
     device, base_device = _model_device(model), _model_device(base_model)
     out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin:begin + batch_size]
-        width = max(len(sequences[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, :len(sequences[i])] = torch.tensor(sequences[i])
-            mask[row, :len(sequences[i])] = 1
+    for batch, ids, mask in right_padded_batches(sequences, pad_id, batch_size):
         p = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.double(), -1)
         q = torch.log_softmax(base_model(input_ids=ids.to(base_device),
                                          attention_mask=mask.to(base_device)).logits.double(), -1).to(p.device)
-        kl = (p.exp() * (p - q)).sum(-1)[:, :-1].clamp_min(0.0).cpu().numpy()  # position t-1 predicts token t
-        for row, i in enumerate(batch):
-            start = max(starts[i], 1)
-            out[i] = kl[row, start - 1:len(sequences[i]) - 1]
+        kl = (p.exp() * (p - q)).sum(-1)[:, :-1].clamp_min(0.0).cpu().numpy()
+        for i, values in _positions(kl, batch, sequences, starts).items():
+            out[i] = values
     return out
 
 
@@ -110,8 +109,9 @@ class KLToBase(Reward):
     distribution (the chain rule), with less variance than Σ_t log π(y_t)/π0(y_t) and never negative. Over responses
     sampled otherwise it is the per-token KL along those prefixes, and the report says how the samples were drawn.
     With the sampled token ids (`score_ids`, what the sweep passes) the EOS step counts too; from text alone
-    (`score`) the response is re-tokenised after the prompt as the generator formats it. Sequences longer than the
-    models' positions keep their first tokens. The policy and θ0 must share the tokenizer (checked by vocabulary).
+    (`score`) the response is re-tokenised after the prompt as the generator formats it. A sequence longer than the
+    models' positions keeps its response and loses the start of its prompt (a response longer than that, its end).
+    The policy and θ0 must share the tokenizer (checked by vocabulary).
     """
 
     higher_is_better = False
@@ -136,12 +136,16 @@ class KLToBase(Reward):
         limit = self.max_length or min(_max_positions(policy.model), _max_positions(self.base_model))
         sequences, starts, cut = [], [], 0
         for head, tail in zip(prompt_ids, response_ids_):
-            seq = list(head) + list(tail)
-            cut += len(seq) > limit
-            sequences.append(seq[:limit])
+            head, tail = list(head), list(tail)
+            if len(head) + len(tail) > limit:  # keep the response (what the KL is about); the prompt loses its start
+                cut += 1
+                tail = tail[:limit - 1]
+                head = head[len(head) - (limit - len(tail)):]
+            sequences.append(head + tail)
             starts.append(len(head))
         if cut:
-            log.warning("reward '%s': %d sequences longer than %d tokens were truncated", self.name, cut, limit)
+            log.warning("reward '%s': %d prompt+response sequences longer than %d tokens lost the start of their "
+                        "prompt (responses longer than that, their end)", self.name, cut, limit)
         tokenizer = policy.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         kls = token_kl(policy.model, self.base_model, sequences, starts, pad, self.batch_size)

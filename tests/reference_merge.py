@@ -106,3 +106,85 @@ def reference_merge(base: dict, policies: list[dict], weights, method="linear", 
     head_depth = lines.get("head_depth", "alpha")
     profile = lines.get("profile", "increasing")
     return {n: f64[n] + depth_scale(n, alpha, beta, num_layers, head_depth, tied, profile) * merged[n] for n in f64}
+
+
+# -- mergekit's semantics (the mergekit_* methods), from mergekit's formulas ----------------------------------
+
+def gradient_value(value, name, num_layers):
+    """A mergekit value at a tensor: a number, or a gradient interpolated over the depth t (ℓ/(L−1) in block ℓ, 0
+    outside the blocks) — np.interp, not the engine's arithmetic."""
+    if not isinstance(value, list):
+        return value
+    match = _BLOCK.search(name)
+    t = (int(match.group(1)) / (num_layers - 1) if num_layers > 1 else 1.0) if match else 0.0
+    return float(np.interp(t, np.linspace(0.0, 1.0, len(value)), value))
+
+
+def setting_value(setting, name, num_layers):
+    """A mergekit setting ({filter, value} list or a plain value) at a tensor, or None where no filter matches."""
+    if isinstance(setting, list) and setting and isinstance(setting[0], dict):
+        for cond in setting:
+            if cond.get("filter") is None or cond["filter"] in name:
+                return gradient_value(cond["value"], name, num_layers)
+        return None
+    return gradient_value(setting, name, num_layers)
+
+
+def _mk_sparsify(tv, density, method, rescale, mask=None):
+    if density >= 1:
+        return tv
+    flat = tv.reshape(-1)
+    if method == "magnitude":
+        k = max(1, int(density * flat.size))
+        keep = np.zeros(flat.size, dtype=bool)
+        keep[np.argsort(-np.abs(flat), kind="stable")[:k]] = True
+        masked = np.where(keep, flat, 0.0).reshape(tv.shape)
+    else:
+        masked = tv * mask
+    if rescale:
+        before, after = np.abs(tv).sum(), np.abs(masked).sum()
+        if before >= 1e-7 and after >= 1e-7:
+            masked = masked * (before / after)
+    return masked
+
+
+def mergekit_update(name, base, tvs, method, weights, params, seed):
+    """τ_merged of the mergekit_* methods at one tensor, weights and params already resolved for it."""
+    w = np.asarray(weights, dtype=np.float64)
+    if method == "mergekit_linear":
+        thetas = [base + tv for tv in tvs]
+        total = sum(wi * t for wi, t in zip(w, thetas))
+        return (total / w.sum() if params.get("normalize", True) else total) - base
+    if method == "mergekit_slerp":
+        v0, v1, t = base.ravel(), (base + tvs[0]).ravel(), params["t"]
+        dot = np.dot(v0 / np.linalg.norm(v0), v1 / np.linalg.norm(v1))
+        if abs(dot) > 0.9995:
+            out = (1 - t) * v0 + t * v1
+        else:
+            omega = np.arccos(np.clip(dot, -1, 1))
+            out = (np.sin((1 - t) * omega) * v0 + np.sin(t * omega) * v1) / np.sin(omega)
+        return out.reshape(base.shape) - base
+    sparsification = {"mergekit_ties": "magnitude", "mergekit_dare_ties": "random",
+                      "mergekit_dare_linear": "random"}.get(method)
+    consensus = method in ("mergekit_ties", "mergekit_dare_ties")
+    densities = params.get("density", [1.0] * len(tvs))
+    deltas = []
+    for i, tv in enumerate(tvs):
+        mask = None
+        if sparsification == "random" and densities[i] < 1:
+            mask = dare_keep_mask(tv.shape, densities[i], dare_seed(seed, name, i)).numpy()
+        deltas.append(_mk_sparsify(tv, densities[i], sparsification, params.get("rescale", False), mask)
+                      if sparsification else tv)
+    weighted = [wi * d for wi, d in zip(w, deltas)]
+    if consensus:
+        majority = np.where(sum(weighted) >= 0, 1.0, -1.0)
+        agree = [np.sign(x) == majority for x in weighted]
+        mixed = sum(x * a for x, a in zip(weighted, agree))
+        divisor = sum(wi * a for wi, a in zip(w, agree))
+        divisor = np.where(divisor == 0, 1.0, divisor)
+    else:
+        mixed = sum(weighted)
+        divisor = w.sum() if abs(w.sum()) >= 1e-8 else 1.0
+    if params.get("normalize", False):
+        mixed = mixed / divisor
+    return mixed * params.get("lambda_", 1.0)

@@ -46,7 +46,7 @@ class FakeBackend:
         self.identity = {"backend": "fake"}
 
     def _rows(self, prompts, text):
-        return [GenerationRow(pid, p, text, 1, 1, 0, 0) for pid, p in as_prompt_pairs(prompts)]
+        return [GenerationRow(pid, p, text, 1, 3, 0, 0, (5, 6, 2)) for pid, p in as_prompt_pairs(prompts)]
 
     def generate(self, prompts):
         self.calls.append(("generate", self.weights))
@@ -70,6 +70,9 @@ class FakeBackend:
         assert adapter is None or self.weights == "theta0", "adapters are served on θ0"
         yield PolicyHandle(SimpleNamespace(holds=self.weights if adapter is None else f"adapter {adapter.name}"),
                            self.tokenizer)
+
+    def idle(self):
+        self.calls.append(("idle",))
 
     def close(self):
         self.calls.append(("close",))
@@ -149,8 +152,9 @@ def test_the_backends_implement_the_protocol(dense_inputs):
         vllm = VLLMGenerator(str(dense_inputs["base"]), {"vllm": settings}, tokenizer=tiny.tiny_tokenizer(),
                              api=FakeApi())
         assert isinstance(vllm, GenerationBackend)
-        assert vllm.capabilities == Capabilities(dense_weights=True, lora_adapters=lora, max_points_per_call=1,
-                                                 max_lora_rank=settings.get("max_lora_rank", 16), policy_model=False)
+        assert vllm.capabilities == Capabilities(dense_weights=True, lora_adapters=lora,
+                                                 max_points_per_call=4 if lora else 1,  # max_loras
+                                                 max_lora_rank=32 if lora else None, policy_model=False)
 
 
 # -- dense weights ---------------------------------------------------------------------------------------------------
@@ -239,6 +243,34 @@ def test_metrics_of_the_policy_see_the_points_own_weights(lora_inputs, tmp_path)
         again = ev.evaluate_many(points[::-1], PROMPTS)
     assert [r["objectives"]["holds"]["mean"] for r in again] == [1.0, 1.0, 1.0], metric.seen
     assert sum(c[0].startswith("generate") for c in backend.calls) == generations  # rescored, not regenerated
+
+
+def test_metrics_of_sampled_tokens_get_the_sampled_ids(dense_inputs, tmp_path):
+    class SeenIds(Reward):
+        needs_policy = True
+        uses_token_ids = True
+
+        def __init__(self):
+            super().__init__("ids")
+            self.calls = []
+
+        def score_ids(self, prompt_ids, response_ids, policy):
+            self.calls.append((prompt_ids, response_ids))
+            return np.array([float(len(r)) for r in response_ids])
+
+        def _score(self, prompts, responses, policy):
+            raise AssertionError("the text path must not be taken when the samples carry their ids")
+
+    metric = SeenIds()
+    backend = FakeBackend(replace(FULL, lora_adapters=False))
+    with MergeInputs(dense_inputs["base"], dense_inputs["policies"]) as inputs:
+        ev = evaluator(backend, inputs, dense_inputs, tmp_path, [Objective(metric, {"t": 1}, True)])
+        result = ev.evaluate(point([0.5, 0.5]), PROMPTS)
+    (prompt_ids, response_ids), = metric.calls
+    assert response_ids == [[5, 6, 2]] * len(PROMPTS) and result["objectives"]["ids"]["mean"] == 3.0
+    from reward_models.text_format import policy_prompt_ids
+
+    assert prompt_ids == [policy_prompt_ids(backend.tokenizer, p.prompt) for p in PROMPTS]
 
 
 def test_without_a_policy_module_the_metrics_use_a_copy_with_the_merge_written_in(dense_inputs, tmp_path):

@@ -73,6 +73,20 @@ def test_at_equal_weights_alpha_is_the_papers_rule(checkpoints, method, params):
     assert resolved_alpha(root, [0, 1, 2], weights, method, params) == pytest.approx(papers, rel=1e-9)
 
 
+def test_the_closed_form_is_used_in_the_default_fp32_compute(checkpoints, monkeypatch):
+    """(0.3, 0.7) rounded to fp32 is not exactly proportional to its fp64 mean: the rule must not fall back to a pass."""
+    import lines.engine as engine
+
+    root, _, _ = checkpoints
+    monkeypatch.setattr(engine, "merge_profile", lambda *a, **k: pytest.fail("a pass over the inputs ran"))
+    for weights in ([0.3, 0.7, 0.0], [0.1, 0.9, 0.0], [0.6, 0.4, 0.0]):
+        for method, expected in (("linear", 1.0), ("task_arithmetic", 1.0)):
+            spec = MergeSpec(method=method, weights=weights, lines={"alpha": "auto", "beta": 0.5})
+            with MergeInputs(root / "base", [root / f"p{i}" for i in range(3)]) as inputs:
+                assert TensorMerger(spec, inputs).resolve_lines(progress=False).schedule.alpha == \
+                    pytest.approx(expected, rel=1e-12)
+
+
 def test_linear_soups_get_one_and_task_arithmetic_one_over_the_weight_sum(checkpoints):
     root, _, _ = checkpoints
     for weights in WEIGHTS:

@@ -174,7 +174,7 @@ def test_adapter_output_needs_linear_methods_and_adapters(adapters, tmp_path):
     root, paths = adapters
     r = lines.parse_recipe({"base_model": str(root / "base"), "method": "ties", "parameters": {"density": 0.5},
                             "models": [{"model": str(p), "weight": 0.5} for p in paths], "output": "adapter"})
-    with pytest.raises(lines.LinesError, match="exact only for linear and task_arithmetic"):
+    with pytest.raises(lines.LinesError, match="exact only for linear, task_arithmetic"):
         lines.merge(r, tmp_path / "out", progress=False)
     # Dense TIES over adapters works: adapters are policies like any other.
     r = lines.parse_recipe({**r.model_dump(), "output": "dense"})

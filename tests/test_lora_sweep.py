@@ -91,12 +91,13 @@ def test_vllm_serves_points_as_lora_requests_within_max_rank(lora_inputs, tmp_pa
         engine = api.engines[0]
         lora = engine.calls[-1][2]
         assert result["objectives"]["positive"]["n"] == 2
-        if expect_lora:
-            assert lora is not None and lora[0] == "lora" and not engine.rpc
-            served = ReadAdapter(lora[3])
+        if expect_lora:  # one request per prompt, each naming the soup adapter; θ0's weights never rewritten
+            assert lora is not None and {r[:3] for r in lora} == {lora[0][:3]} and lora[0][0] == "lora"
+            assert not [m for m, _ in engine.rpc if m == "lines_load_merge"]
+            served = ReadAdapter(lora[0][3])
             assert served.modules["model.layers.0.self_attn.q_proj.weight"].rank == 12
         else:
-            assert lora is None and engine.rpc  # merged weights streamed into the engine instead
+            assert lora is None and [m for m, _ in engine.rpc] == ["lines_load_merge"]  # built by the workers
 
 
 def test_equal_points_in_one_batch_are_generated_once(lora_inputs, tmp_path):

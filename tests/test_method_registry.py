@@ -210,7 +210,14 @@ EXAMPLES = {  # parameters for every built-in method (a new built-in must add on
     "dare_ties": [{"density": 0.6}],
     "consensus": [{"k": 2, "tall_lambda": 0.6}, {"normalize": True}],
     "slerp": [{}, {"t": 0.25}],
+    "mergekit_linear": [{}, {"normalize": False}],
+    "mergekit_task_arithmetic": [{}, {"normalize": True, "lambda_": 0.5}],
+    "mergekit_ties": [{"density": 0.4}, {"density": [0.3, 0.5, 0.9], "rescale": True, "lambda_": 1.5}],
+    "mergekit_dare_ties": [{"density": 0.6}],
+    "mergekit_dare_linear": [{"density": 0.6, "normalize": True}],
+    "mergekit_slerp": [{"t": 0.3}],
 }
+WEIGHTS = {"slerp": [0.3, 0.7], "mergekit_slerp": [1.0]}
 CASES = [(m, p) for m, ps in EXAMPLES.items() for p in ps]
 
 
@@ -219,7 +226,7 @@ def test_every_builtin_has_an_example():
 
 
 def resolved(method, params):
-    weights = [0.3, 0.7] if method == "slerp" else [0.2, 0.5, 0.3]
+    weights = WEIGHTS.get(method, [0.2, 0.5, 0.3])
     s = MergeSpec(method=method, weights=weights, parameters=params)
     entry = get_method(method)
     return entry, torch.tensor(weights, dtype=torch.float64), entry.resolved_parameters(s.weights, s.parameters)
@@ -229,17 +236,23 @@ def random_tvs(n, seed=0):
     return torch.randn((n, 8, 6), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-CTX = MergeContext("model.layers.1.mlp.up_proj.weight", seed=7)
+BASE = torch.randn((8, 6), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+
+def ctx(entry, rows=None):
+    """The merge context of one tensor (or row block), with θ0 for the methods that read it."""
+    base = (BASE if rows is None else BASE[rows[0]:rows[1]]) if entry.needs_base else None
+    return MergeContext("model.layers.1.mlp.up_proj.weight", seed=7, base=base)
 
 
 @pytest.mark.parametrize("method,params", CASES)
 def test_linear_coefficients_exactly_for_linear_methods(method, params):
     entry, w, p = resolved(method, params)
     coefficients = entry.linear_coefficients(w, p)
-    assert (coefficients is not None) == (method in ("linear", "task_arithmetic"))
+    assert (coefficients is not None) == (method in ("linear", "task_arithmetic", "mergekit_task_arithmetic"))
     if coefficients is not None:
         tvs = random_tvs(len(w))
-        torch.testing.assert_close(entry.merge(tvs, w, p, CTX), mm.task_arithmetic(tvs, coefficients),
+        torch.testing.assert_close(entry.merge(tvs, w, p, ctx(entry)), mm.task_arithmetic(tvs, coefficients),
                                    rtol=0, atol=1e-14)
 
 
@@ -247,8 +260,8 @@ def test_linear_coefficients_exactly_for_linear_methods(method, params):
 def test_elementwise_means_row_blocks_merge_alike(method, params):
     entry, w, p = resolved(method, params)
     tvs = random_tvs(len(w), seed=1)
-    whole = entry.merge(tvs, w, p, CTX)
-    blocks = torch.cat([entry.merge(tvs[:, a:b], w, p, CTX) for a, b in [(0, 3), (3, 5), (5, 8)]])
+    whole = entry.merge(tvs, w, p, ctx(entry))
+    blocks = torch.cat([entry.merge(tvs[:, a:b], w, p, ctx(entry, (a, b))) for a, b in [(0, 3), (3, 5), (5, 8)]])
     if entry.elementwise:
         assert torch.equal(blocks, whole)
     else:  # per-tensor statistics (top-k, masks, angles): a row block is not a smaller tensor

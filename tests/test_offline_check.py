@@ -68,6 +68,8 @@ def test_the_demo_config_passes_from_the_repository(monkeypatch):
     code, out, err = check("--config", "configs/demo.yaml", "--set", "output_dir=/nonexistent/runs")
     assert code == 0 and out.strip().splitlines()[-1] == "config ok: configs/demo.yaml", err
     assert "θ0: built by the SFT stage from base.sft.init" in out
+    code, out, err = check("--config", "configs/demo.yaml", "--set", "output_dir=/nonexistent/runs", "--seeds", "0,1,2")
+    assert code == 0 and "replicated over seeds 0, 1, 2: every stage above runs 3 times" in out, err
 
 
 def test_the_plan_counts_points_and_generations_of_the_real_config(workdir, monkeypatch):
@@ -81,6 +83,9 @@ def test_the_plan_counts_points_and_generations_of_the_real_config(workdir, monk
     # points; equal merges share a generation (the fronts' end points are the policies; γ = 1 is the policy; γ = 0
     # of both forgetting variants is θ0), and the MORL policy adds one.
     assert "evaluation: 56 points (+1 reference policy)" in out
+    # Norm-matched controls: the LiNeS front's 11 points and the forgetting study's LiNeS edits with β = 1 − γ ≠ 0
+    # (γ < 1: 4 per policy), one distinct merge each.
+    assert "matched controls: 19 points, 19 distinct merges × 1,000 prompts × 1 = 19,000 generations" in out
     assert "400 steps × 2 per device × 8 accumulation × 8 processes = 51,200 pairs" in out
     assert "launch: configs/accelerate/deepspeed_zero2.yaml: 8 processes, DeepSpeed ZeRO-2; 8 GPUs (--gpus)" in out
 

@@ -46,8 +46,11 @@ def test_held_out_texts_of_the_demo():
     reviews = heldout_reviews(64)
     # Each held-out review starts with its opening, once (not the opening repeated before the review).
     assert all(r.startswith(p) and r.count(p) == 1 for p, r in zip(prompts, reviews))
-    controls = control_texts(64)
-    assert len(set(controls)) > 32 and not any(text.startswith(tuple(prompts)) for text in controls)
+    corpus = set(demo_corpus(8000, seed=1, review_share=0.4))
+    controls = control_texts(64, pretraining=corpus)
+    assert len(set(controls)) == 64 and not set(controls) & corpus  # distinct, and none θ0 was pretrained on
+    assert not any(text.startswith(tuple(prompts)) for text in controls)  # the control domain holds no reviews
+    assert {text.split()[0] for text in controls} >= {"Weather", "Packing"}  # several domains
     corpus = demo_corpus(1000, seed=0, review_share=0.4)
     share = sum(text.startswith(("We ", "I went", "Last week", "My first")) for text in corpus) / len(corpus)
     assert share == pytest.approx(0.4, abs=0.01) and "Weather for" in " ".join(corpus)

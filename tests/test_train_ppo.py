@@ -24,8 +24,9 @@ DOWN = {"name": "down", "type": "callable", "target": "ppo_rewards:first_half_le
 
 def ppo_training(**extra) -> dict:
     # Sized so that 8 rollout batches move the tiny random θ0 by several standard errors of its held-out mean
-    # (measured over seeds 0-2, θ0 at 0.54 with standard error 0.02: +0.09 … +0.16 on the reward, −0.07 … −0.12 on
-    # it for the policy trained on its negation; without the reward's signal the policy moved by under 0.01).
+    # (measured over seeds 0-2, θ0 at 0.54 with standard error 0.02: +0.05 … +0.14 on the reward, −0.07 … −0.13 on
+    # it for the policy trained on its negation; with the reward scoring the prompts instead of the responses, the two
+    # policies drifted by +0.02 and +0.04, and these tests fail).
     return {"algorithm": "ppo", "learning_rate": 2e-2, "max_steps": 8, "per_device_batch_size": 8,
             "logging_steps": 1, "beta": 0.02, "max_length": 64, "rl": {"max_new_tokens": 12},
             "ppo": {"num_ppo_epochs": 4}, **extra}
@@ -113,8 +114,7 @@ REWARD_SPECS = [
 
 @pytest.mark.parametrize("spec", REWARD_SPECS, ids=[s["name"] for s in REWARD_SPECS])
 def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, tmp_path):
-    from trl.experimental.ppo.ppo_trainer import truncate_response
-    from trl.experimental.utils import get_reward
+    from pipelines.training.ppo_trainer import get_reward, truncate_response
 
     if spec["type"] == "hf":
         spec = {**spec, "path": str(tiny_reward_model_dir(tmp_path / "rm", seed=1))}
@@ -182,3 +182,18 @@ def test_the_same_config_trains_the_same_ppo_policy_whatever_ran_before(tiny_bas
         return [{k: v for k, v in row.items() if k != "eps"} for row in info.manifest["training_curve"]]
 
     assert curve(first) == curve(second)
+
+
+def test_ppo_trainer_fields_pass_through_except_the_ones_the_stage_sets(tmp_path):
+    def config(trainer):
+        return tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", "trainer": trainer})
+
+    parse_config(config({"local_rollout_forward_batch_size": 4, "ds3_gather_for_generation": False}), "cfg.yaml")
+    with pytest.raises(TrainingError, match=r"field 'trainer.num_ppo_epochs': the stage sets num_ppo_epochs from the "
+                                            r"setting `ppo.num_ppo_epochs`; set that instead"):
+        parse_config(config({"num_ppo_epochs": 2}), "cfg.yaml")
+    with pytest.raises(TrainingError, match=r"field 'trainer.stop_token': the stage sets stop_token itself"):
+        parse_config(config({"stop_token": "eos"}), "cfg.yaml")
+    with pytest.raises(TrainingError, match=r"'trainer.num_ppo_epoch' is not a field of trl's PPOConfig \(trl 1.12, kept "
+                                            r"in pipelines/training/ppo_trainer.py\); did you mean num_ppo_epochs"):
+        parse_config(config({"num_ppo_epoch": 2}), "cfg.yaml")

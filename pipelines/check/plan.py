@@ -90,7 +90,12 @@ def build_plan(cfg: RunConfig, launch: Launch, set_aside: list[str]) -> Plan:
     if cfg.training is not None:
         _training(cfg, launch, base_shape, on_gpu, plan)
     _sweep(cfg, launch, models, base_shape, on_gpu, plan)
-    plan.add(f"stage 3, report: {cfg.run_dir / 'report'}")
+    if cfg.seeds:
+        plan.add(f"stage 3, report: each seed's in {cfg.run_dir}/seed-<s>/report; then the study over the seeds")
+        plan.add(f"replicated over seeds {', '.join(map(str, cfg.seeds))}: every stage above runs {len(cfg.seeds)} "
+                 f"times, into {cfg.run_dir}/seed-<s>/; the pooled report: {cfg.run_dir / 'study'}")
+    else:
+        plan.add(f"stage 3, report: {cfg.run_dir / 'report'}")
     if set_aside:
         plan.add("not checked here (no CUDA device visible; check again on the GPU machine): " + ", ".join(set_aside))
     return plan

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Literal, Sequence
 
-from .rows import Prepared, drop_duplicates, require_rows, take_by_hash
+from .rows import Prepared, dedup_key, drop_duplicates, require_rows, take_by_hash
 from .sources import load_split
 
 DATASET = "Anthropic/hh-rlhf"
@@ -73,7 +73,7 @@ def prepare_hh_rlhf(source: str = DATASET, subsets: Sequence[str] = SUBSETS, hel
     test = [r for subset in subsets for r in split_rows(source, subset, "test", single, cache_dir, counts)]
     train, train_duplicates = drop_duplicates(train, "prompt")
     test, test_duplicates = drop_duplicates(test, "prompt")
-    train_keys = {" ".join(r["prompt"].split()) for r in train}
+    train_keys = {dedup_key(r["prompt"]) for r in train}
     test, seen_in_training = drop_duplicates(test, "prompt", seen=train_keys)
     require_rows(train, "hh-rlhf training prompts", 1, "check --source and --subsets")
     require_rows(test, "hh-rlhf test rows left for evaluation and held-out texts", held_out + 1,

@@ -1,13 +1,13 @@
 """What every preparation shares: duplicate removal, a fixed choice of held-out rows, the files and their record."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lines.atomic import write_json, write_jsonl
 
 from ..errors import PipelineError
+from ..prompts import split_key
 
 
 def dedup_key(text: str) -> str:
@@ -28,14 +28,10 @@ def drop_duplicates(rows: list[dict], field: str, seen: set[str] | None = None) 
     return kept, len(rows) - len(kept)
 
 
-def rank_key(seed: int, row_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()
-
-
 def take_by_hash(rows: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
     """(the n rows first in sha256("<seed>:<id>") order, the others), each in input order: a choice that depends on
     the ids and the seed only."""
-    chosen = {row["id"] for row in sorted(rows, key=lambda row: rank_key(seed, row["id"]))[:n]}
+    chosen = {row["id"] for row in sorted(rows, key=lambda row: split_key(seed, row["id"]))[:n]}
     return [r for r in rows if r["id"] in chosen], [r for r in rows if r["id"] not in chosen]
 
 

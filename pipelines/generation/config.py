@@ -10,7 +10,7 @@
       batch_size: 16           # sequences per forward pass (transformers backend)
       device: auto
       dtype: auto
-      vllm: {gpu_memory_utilization: 0.5, max_model_len: 2048, enable_lora: false}
+      vllm: {gpu_memory_utilization: 0.5, max_model_len: 2048, enable_lora: false, max_loras: 4}
 """
 from __future__ import annotations
 
@@ -25,16 +25,25 @@ from ..errors import PipelineError
 
 
 class VLLMSettings(BaseModel):
+    """The vLLM engine (checked against what the installed vLLM accepts by `vllm_support.check_vllm_settings`)."""
+
     model_config = ConfigDict(extra="forbid")
+    # GPU: the share of the device's memory the engine takes (weights, activations, KV cache).
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    # The KV cache's size. The CPU build needs one (its default, a share of the node's memory, fails at start):
+    # null means 512 MiB there, and gpu_memory_utilization on a GPU.
+    kv_cache_memory_mb: int | None = Field(None, ge=1)
     max_model_len: int | None = Field(None, gt=0)
     tensor_parallel_size: int = Field(1, ge=1)
     enforce_eager: bool = False
     enable_lora: bool = False
-    max_lora_rank: int = Field(16, ge=1)
-    max_loras: int = Field(1, ge=1)
-    # Merged weights go to the engine in messages of at most this many MB (bounds host memory per call).
-    weight_chunk_mb: int = Field(512, ge=1)
+    max_lora_rank: int = Field(16, ge=1)   # one of the ranks vLLM serves (1, 8, 16, 32, 64, 128, 256, 320, 512)
+    max_loras: int = Field(4, ge=1)        # soup adapters served together: the sweep's points per generate call
+    # Where workers hold the inputs of dense merges (see worker_merge.py): auto = the device when θ0 and every
+    # policy fit beside the engine, else pinned host memory when they fit there, else disk; on the CPU, disk.
+    merge_inputs: Literal["auto", "disk", "host", "device"] = "auto"
+    # GPU: offload the engine's weights and drop its KV cache while reward models score (vLLM sleep level 1).
+    sleep_while_scoring: bool = False
 
 
 class GenerationConfig(BaseModel):

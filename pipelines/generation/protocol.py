@@ -12,6 +12,8 @@ The sweep never probes a backend's attributes: it reads `capabilities` once and 
   into an adapter call.
 - Several points in one call: `generate_adapters` serves up to `max_points_per_call` adapters (None: any
   number) in one call; dense weights are one point per call by nature.
+- Idle time: `idle()` before the sweep scores a batch of points; an engine may free memory for the reward
+  models (vLLM's sleep mode) and takes it back on the next call.
 - The policy's own model, for metrics computed from its weights (KL to θ0, perplexity): `policy(adapter)`
   yields the live module holding the point; a backend without one says so and the sweep keeps its own copy.
 """
@@ -79,6 +81,9 @@ class GenerationBackend(Protocol):
 
     def policy(self, adapter: AdapterRef | None = None) -> AbstractContextManager[PolicyHandle]:
         """The live model holding the current dense weights (or θ0 + `adapter`) (only with `policy_model`)."""
+
+    def idle(self) -> None:
+        """Nothing will be generated for a while (the sweep scores): an engine may free memory until the next call."""
 
     def close(self) -> None:
         """Release the engine."""

@@ -38,3 +38,16 @@ def as_prompt_pairs(prompts: Sequence) -> list[tuple[str, str]]:
         else:
             pairs.append((str(item.prompt_id), str(item.prompt)))
     return pairs
+
+
+def decode_response(tokenizer, new_ids: list[int]) -> tuple[str, tuple[int, ...]]:
+    """Text and ids of generated ids up to and including the first EOS (anything after it dropped),
+    decoded the same way by every backend, so equal tokens always give equal text (engines' own incremental
+    detokenizers differ at the edges, e.g. on a trailing partial UTF-8 byte sequence)."""
+    eos = tokenizer.eos_token_id
+    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    for position, token in enumerate(new_ids):
+        if token in eos_ids:
+            new_ids = new_ids[:position + 1]
+            break
+    return tokenizer.decode(new_ids, skip_special_tokens=True), tuple(new_ids)

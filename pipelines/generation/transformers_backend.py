@@ -24,7 +24,7 @@ from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
 from .dense_weights import DenseWeights
 from .protocol import AdapterRef, Capabilities, MergeRequest
-from .rows import GenerationRow, as_prompt_pairs
+from .rows import GenerationRow, as_prompt_pairs, decode_response
 from .seeded_sampling import SeededRowSampler
 
 log = logging.getLogger(__name__)
@@ -125,14 +125,7 @@ class TransformersGenerator:
         return [row[width:].tolist() for row in out.cpu()]
 
     def _finish(self, new_ids: list[int]) -> tuple[str, tuple[int, ...]]:
-        """Decoded text and the ids up to and including the first EOS (padding after it dropped)."""
-        eos = self.tokenizer.eos_token_id
-        eos_ids = set(eos) if isinstance(eos, list) else {eos}
-        for position, token in enumerate(new_ids):
-            if token in eos_ids:
-                new_ids = new_ids[:position + 1]
-                break
-        return self.tokenizer.decode(new_ids, skip_special_tokens=True), tuple(new_ids)
+        return decode_response(self.tokenizer, new_ids)
 
     def generate(self, prompts: Sequence) -> list[GenerationRow]:
         """n samples per prompt with the current dense weights; rows ordered by prompt, then sample index."""
@@ -212,6 +205,9 @@ class TransformersGenerator:
             self.model.delete_adapter(victim)
             del self._recent[victim]
         return adapter.name
+
+    def idle(self) -> None:
+        """The live module stays where it is (the sweep's metrics use it)."""
 
     def close(self) -> None:
         """Close the merge inputs; the model itself belongs to the caller."""

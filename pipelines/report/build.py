@@ -1,9 +1,7 @@
 """Write runs/<name>/report/: report.md, report.html (self-contained), points.csv, pareto.png/.svg and figures."""
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
 
 PACKAGES = ["lines-soups", "torch", "transformers", "trl", "peft", "accelerate", "safetensors", "vaderSentiment",
@@ -74,6 +73,23 @@ def sample_section(data: RunData, k: int) -> list[str]:
         out += [f"- *{r['prompt']}* → {r['response']!r}" for r in rows]
         out.append("")
     return out
+
+
+def kl_note(data: RunData) -> list[str]:
+    """How the responses a `kl` metric is computed on were sampled, and what the number therefore is."""
+    kls = [m["name"] for m in data.config.get("metrics") or [] if m.get("type") == "kl"]
+    if not kls:
+        return []
+    generation = data.config.get("generation") or {}
+    temperature, top_p = generation.get("temperature", 1.0), generation.get("top_p", 1.0)
+    sampled = f"responses sampled at temperature {temperature:g}, top-p {top_p:g}"
+    if temperature == 1 and top_p == 1:
+        meaning = "averaged over them it is KL(π ‖ π0) of the response distribution"
+    else:
+        meaning = ("this is the per-token KL along these tempered prefixes, not KL(π ‖ π0) of the responses (sample "
+                   "at temperature 1 without top-p for that)")
+    return [f"{', '.join(f'`{k}`' for k in kls)}: Σ over each response's tokens of the exact KL(π ‖ π0) of the next "
+            f"token, on {sampled}; {meaning}.", ""]
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -143,7 +159,7 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
               "Each front is one variant swept over the weights (labels: weights of "
               f"{'/'.join(data.rewards)}); ★ θ0, ◆ the single policies; error bars ±1 standard error over prompts. "
               "The right-hand panels show closeness to θ0 for every front: a merge that buys reward by degrading "
-              "the text shows up there.", ""]
+              "the text shows up there.", ""] + kl_note(data)
     if has_diag:
         lines += ["## Task-vector diagnostics per decoder block", "", "![diagnostics](diagnostics.png)", ""]
     if has_forgetting:
@@ -155,57 +171,3 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
               "## Package versions", ""]
     lines += [f"- {k}: {v}" for k, v in package_versions().items()]
     return "\n".join(lines) + "\n"
-
-
-def render_html(md: str, out_dir: Path) -> str:
-    """A self-contained page: the markdown rendered simply, images inlined as base64."""
-    body = []
-    in_code = in_table = False
-    for line in md.splitlines():
-        if line.startswith("```"):
-            body.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            body.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            name = line[line.index("(") + 1:line.index(")")]
-            data = base64.b64encode((out_dir / name).read_bytes()).decode()
-            body.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:12px;display:block;overflow-x:auto;max-width:100%}"
-             "td{border:1px solid #ccc;padding:2px 6px;white-space:nowrap}"
-             "pre{background:#f6f6f6;padding:1em;overflow:auto}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style>"
-            f"</head><body>{''.join(body)}</body></html>")
-
-
-def _inline(text: str) -> str:
-    import re
-
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-    return text

@@ -45,16 +45,20 @@ class RunData:
         return out
 
     def comparisons(self) -> list[tuple[str, str]]:
-        """(LiNeS front, the front it is compared with): every plain soup variant, its norm-matched control and the
-        tuned uniform control."""
+        """(LiNeS front, the front it is compared with): the plain variant of the same merge method and parameters
+        (LiNeS on TIES against TIES, on a linear soup against the soup), its norm-matched control, and the tuned
+        uniform control (a scaled linear soup, so only for LiNeS on a linear soup)."""
         fronts = self.fronts()
-        lines = [n for n, pts in fronts.items() if _is_lines(pts)]
-        plain = [n for n, pts in fronts.items() if not any(p["merge"].get("lines") for p in pts)]
         out = []
-        for front in lines:
-            out += [(front, other) for other in plain]
+        for front, pts in fronts.items():
+            if not _is_lines(pts):
+                continue
+            method = _method(pts)
+            out += [(front, other) for other, others in fronts.items()
+                    if not any(p["merge"].get("lines") for p in others) and _method(others) == method]
             out += [(front, f"matched[{front}]")] if f"matched[{front}]" in fronts else []
-            out += [(front, "uniform")] if "uniform" in fronts else []
+            if "uniform" in fronts and _method(fronts["uniform"]) == method:
+                out.append((front, "uniform"))
         return out
 
     def references(self) -> dict[str, dict]:
@@ -65,6 +69,12 @@ class RunData:
             elif p["variant"] == "reference":
                 refs[p["candidate"]] = p
         return refs
+
+
+def _method(points: list[dict]) -> tuple[str, str]:
+    """A front's merge method and parameters (fronts are compared within one method)."""
+    merge = points[0]["merge"]
+    return merge["method"], json.dumps(merge.get("parameters") or {}, sort_keys=True)
 
 
 def _is_lines(points: list[dict]) -> bool:
@@ -92,15 +102,19 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(run_dir, config, plan, points, diagnostics)
 
 
-def hypervolume_analysis(data: RunData) -> dict:
+def shown_points(data: RunData) -> list[dict]:
+    """The evaluation points the fronts' box is drawn around: fronts, θ0, the policies and references."""
+    return [p for p in data.points if p["variant"] not in FORGETTING]
+
+
+def hypervolume_analysis(data: RunData, box: tuple | None = None) -> dict:
     """Every front's hypervolume with a paired bootstrap interval, differences, and dominance counts.
 
     Reference point: the worst observed value of each reward over all evaluation points shown (fronts, θ0 and
     the single policies); each reward is scaled by its observed range, so a hypervolume is a fraction of the
-    unit box."""
+    unit box. `box` (reference, scale, directions) replaces that box, e.g. one shared by the seeds of a study."""
     rewards = data.rewards
-    shown = [p for p in data.points if p["variant"] not in FORGETTING]
-    reference, scale, dirs = normalisation(shown, rewards)
+    reference, scale, dirs = box if box is not None else normalisation(shown_points(data), rewards)
     fronts = data.fronts()
     per_prompt = {}
     for name, pts in fronts.items():

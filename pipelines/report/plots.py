@@ -121,9 +121,10 @@ def simplex_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
     rewards, metrics = data.rewards, data.metrics
     fronts = data.fronts()
     quantities = rewards + metrics[:1]
-    soup = next((n for n, pts in fronts.items() if not any(p["merge"].get("lines") for p in pts)), None)
-    lines_fronts = [n for n in fronts if n.startswith("lines")][:1]
-    columns = [n for n in [soup, *lines_fronts] if n is not None]
+    # The first LiNeS front and the plain front of its own merge method (as the report compares them).
+    pair = next(((a, b) for a, b in data.comparisons() if b != "uniform" and not b.startswith("matched[")), None)
+    soup, lines_fronts = (pair[1], [pair[0]]) if pair else (next(iter(fronts)), [])
+    columns = [soup, *lines_fronts]
     maps = [(q, n, False) for q in quantities for n in columns]
     if soup and lines_fronts:
         maps += [(q, lines_fronts[0], True) for q in quantities]

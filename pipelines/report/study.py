@@ -22,7 +22,9 @@ import numpy as np
 from lines.atomic import write_text
 
 from ..summary import direction
-from .data import RunData, hypervolume_analysis, load_run, verdict
+from ..errors import PipelineError
+from ..sweep.selection import normalisation
+from .data import RunData, hypervolume_analysis, load_run, shown_points, verdict
 
 
 def pooled_interval(estimates: list[float], draws: list[np.ndarray], n_boot: int, level: float, seed: int
@@ -61,15 +63,22 @@ def metric_difference(data: RunData, a: str, b: str, metric: str, n_boot: int, s
 
 def build_study_report(study_dir: Path, seed_dirs: dict[int, Path]) -> Path:
     """study/report.md, report.html, pooled.json and forest.png from the seeds' finished runs."""
-    from .build import package_versions, render_html
+    from .build import package_versions
+    from .html import render_html
     from .plots import forest_figure
 
     runs = {s: load_run(d) for s, d in seed_dirs.items()}
-    analyses = {s: hypervolume_analysis(data) for s, data in runs.items()}
     first = runs[min(runs)]
+    # One box for every seed, so that the seeds' hypervolumes are fractions of the same box and can be averaged.
+    box = normalisation([p for data in runs.values() for p in shown_points(data)], first.rewards)
+    analyses = {s: hypervolume_analysis(data, box) for s, data in runs.items()}
     boot = first.config.get("bootstrap") or {}
     n_boot, level, boot_seed = boot.get("samples", 1000), boot.get("level", 0.95), boot.get("seed", 0)
     comparisons = first.comparisons()
+    for seed, data in runs.items():
+        if data.comparisons() != comparisons:
+            raise PipelineError(f"{data.run_dir}: its fronts differ from seed {min(runs)}'s; a study pools seeds of "
+                                "one config — re-run the seeds with the same config")
     pooled_hv, pooled_metrics = [], []
     for a, b in comparisons:
         estimates = [analyses[s]["diff"][(a, b)].estimate for s in runs]
@@ -112,11 +121,13 @@ def render_study_markdown(first: RunData, runs: dict[int, RunData], analyses: di
     seeds = list(runs)
     out = [f"# LiNeS study: `{first.run_dir.parent.name}`, seeds {', '.join(map(str, seeds))}", "",
            "## Pooled answer", "",
-           f"Hypervolume of the reward front ({', '.join(first.rewards)}), LiNeS minus the other front: the mean over "
+           f"Hypervolume of the reward front ({', '.join(first.rewards)}), LiNeS minus the other front, every seed "
+           "measured in one box (the worst and best values of each reward over all seeds' points): the mean over "
            f"seeds of each seed's difference, with a {int(round(level * 100))}% interval from a two-level bootstrap "
            "(seeds with replacement, then one resample of the prompts shared by the drawn seeds, paired across "
-           "fronts). With this few seeds the "
-           "interval is coarse; it is what the data can say.", ""]
+           "fronts). With three seeds the seed level has only ten distinct resamples, so the interval is coarse; it "
+           "is what the data can say. β and λ are chosen on each seed's validation prompts: a difference compares "
+           "procedures (LiNeS with its β tuned), not one β.", ""]
     out += [f"- {_pooled_verdict(row, level, 'hypervolume difference', 'beat')}" for row in pooled_hv]
     out += ["", "| comparison | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled | CI low | CI high |",
             "|---|" + "---|" * (len(seeds) + 3)]

@@ -92,12 +92,15 @@ class PointEvaluator:
         # Adapter points: generated together (several per call where the backend can), then scored on θ0.
         adapter_points = [i for i in todo if routes[i] == ADAPTER]
         generate_missing(adapter_points)
+        if adapter_points:
+            self.generator.backend.idle()  # reward models score next: an engine may lend them its memory
         for i in adapter_points:
             score(i)
         # Dense points one at a time: a metric of the policy then finds the point's weights still in place.
         for i in todo:
             if routes[i] != ADAPTER:
                 generate_missing([i])
+                self.generator.backend.idle()
                 score(i)
         return results
 

@@ -68,9 +68,9 @@ def candidates(cfg: RunConfig) -> dict[str, list[tuple[str, dict | None]]]:
 
 
 def uniform_lambdas(cfg: RunConfig) -> list[float]:
-    """The tuned control's λ grid: as configured, or the mean λ over the blocks of every LiNeS candidate for a
-    linear soup (α = 1 there; + β/2 for the increasing profile, + 0 for the centered one), so both get the same
-    grid budget."""
+    """The tuned control's λ grid: as configured, or α + β/2 for every LiNeS candidate's β (the mean block scale of
+    the increasing profile, with α = 1, its value for a linear soup — the control scales a linear soup), so both get
+    the same grid budget. A config whose LiNeS is on another method should give lambda_grid itself."""
     if not cfg.sweep.uniform_control.tuned:
         return []
     if cfg.sweep.uniform_control.lambda_grid is not None:
@@ -79,7 +79,7 @@ def uniform_lambdas(cfg: RunConfig) -> list[float]:
     for v in cfg.sweep.variants:
         if v.lines is not None:
             alpha = 1.0 if v.lines.alpha == "auto" else v.lines.alpha
-            means += [round(alpha + (b / 2 if v.lines.profile == "increasing" else 0.0), 6) for b in v.lines.betas()]
+            means += [round(alpha + b / 2, 6) for b in v.lines.betas()]
     return sorted(set(means)) or [1.0]
 
 

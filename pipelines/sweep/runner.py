@@ -44,9 +44,15 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
     memo = run_memo(cfg.run_dir)
     generation = cfg.generation
     backend = make_generator(base_model_path, generation)
+    # Metric models (θ0 for KL, the policy copy for perplexity) go beside the engine, in the generation dtype.
+    device = generation.device
+    if backend.identity.get("backend") == "vllm":
+        from ..generation.engine_devices import metric_device
+
+        device = metric_device(device, generation.vllm.tensor_parallel_size)
     kl_base = None
     if any(spec.wants_base_model() for spec in cfg.objectives):
-        kl_base = load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0 (for kl)")
+        kl_base = load_causal_lm(base_model_path, device, generation.dtype, "θ0 (for kl)")
     objectives = build_objectives(cfg.rewards, cfg.metrics, kl_base, memo)
 
     def evaluator_for(inputs: MergeInputs, policies: list[str]) -> PointEvaluator:
@@ -54,7 +60,7 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
         return PointEvaluator(
             backend, inputs, base_model_path, policies, objectives, cache, models,
             {**generation.sampling(), "engine": backend.identity},
-            policy_copy_factory=lambda: load_causal_lm(base_model_path, generation.device, generation.dtype, "θ0"),
+            policy_copy_factory=lambda: load_causal_lm(base_model_path, device, generation.dtype, "θ0"),
             adapter_dir=sweep_dir / "adapters", lora_route=cfg.sweep.lora_route)
 
     try:
@@ -89,6 +95,9 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             eval_results = run_phase(planned, EVALUATION, "evaluation sweep")
             if cfg.sweep.uniform_control.matched:
                 lines_points = [p for p in planned if needs_matching(p)]
+                for point in ranks.share(lines_points):  # each rank computes its share of the profiles (cached)
+                    evaluator.profiles.matched_lambda(point.merge_spec())
+                ranks.barrier()
                 lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
                 eval_results += run_phase(matched_points(lines_points, lambdas), EVALUATION, "matched controls")
         for reference in references:

@@ -27,7 +27,7 @@ from .environment import model_dtypes
 from .errors import TrainingError
 from .sft_data import row_texts, sft_rows
 from .tokenizer_train import train_bpe_tokenizer
-from .trainer_args import common_args
+from .trainer_args import trainer_config
 
 log = logging.getLogger(__name__)
 BASE_MANIFEST = "base_manifest.json"
@@ -81,13 +81,13 @@ def train_base(config: TrainConfig) -> BaseInfo:
     init_dir, out_tmp = work / "init", run_dir / ".base.tmp"
     rows = sft_rows(spec.data, config.seed)
     if is_main_process():
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(out_tmp, ignore_errors=True)
+        for stale in (work, out_tmp, run_dir / "logs" / "base"):
+            shutil.rmtree(stale, ignore_errors=True)
         (run_dir / BASE_MANIFEST).unlink(missing_ok=True)
         build_initial_model(spec, rows, init_dir, config.seed)
     barrier()  # every process trains from the same initial weights and tokenizer
 
-    log_history = run_sft(spec, rows, init_dir, out_tmp, work / "trainer", config.seed,
+    log_history = run_sft(spec, rows, init_dir, out_tmp, run_dir / "logs" / "base", config.seed,
                           f"{config.source}: base.sft.training")
     manifest = None
     if is_main_process():
@@ -148,9 +148,8 @@ def run_sft(spec: SFTSpec, rows: list[dict], init_dir: Path, out_dir: Path, trai
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = load_tokenizer(init_dir)
-    args = SFTConfig(**common_args(spec.training, trainer_dir, seed, where), max_length=spec.max_length,
-                     packing=False, dataset_text_field="text",
-                     model_init_kwargs={"dtype": model_dtypes(spec.training, where).load})
+    args = trainer_config(SFTConfig, "sft", spec, trainer_dir, seed, where,
+                          model_init_kwargs={"dtype": model_dtypes(spec.training, where).load})
     dataset = Dataset.from_list(rows)
     peft_config = None
     if spec.training.lora is not None:

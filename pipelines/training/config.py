@@ -30,7 +30,8 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from lines.validation import describe_validation_error, read_yaml_mapping
 from lines.fingerprints import run_memo
@@ -76,6 +77,17 @@ class Optimisation(_Strict):
     gradient_checkpointing: bool = False
     seed: int | None = None  # None: the run's seed
     lora: LoraSpec | None = None
+    # Any other field of trl's config class for this stage (SFTConfig, DPOConfig, RLOOConfig, GRPOConfig, PPOConfig),
+    # passed through; checked against that class, and refused for the fields the settings above set (trainer_fields.py).
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_trainer(self, handler):
+        # An empty pass-through is left out, so that config hashes of runs that set none stay as they were.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("trainer"):
+            data.pop("trainer", None)
+        return data
 
 
 class DPOSpec(_Strict):
@@ -388,7 +400,11 @@ def check_config(config: TrainConfig, check_paths: bool = True, hub_ids: str = "
         if config.morl.name in names:
             raise TrainingError(f"{source}: morl.name '{config.morl.name}' is also a reward name; the policies "
                                 "directory needs distinct names: rename the MORL policy")
-    policy_settings(config)  # per-policy overrides are validated now, not mid-run
+    policy_settings(config)  # per-policy overrides (and their trainer fields) are validated now, not mid-run
+    if config.base.sft is not None:
+        from .trainer_args import check_trainer
+
+        check_trainer("sft", config.base.sft, f"{source}: base.sft.training")
     if check_paths:
         _check_paths(config, hub_ids)
         from .prompt_sources import training_prompts
@@ -426,9 +442,13 @@ def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> Po
     """`defaults` with a policy's overrides deep-merged in, validated as a whole."""
     merged = _deep_merge(defaults.model_dump(), overrides)
     try:
-        return PolicyTraining.model_validate(merged)
+        settings = PolicyTraining.model_validate(merged)
     except ValidationError as err:
         raise TrainingError(describe_validation_error(err, where)) from None
+    from .trainer_args import check_trainer  # (it builds on this module)
+
+    check_trainer(settings.algorithm, settings, where)
+    return settings
 
 
 def _deep_merge(base: dict, update: dict) -> dict:

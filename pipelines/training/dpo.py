@@ -20,7 +20,7 @@ from .environment import ModelDtypes, model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
 from .preference_pairs import file_pairs, sampled_pairs
-from .trainer_args import common_args, lora_config
+from .trainer_args import lora_config, trainer_config
 
 
 def dpo_dataset(tokenizer, pairs: list[dict]):
@@ -60,9 +60,8 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
         rounds.append({"round": round_index, **stats})
 
         dtypes = model_dtypes(settings, job.where)
-        args = DPOConfig(**common_args(settings, round_dir / "trainer", job.seed + round_index, job.where),
-                         beta=settings.beta, loss_type=list(spec.loss_type), loss_weights=spec.loss_weights,
-                         max_length=settings.max_length, model_init_kwargs={"dtype": dtypes.load})
+        args = trainer_config(DPOConfig, "dpo", settings, job.trainer_dir(f"round{round_index}"),
+                              job.seed + round_index, job.where, model_init_kwargs={"dtype": dtypes.load})
         model, peft_config = _round_model(job, current, dtypes)
         trainer = DPOTrainer(model=model, args=args, train_dataset=dpo_dataset(tokenizer, pairs),
                              processing_class=tokenizer, peft_config=peft_config,

@@ -1,13 +1,10 @@
 """Checks that depend on this machine and the installed libraries, run before any work starts.
 
 The schema says what a config may ask for; these say whether *this* machine can do it: mixed precision
-needs a GPU, `algorithm: ppo` needs trl's PPOTrainer (trl 1.12, which this project pins; removed in trl 1.13) and
-enough training prompts for one rollout batch over every process.
+needs a GPU, `algorithm: ppo` enough training prompts for one rollout batch over every process.
 """
 from __future__ import annotations
 
-import importlib
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -16,21 +13,7 @@ from .config import Optimisation, PolicyTraining, Precision, TrainConfig, policy
 from lines.errors import UserError
 
 from .errors import TrainingError
-
-
-def ppo_trainer_classes():
-    """(PPOTrainer, PPOConfig) from the installed trl, or None where trl no longer has them."""
-    for module_name in ("trl", "trl.experimental.ppo"):
-        try:
-            with warnings.catch_warnings():  # trl.experimental warns on import; this is only a probe
-                warnings.simplefilter("ignore")
-                module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        trainer, config = getattr(module, "PPOTrainer", None), getattr(module, "PPOConfig", None)
-        if trainer is not None and config is not None:
-            return trainer, config
-    return None
+from .trainer_fields import check_integrations
 
 
 def resolve_precision(precision: Precision, where: str) -> dict[str, bool]:
@@ -76,18 +59,14 @@ def model_dtypes(settings: Optimisation, where: str) -> ModelDtypes:
 
 def check_training(settings: PolicyTraining, where: str) -> None:
     resolve_precision(settings.precision, where)
-    if settings.algorithm == "ppo" and ppo_trainer_classes() is None:
-        import trl
-
-        raise TrainingError(f"{where}: algorithm ppo needs trl's PPOTrainer, which trl {trl.__version__} does not "
-                            "ship (trl 1.12 is the last that does, and this project pins it); reinstall the project "
-                            "(pip install -e .) or use algorithm: rloo or grpo")
+    check_integrations(settings.trainer, where)
 
 
 def check_environment(config: TrainConfig) -> None:
     """Every machine-dependent check of the config, before anything runs."""
     if config.base.sft is not None:
         resolve_precision(config.base.sft.training.precision, f"{config.source}: base.sft.training")
+        check_integrations(config.base.sft.training.trainer, f"{config.source}: base.sft.training")
     for entry, settings in policy_settings(config):
         if settings is not None:
             name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")

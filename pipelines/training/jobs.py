@@ -20,6 +20,12 @@ class PolicyJob:
     base_path: Path            # θ0
     train_prompts: list[Prompt]
     work_dir: Path             # scratch space, removed when the policy is finished
+    log_dir: Path | None = None  # the trainer's own directory (TensorBoard events), kept; default: under work_dir
+
+    def trainer_dir(self, part: str = "") -> Path:
+        """Where trl's trainer writes (its output_dir): `log_dir` (runs/<run>/logs/<policy>), one part per DPO round."""
+        root = self.log_dir if self.log_dir is not None else self.work_dir / "trainer"
+        return root / part if part else root
 
 
 @dataclass

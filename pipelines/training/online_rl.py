@@ -10,20 +10,17 @@ from .curves import training_curve
 from .environment import model_dtypes
 from .jobs import PolicyJob, TrainOutcome, trl_prompt
 from .rewards import TrlRewardFunction
-from .trainer_args import common_args, lora_config
+from .trainer_args import lora_config, trainer_config
 
 
 def rl_args(job: PolicyJob, config_cls):
-    settings, rl = job.settings, job.settings.rl
-    return config_cls(**common_args(settings, job.work_dir / "trainer", job.seed, job.where), beta=settings.beta,
-                      num_generations=rl.num_generations, max_completion_length=rl.max_new_tokens,
-                      temperature=rl.temperature, top_p=rl.top_p, num_iterations=rl.num_iterations,
-                      model_init_kwargs={"dtype": model_dtypes(settings, job.where).load}, log_completions=False)
+    settings = job.settings
+    return trainer_config(config_cls, settings.algorithm, settings, job.trainer_dir(), job.seed, job.where,
+                          model_init_kwargs={"dtype": model_dtypes(settings, job.where).load})
 
 
 def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     from datasets import Dataset
-
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     trainer_cls, config_cls = {"rloo": (RLOOTrainer, RLOOConfig), "grpo": (GRPOTrainer, GRPOConfig)}[

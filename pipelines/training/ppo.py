@@ -1,11 +1,10 @@
-"""PPO with trl's PPOTrainer (`trl.experimental.ppo`, trl 1.12: the last release that ships it), any project
-Reward as the reward.
+"""PPO with trl 1.12's PPOTrainer (kept in ppo_trainer.py: trl 1.13 removed it), any project Reward as the reward.
 
 PPO proper, as trl implements it (Ziegler et al. 2019; Huang et al., "The N implementation details of RLHF with
 PPO"): one response per prompt sampled from the policy; a learned value model (θ0's weights with a new scalar head,
 or `ppo.value_model`); per-token rewards −β·KL(π‖π0) (β fixed) plus the sequence's score at its last token; GAE
 advantages; clipped policy and value losses; `ppo.num_ppo_epochs` passes over each rollout batch. The policy is
-saved alone (trl's `save_model` leaves the value model out), as a full checkpoint or a PEFT adapter.
+saved alone (`save_policy`), as a full checkpoint or a PEFT adapter.
 
 trl takes the reward as a sequence-classification model and reads it through `get_reward`, which calls
 `model.<base_model_prefix>(input_ids=..., attention_mask=..., output_hidden_states=True)` and
@@ -32,10 +31,11 @@ from ..distributed import barrier, process_state
 from .checkpoints import load_tokenizer
 from .curves import training_curve
 from .config import PolicyTraining
-from .environment import check_training, model_dtypes, ppo_trainer_classes
+from .environment import model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome
-from .trainer_args import common_args, lora_config
+from .ppo_trainer import PPOConfig, PPOTrainer
+from .trainer_args import lora_config, trainer_config
 
 
 class _Scores(nn.Module):
@@ -87,21 +87,12 @@ def check_ppo_prompts(settings: PolicyTraining, n_train: int, where: str) -> Non
                             f"{n_train} training prompts; give more prompts (prompts.n_train) or smaller batches")
 
 
-def ppo_args(job: PolicyJob, config_cls):
-    settings, rl, ppo = job.settings, job.settings.rl, job.settings.ppo
+def ppo_args(job: PolicyJob) -> PPOConfig:
+    settings = job.settings
     rollout = settings.per_device_batch_size * settings.gradient_accumulation_steps
-    return config_cls(
-        **common_args(settings, job.work_dir / "trainer", job.seed, job.where),
-        # trl counts training in episodes (responses); max_steps rollout batches of every process.
-        total_episodes=settings.max_steps * rollout * process_state().num_processes,
-        local_rollout_forward_batch_size=rollout,
-        response_length=rl.max_new_tokens, temperature=rl.temperature, stop_token="eos",
-        kl_coef=settings.beta, kl_estimator=ppo.kl_estimator, num_ppo_epochs=ppo.num_ppo_epochs,
-        num_mini_batches=ppo.num_mini_batches, cliprange=ppo.cliprange, cliprange_value=ppo.cliprange_value,
-        vf_coef=ppo.vf_coef, gamma=ppo.gamma, lam=ppo.lam, whiten_rewards=ppo.whiten_rewards,
-        missing_eos_penalty=ppo.missing_eos_penalty,
-        num_sample_generations=0,  # trl's debugging tables of greedy samples; the stage evaluates on its own
-    )
+    # trl counts training in episodes (responses): max_steps rollouts of every process.
+    return trainer_config(PPOConfig, "ppo", settings, job.trainer_dir(), job.seed, job.where,
+                          total_episodes=settings.max_steps * rollout * process_state().num_processes)
 
 
 def load_value_model(job: PolicyJob, tokenizer):
@@ -130,11 +121,8 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     from transformers import DataCollatorWithPadding, set_seed
 
     settings = job.settings
-    check_training(settings, job.where)  # a trl without PPOTrainer is refused in one line
-    trainer_cls, config_cls = ppo_trainer_classes()
-    # trl's PPOTrainer skips the seeding transformers' Trainer does: without it the value head's initialisation and
-    # the minibatch order would depend on whatever ran before in the process.
-    set_seed(settings.seed if settings.seed is not None else job.seed)  # as common_args seeds the trainer
+    # Seeded before the value model's new head is initialised, so that it does not depend on what ran before.
+    set_seed(settings.seed if settings.seed is not None else job.seed)  # the seed common_args gives the trainer
     check_ppo_prompts(settings, len(job.train_prompts), job.where)
     tokenizer = load_tokenizer(job.base_path, padding_side="left")  # generation continues from the right edge
     ids = [policy_prompt_ids(tokenizer, p.prompt) for p in job.train_prompts]
@@ -147,8 +135,8 @@ def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     # LoRA: the reference is the policy with its adapter off; full fine-tuning: θ0 frozen in the run's precision.
     reference = None if settings.lora is not None else load_causal_lm(job.base_path, "cpu", dtypes.reference,
                                                                       "θ0 (reference)")
-    trainer = trainer_cls(
-        args=ppo_args(job, config_cls), processing_class=tokenizer, model=policy, ref_model=reference,
+    trainer = PPOTrainer(
+        args=ppo_args(job), processing_class=tokenizer, model=policy, ref_model=reference,
         reward_model=RewardModelView(job.reward, tokenizer, width, prompts_by_ids),
         value_model=load_value_model(job, tokenizer), train_dataset=dataset,
         data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=width),

@@ -135,14 +135,15 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
 
     start = time.time()
     tmp_dir, work_dir = policies_dir / f".{name}.tmp", config.run_dir / "work" / name
+    log_dir = config.run_dir / "logs" / name  # the trainer's logs (TensorBoard), of this training only
     if is_main_process():
-        for stale in (tmp_dir, work_dir):
+        for stale in (tmp_dir, work_dir, log_dir):
             shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.parent.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(parents=True, exist_ok=True)
     barrier()
     seed = settings.seed if settings.seed is not None else config.seed
-    job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir)
+    job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir, log_dir)
     trainer = {"dpo": train_dpo, "ppo": train_ppo}.get(settings.algorithm, train_online)
     outcome = trainer(job, tmp_dir)
 

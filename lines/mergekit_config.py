@@ -1,0 +1,310 @@
+"""mergekit configs read as they are: `lines merge mergekit.yaml OUT` gives what `mergekit-yaml` gives.
+
+A config is a mergekit config when it has `merge_method`. Its keys map onto a recipe:
+
+    merge_method          linear | task_arithmetic | ties | dare_linear | dare_ties | slerp, merged with mergekit's
+                          semantics (the `mergekit_*` methods of lines/mergekit_methods.py; `linear` with constant
+                          normalisation is this project's soup, which is the same maths)
+    base_model            θ0
+    models[].model        the policies (a local directory; θ0 itself when listed is the base, or, for linear, an
+                          input whose task vector is zero)
+    models[].parameters   weight, density: per model; a number, a per-layer gradient list or a list of
+    parameters            {filter, value} conditions, evaluated per tensor exactly as mergekit does (lines/settings.py);
+                          the top-level `parameters` are the fallback for every model and hold the method's own
+                          settings (normalize, rescale, lambda, int8_mask, t)
+    dtype, out_dtype      mergekit computes in `dtype` and writes `out_dtype` (default `dtype`); here the arithmetic is
+                          fp32 (fp64 for dtype: float64) and the output dtype is out_dtype, else dtype, else θ0's
+    tokenizer_source      base (or θ0's path): θ0's tokenizer files are copied, as mergekit does for `base`
+    lines                 this project's addition: LiNeS on top of the merged update (a `lines:` recipe block)
+
+Anything else (slices, modules, another method, a tokenizer union, a parameter the method does not have) is one error
+naming the key; mergekit ignores unknown parameters silently, a typo here is caught.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from .errors import LinesError
+from .recipe import MergeSpec, ModelEntry, Recipe
+from .settings import Condition, VaryingValue, evaluate_value
+from .validation import first_error
+
+REQUIRED = object()
+SHARED, INPUT, NON_BASE = "shared", "input", "non_base"  # mergekit's ParameterScope
+TOP_LEVEL = ("merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "tokenizer_source",
+             "tokenizer", "chat_template", "lines")
+DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32", "float64": "float64"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a mergekit method, as mergekit 0.1.5 declares it, and where it goes here."""
+
+    scope: str
+    type: type
+    default: Any
+    target: str | None  # this project's parameter name; None: accepted and ignored (no effect on the result)
+
+
+def _gta(normalize: bool, rescale: bool, sparsified: bool) -> dict[str, Param]:
+    return {"weight": Param(NON_BASE, float, REQUIRED, "weights"),
+            "density": Param(NON_BASE, float, 1.0, "density" if sparsified else None),
+            "normalize": Param(SHARED, bool, normalize, "normalize"),
+            "rescale": Param(SHARED, bool, rescale, "rescale" if sparsified else None),
+            "lambda": Param(SHARED, float, 1.0, "lambda_"),
+            "int8_mask": Param(SHARED, bool, False, None)}  # the mask's storage type only
+
+
+# mergekit method -> (this project's method, its parameters, whether θ0 is an input with a weight)
+METHODS: dict[str, tuple[str, dict[str, Param], bool]] = {
+    "linear": ("mergekit_linear", {"weight": Param(INPUT, float, REQUIRED, "weights"),
+                                   "normalize": Param(SHARED, bool, True, "normalize")}, True),
+    "task_arithmetic": ("mergekit_task_arithmetic", _gta(False, False, False), False),
+    "ties": ("mergekit_ties", _gta(True, False, True), False),
+    "dare_ties": ("mergekit_dare_ties", _gta(False, True, True), False),
+    "dare_linear": ("mergekit_dare_linear", _gta(False, True, True), False),
+    "slerp": ("mergekit_slerp", {"t": Param(SHARED, float, REQUIRED, "t")}, False),
+}
+
+
+class MergekitRecipe(Recipe):
+    """A recipe read from a mergekit config: values that vary by tensor, and the config itself for the model card."""
+
+    varying: dict[str, VaryingValue] = Field(default_factory=dict)
+    mergekit: dict = Field(default_factory=dict)
+
+    def spec(self) -> MergeSpec:
+        return MergeSpec(method=self.method, weights=[m.weight for m in self.models], parameters=self.parameters,
+                         lines=self.lines, seed=self.seed, compute_dtype=self.compute_dtype, varying=self.varying)
+
+
+def is_mergekit_config(data: dict) -> bool:
+    return "merge_method" in data
+
+
+class _Reader:
+    def __init__(self, data: dict, source: str):
+        self.data, self.source = data, source
+
+    def error(self, key: str, message: str) -> LinesError:
+        return LinesError(f"{self.source}: field '{key}': {message}")
+
+    # -- values ------------------------------------------------------------------------------------------------
+    def scalar(self, key: str, value: Any, kind: type) -> Any:
+        """One value validated as mergekit validates it (pydantic, lax: '1e-3' is a number, as YAML leaves it)."""
+        if isinstance(value, (dict, list)) or value is None:
+            raise self.error(key, f"expected a {kind.__name__}, got {value!r}")
+        try:
+            return TypeAdapter(kind).validate_python(value)
+        except ValidationError as exc:
+            raise self.error(key, f"expected a {kind.__name__}, got {value!r} ({first_error(exc)})") from None
+
+    def value(self, key: str, value: Any, kind: type) -> Any:
+        """A scalar or a gradient (a non-empty list of scalars)."""
+        if isinstance(value, list):
+            if not value:
+                raise self.error(key, "an empty list gives no value; give a number or a gradient of numbers")
+            if any(isinstance(v, (dict, list)) for v in value):
+                raise self.error(key, "a gradient is a list of numbers; filters are {filter, value} entries of a "
+                                      "list of their own")
+            return [self.scalar(f"{key}.{i}", v, kind) for i, v in enumerate(value)]
+        return self.scalar(key, value, kind)
+
+    def conditions(self, key: str, setting: Any, kind: type) -> list[Condition]:
+        """A mergekit parameter setting as conditions: a value, a gradient, or {filter, value} entries."""
+        entries = [setting] if isinstance(setting, dict) else setting
+        if isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries):
+            out = []
+            for i, entry in enumerate(entries):
+                where = f"{key}.{i}" if isinstance(setting, list) else key
+                unknown = sorted(set(entry) - {"filter", "value"})
+                if unknown or "value" not in entry:
+                    raise self.error(f"{where}.{unknown[0]}" if unknown else where,
+                                     "a conditional value is {filter: NAME_PART, value: ...}; "
+                                     + (f"'{unknown[0]}' is not one of its keys" if unknown else "add its value"))
+                name_filter = entry.get("filter")
+                if name_filter is not None and not isinstance(name_filter, str):
+                    raise self.error(f"{where}.filter", "a filter is part of a tensor name, e.g. self_attn")
+                out.append(Condition(filter=name_filter, value=self.value(f"{where}.value", entry["value"], kind)))
+            return out
+        return [Condition(value=self.value(key, setting, kind))]
+
+    def slot(self, sources: list[tuple[str, Any]], param: Param, kind_name: str) -> tuple[Any, VaryingValue | None]:
+        """(static value, varying value or None) of one parameter from its settings, highest precedence first,
+        then its default: the chain mergekit's resolve_parameter walks, as one list of conditions."""
+        conditions: list[Condition] = []
+        for key, setting in sources:
+            conditions += self.conditions(key, setting, param.type)
+        unconditional = any(c.filter in (None, "*") for c in conditions)
+        if not unconditional and param.default is not REQUIRED:
+            conditions.append(Condition(value=param.default))
+            unconditional = True
+        if not conditions:
+            raise self.error(kind_name, "is required by mergekit's "
+                                        f"{self.data['merge_method']}; add it to that model's parameters or to the "
+                                        "top-level parameters")
+        first = conditions[0]
+        if first.filter in (None, "*") and not isinstance(first.value, list):
+            return first.value, None
+        # Where no condition applies the static value is not used (required) or is the default appended above.
+        static = evaluate_value(first.value, 0.0)
+        return static, VaryingValue(conditions=conditions, required=not unconditional)
+
+
+def _model_ref(reader: _Reader, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise reader.error(key, "give the model as a local checkpoint directory (a string)")
+    if "+" in value:
+        raise reader.error(key, f"'{value}' is mergekit's model+LoRA syntax; give the adapter directory itself as "
+                                "a model (lines reads PEFT adapters on θ0 exactly)")
+    return value
+
+
+def recipe_from_mergekit(data: dict, source: str = "config") -> MergekitRecipe:
+    """The recipe that merges as the mergekit config `data` does (with LiNeS on top when it has a `lines:` block)."""
+    reader = _Reader(data, source)
+    for key in data:
+        if key in ("slices", "modules"):
+            raise reader.error(key, "mergekit's layer slicing (frankenmerges) has no counterpart here: a merge keeps "
+                                    "θ0's layers; list the models under `models:`")
+        if key not in TOP_LEVEL:
+            raise reader.error(key, f"is not a mergekit setting lines reads (it reads {', '.join(TOP_LEVEL)}); remove "
+                                    "it or check its spelling")
+    method_name = data["merge_method"]
+    if method_name not in METHODS:
+        raise reader.error("merge_method", f"mergekit's '{method_name}' has no exact counterpart here; the methods "
+                                           f"both tools share are {', '.join(METHODS)}")
+    target, params, base_has_weight = METHODS[method_name]
+    base = data.get("base_model")
+    if base is not None:
+        base = _model_ref(reader, "base_model", base)
+    models = data.get("models")
+    if not isinstance(models, list) or not models:
+        raise reader.error("models", "list the models to merge, e.g. [{model: path, parameters: {weight: 0.5}}]")
+    refs, model_params = [], []
+    for i, entry in enumerate(models):
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise reader.error(f"models.{i}", "each model is {model: PATH, parameters: {...}}")
+        unknown = sorted(set(entry) - {"model", "parameters"})
+        if unknown:
+            raise reader.error(f"models.{i}.{unknown[0]}", "is not a model setting; a model has model and parameters")
+        ref = _model_ref(reader, f"models.{i}.model", entry["model"])
+        if ref in refs:
+            raise reader.error(f"models.{i}.model", f"'{ref}' is listed twice; mergekit merges each input once")
+        given = entry.get("parameters") or {}
+        if not isinstance(given, dict):
+            raise reader.error(f"models.{i}.parameters", "a mapping of parameter names to values")
+        for name in given:
+            if name not in params:
+                raise reader.error(f"models.{i}.parameters.{name}",
+                                   f"mergekit's {method_name} has no parameter '{name}' "
+                                   f"(it has {', '.join(params)}); remove it or check its spelling")
+            if params[name].scope == SHARED:
+                raise reader.error(f"models.{i}.parameters.{name}",
+                                   f"'{name}' is a setting of the whole merge, which mergekit reads from the top-level "
+                                   "parameters only; move it there")
+        refs.append(ref)
+        model_params.append(given)
+    shared = data.get("parameters") or {}
+    if not isinstance(shared, dict):
+        raise reader.error("parameters", "a mapping of parameter names to values")
+    for name in shared:
+        if name not in params:
+            raise reader.error(f"parameters.{name}", f"mergekit's {method_name} has no parameter '{name}' (it has "
+                                                     f"{', '.join(params)}); remove it or check its spelling")
+
+    # θ0 and the policies, in mergekit's input order.
+    if base_has_weight:  # linear: every input is averaged, θ0 included when base_model is given
+        theta0 = base if base is not None else refs[0]
+        inputs = list(zip(refs, model_params)) + ([(base, {})] if base is not None and base not in refs else [])
+    else:
+        if base is None:
+            raise reader.error("base_model", f"mergekit's {method_name} merges task vectors from a base model; "
+                                             "set base_model (θ0)")
+        theta0 = base
+        inputs = [(ref, p) for ref, p in zip(refs, model_params) if ref != base]
+        if not inputs:
+            raise reader.error("models", "no model besides base_model; add the policies to merge")
+    if method_name == "slerp" and len(inputs) != 1:
+        raise reader.error("models", f"mergekit's slerp interpolates base_model and one other model; got "
+                                     f"{len(inputs)} besides the base")
+
+    weights: list[float] = []
+    parameters: dict[str, Any] = {}
+    varying: dict[str, VaryingValue] = {}
+    per_model: dict[str, list] = {}
+    for name, param in params.items():
+        if param.scope == SHARED:
+            sources = [(f"parameters.{name}", shared[name])] if name in shared else []
+            static, vary = reader.slot(sources, param, f"parameters.{name}")
+            if param.target is None:
+                continue
+            parameters[param.target] = static
+            if vary is not None:
+                varying[param.target] = vary
+            continue
+        values = []
+        for i, (ref, given) in enumerate(inputs):
+            index = refs.index(ref) if ref in refs else None
+            where = f"models.{index}.parameters.{name}" if index is not None else f"parameters.{name}"
+            if index is None and param.default is REQUIRED and name not in shared:
+                raise reader.error("base_model", f"mergekit's {method_name} averages base_model with the models, so "
+                                                 f"it needs a {name}: list it under models with parameters.{name}, "
+                                                 f"or give a top-level parameters.{name}")
+            sources = ([(where, given[name])] if name in given else []) + \
+                      ([(f"parameters.{name}", shared[name])] if name in shared else [])
+            static, vary = reader.slot(sources, param, where)
+            values.append(static)
+            if vary is not None and param.target is not None:
+                key = f"weights.{i}" if param.target == "weights" else f"{param.target}.{i}"
+                varying[key] = vary
+        if param.target == "weights":
+            weights = values
+        elif param.target is not None:
+            per_model[param.target] = values
+    parameters.update(per_model)
+    if method_name == "linear" and "normalize" not in varying and parameters["normalize"]:
+        target = "linear"  # Σ w_i θ_i / Σ w_i = θ0 + Σ w̄_i τ_i: this project's soup, with its fused pass
+
+    lines = data.get("lines")
+    if lines is not None and base is None:
+        raise reader.error("lines", "LiNeS scales the merged update from θ0; set base_model")
+    dtype, out_dtype = (_dtype(reader, key, data.get(key)) for key in ("dtype", "out_dtype"))
+    _check_tokenizer(reader, data, theta0)
+    recipe = {"base_model": theta0, "models": [ModelEntry(model=ref, weight=w) for (ref, _), w in zip(inputs, weights)]
+              if weights else [ModelEntry(model=ref) for ref, _ in inputs],
+              "method": target, "parameters": parameters, "lines": lines, "dtype": out_dtype or dtype,
+              "compute_dtype": "float64" if dtype == "float64" else "float32", "varying": varying,
+              "mergekit": data}
+    try:
+        return MergekitRecipe.model_validate(recipe)
+    except ValidationError as exc:
+        raise LinesError(f"{source}: {first_error(exc)}") from None
+
+
+def _dtype(reader: _Reader, key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    name = str(value).removeprefix("torch.")
+    if name not in DTYPES:
+        raise reader.error(key, f"'{value}' is not a floating dtype; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _check_tokenizer(reader: _Reader, data: dict, theta0: str) -> None:
+    """The output carries θ0's tokenizer files: a config asking for any other tokenizer does not map."""
+    source = data.get("tokenizer_source")
+    if source is not None and source not in ("base", theta0):
+        raise reader.error("tokenizer_source", f"'{source}': lines copies θ0's tokenizer and never rebuilds "
+                                               "embeddings for another vocabulary; use tokenizer_source: base")
+    tokenizer = data.get("tokenizer")
+    if tokenizer is not None:
+        if not isinstance(tokenizer, dict) or tokenizer.get("source") not in ("base", theta0) or \
+                set(tokenizer) - {"source"}:
+            raise reader.error("tokenizer", "only {source: base} maps here (θ0's tokenizer, no added tokens)")
+    if data.get("chat_template") is not None:
+        raise reader.error("chat_template", "lines copies θ0's tokenizer files as they are; set the chat template "
+                                            "in θ0's tokenizer_config.json instead")
