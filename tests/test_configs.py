@@ -17,7 +17,7 @@ def real_workdir(tmp_path_factory):
     return prepared_workdir(tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("hh-rlhf"))
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "real_llama3_8b.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo_ppo.yaml", "real_llama3_8b.yaml"])
 def test_main_job_configs_validate_with_their_files(name, real_workdir, monkeypatch):
     # The real config's files exist once prepared; its hub models are checked as well-formed ids (they are fetched
     # where it runs), see tests/test_offline_check.py for --check itself.
@@ -27,7 +27,7 @@ def test_main_job_configs_validate_with_their_files(name, real_workdir, monkeypa
 
 
 def test_every_shipped_config_is_tested():
-    tested = {"demo.yaml", "real_llama3_8b.yaml", "train_demo.yaml"}
+    tested = {"demo.yaml", "demo_ppo.yaml", "real_llama3_8b.yaml", "train_demo.yaml"}
     assert {p.name for p in CONFIGS.glob("*.yaml")} == tested
 
 
