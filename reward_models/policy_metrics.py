@@ -156,7 +156,8 @@ class HeldOutTexts(Reward):
     """A metric of the policy on a fixed set of held-out texts, one value per text (`score_texts`), so that its
     standard error and paired comparisons have the text as their unit. `score` (per response pair, for callers
     without texts of their own) gives every pair the mean over texts. Each text keeps its first `max_length`
-    tokens (the tokenizer's special tokens included; the first token is not predicted)."""
+    tokens, and never more than the model has positions (the tokenizer's special tokens included; the first token is
+    not predicted)."""
 
     higher_is_better = False
     needs_policy = True
@@ -178,8 +179,10 @@ class HeldOutTexts(Reward):
     def text_ids(self) -> list[str]:
         return [f"text-{i:05d}" for i in range(len(self.texts))]
 
-    def sequences(self, tokenizer) -> list[list[int]]:
-        sequences = [tokenizer(t)["input_ids"][:self.max_length] for t in self.texts]
+    def sequences(self, tokenizer, *models) -> list[list[int]]:
+        """Token ids of each text, cut to `max_length` and to the positions of every model that will read them."""
+        limit = min([self.max_length] + [_max_positions(m) for m in models])
+        sequences = [tokenizer(t, truncation=True, max_length=limit)["input_ids"] for t in self.texts]
         if any(len(s) < 2 for s in sequences):
             raise RewardError(f"reward '{self.name}': a held-out text has fewer than two tokens; drop it from the file")
         return sequences
@@ -197,7 +200,7 @@ class HeldOutPerplexity(HeldOutTexts):
     def score_texts(self, policy: PolicyHandle) -> np.ndarray:
         tokenizer = policy.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        sequences = self.sequences(tokenizer)
+        sequences = self.sequences(tokenizer, policy.model)
         logprobs = token_logprobs(policy.model, sequences, [1] * len(sequences), pad, self.batch_size)
         return check_scores(self.name, [math.exp(-float(lp.mean())) for lp in logprobs], len(sequences))
 
@@ -215,6 +218,6 @@ class HeldOutKL(HeldOutTexts):
         _check_vocabularies(self.name, policy.model, self.base_model)
         tokenizer = policy.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        sequences = self.sequences(tokenizer)
+        sequences = self.sequences(tokenizer, policy.model, self.base_model)
         kls = token_kl(policy.model, self.base_model, sequences, [1] * len(sequences), pad, self.batch_size)
         return check_scores(self.name, [float(k.mean()) for k in kls], len(sequences))

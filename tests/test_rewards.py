@@ -342,6 +342,27 @@ def test_perplexity_is_exp_mean_nll_per_text(policies, tmp_path):
     assert ppl.higher_is_better is False
 
 
+def test_held_out_texts_are_cut_to_the_positions_of_the_models_that_read_them(policies, tmp_path):
+    """A text longer than the policy's positions is scored on its first max_position_embeddings tokens (as the
+    model can read them), not past them; max_length cuts shorter still."""
+    tok, base, policy = policies
+    positions = policy.config.max_position_embeddings
+    long_text = " ".join(["the food was great and the staff were friendly"] * 200)
+    ids = tok(long_text)["input_ids"]
+    assert len(ids) > positions
+    path = tmp_path / "long.txt"
+    path.write_text(long_text + "\n")
+    with torch.no_grad():
+        head = torch.tensor([ids[:positions]])
+        expected = math.exp(policy(input_ids=head, labels=head).loss.item())
+    ppl = rm.build_reward({"name": "ppl", "type": "perplexity", "texts": str(path), "max_length": 10 * positions})
+    np.testing.assert_allclose(ppl.score_texts(PolicyHandle(policy, tok)), [expected], rtol=1e-5)
+    short = rm.build_reward({"name": "ppl", "type": "perplexity", "texts": str(path), "max_length": 5})
+    assert [len(s) for s in short.sequences(tok, policy)] == [5]
+    kl = rm.build_reward({"name": "ctl", "type": "heldout_kl", "texts": str(path)}, base_model=base)
+    assert [len(s) for s in kl.sequences(tok, policy, base)] == [positions]
+
+
 def test_sampled_kl_averages_to_the_exact_kl_of_the_response_distribution():
     """Enumerating every response of a 5-token vocabulary up to 3 tokens: Σ_y π(y)·estimate(y) = Σ_y π(y)·log
     π(y)/π0(y), the KL of the two response distributions (the chain rule), to rounding."""
