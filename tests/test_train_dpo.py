@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -39,7 +40,12 @@ def test_full_policies_change_weights_and_record_complete_manifests(full_run, ti
         evaluation = manifest["evaluation"]
         for side in ("base", "policy"):
             stats = evaluation[side][name]
-            assert stats["n"] == 8 and stats["stderr"] >= 0  # 4 held-out prompts × 2 samples
+            assert stats["n"] == 8 and stats["n_prompts"] == 4  # 4 held-out prompts × 2 samples
+            # The prompt is the unit: the standard error is over the 4 per-prompt means, each of 2 samples.
+            assert stats["mean"] == pytest.approx(statistics.fmean(stats["per_prompt"]), abs=1e-12)
+            assert stats["stderr"] == pytest.approx(statistics.stdev(stats["per_prompt"]) / 2, abs=1e-12)
+        paired = [p - b for p, b in zip(evaluation["policy"][name]["per_prompt"], evaluation["base"][name]["per_prompt"])]
+        assert evaluation["difference"][name]["stderr"] == pytest.approx(statistics.stdev(paired) / 2, abs=1e-12)
         assert evaluation["policy"]["kl_to_base"]["n"] == 8
         assert evaluation["difference"][name]["difference"] == pytest.approx(
             evaluation["policy"][name]["mean"] - evaluation["base"][name]["mean"])

@@ -1,0 +1,129 @@
+"""Mutation score of the core maths: mutmut over one module at a time, with only the tests that exercise it.
+
+For each module below, the repository is copied into a scratch directory with a `[tool.mutmut]` section naming
+that module and its tests, `mutmut run` mutates it (one mutant at a time, each checked by the tests that call the
+mutated function), and the outcome is read back with `mutmut results`. Writes benchmarks/mutation_results.json
+(per module: mutants, killed, survived, timeout, no_tests, score) and benchmarks/mutation_survivors.json (every
+surviving mutant's diff, for MUTATION.md, which says why each one is equivalent).
+
+Run by hand (minutes per module; too slow for CI):
+    PYTHONPATH=. python benchmarks/mutation_score.py                 # every module
+    PYTHONPATH=. python benchmarks/mutation_score.py schedule pareto # some of them
+The score is (killed + timeout) / (killed + timeout + survived + no tests): a mutant that no test reaches counts
+against it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "mutation_results.json"
+SURVIVORS = REPO / "benchmarks" / "mutation_survivors.json"
+
+# module key -> (file to mutate, the fast test files that exercise it). Only unit tests on tiny arrays/tensors:
+# mutmut runs, for each mutant, the tests that called the mutated function, so these must take seconds.
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "merge_methods": ("lines/merge_methods.py", ["tests/test_merge_methods.py", "tests/test_method_registry.py"]),
+    "schedule": ("lines/schedule.py", ["tests/test_layer_map.py", "tests/test_lines_alpha.py"]),
+    "profile": ("lines/profile.py", ["tests/test_lines_alpha.py"]),
+    "pareto": ("pipelines/pareto.py", ["tests/test_pareto.py", "tests/test_pareto_peer.py", "tests/test_bootstrap.py"]),
+    "summary": ("pipelines/summary.py", ["tests/test_bootstrap.py"]),
+    "study": ("pipelines/report/study.py", ["tests/test_bootstrap.py"]),
+    "selection": ("pipelines/sweep/selection.py", ["tests/test_selection.py"]),
+    "weights": ("pipelines/sweep/weights.py", ["tests/test_selection.py"]),
+}
+COPIED = ["lines", "pipelines", "reward_models", "tests", "pyproject.toml", "configs"]
+STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault", "not checked",
+            "check was interrupted by user", "caught by type check")
+
+
+def scratch_copy(module: str, tests: list[str]) -> Path:
+    """The repository's code and tests in a scratch directory, configured to mutate `module` only."""
+    root = Path(tempfile.mkdtemp(prefix="mutation-"))
+    for name in COPIED:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif source.exists():
+            shutil.copy2(source, root / name)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n[tool.mutmut]\n"
+                         + f"source_paths = {json.dumps(['lines', 'pipelines', 'reward_models'])}\n"
+                         + f"only_mutate = {json.dumps([module])}\n"
+                         + f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+                         + 'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow"]\n'
+                         + "use_git_change_detection = false\n")
+    return root
+
+
+def mutmut(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # The scratch copy, not the installed package, must be imported: mutmut puts mutants/ first on sys.path and
+    # the editable install's finder comes after it; PYTHONPATH pointing at the repository would win, so it is unset.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=root, env=env, capture_output=True,
+                          text=True)
+
+
+def run_module(key: str, max_children: int) -> tuple[dict, list[dict]]:
+    module, tests = MODULES[key]
+    root = scratch_copy(module, tests)
+    started = time.monotonic()
+    try:
+        run = mutmut(root, "run", "--max-children", str(max_children))
+        if run.returncode != 0:
+            raise SystemExit(f"mutmut run failed for {module} (scratch copy kept at {root}):\n{run.stdout[-3000:]}"
+                             f"\n{run.stderr[-3000:]}")
+        listing = mutmut(root, "results", "--all", "true").stdout
+        outcome: dict[str, str] = {}
+        for line in listing.splitlines():
+            match = re.match(r"\s*(\S+): (.+)$", line)
+            if match and match.group(2).strip() in STATUSES:
+                outcome[match.group(1)] = match.group(2).strip()
+        survivors = [{"module": module, "mutant": name, "diff": mutmut(root, "show", name).stdout.strip()}
+                     for name, status in sorted(outcome.items()) if status in ("survived", "no tests")]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    counts = {status: sum(1 for s in outcome.values() if s == status) for status in ("killed", "survived", "timeout")}
+    no_tests = sum(1 for s in outcome.values() if s == "no tests")
+    # A mutant no test reaches is a survivor in all but name: it counts against the score.
+    tested = counts["killed"] + counts["survived"] + counts["timeout"] + no_tests
+    summary = {"file": module, "tests": tests, "mutants": len(outcome), **counts, "no_tests": no_tests,
+               "score": round((counts["killed"] + counts["timeout"]) / tested, 4) if tested else None,
+               "seconds": round(time.monotonic() - started, 1)}
+    return summary, survivors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to run, of {', '.join(MODULES)} (default: all); "
+                                                   "the results of the others are kept")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants checked in parallel")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; choose among {', '.join(MODULES)}")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    survivors = json.loads(SURVIVORS.read_text()) if SURVIVORS.exists() else {}
+    for key in args.modules or list(MODULES):
+        summary, surviving = run_module(key, args.max_children)
+        results[key], survivors[key] = summary, surviving
+        print(f"{key:14s} {summary['mutants']:4d} mutants, {summary['killed']} killed, {summary['survived']} survived, "
+              f"{summary['timeout']} timeout, {summary['no_tests']} without tests: score {summary['score']} "
+              f"({summary['seconds']} s)", flush=True)
+        RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1) + "\n")
+        SURVIVORS.write_text(json.dumps(dict(sorted(survivors.items())), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
