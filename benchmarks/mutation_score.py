@@ -29,17 +29,20 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "mutation_results.json"
 SURVIVORS = REPO / "benchmarks" / "mutation_survivors.json"
 
-# module key -> (file to mutate, the fast test files that exercise it). Only unit tests on tiny arrays/tensors:
-# mutmut runs, for each mutant, the tests that called the mutated function, so these must take seconds.
-MODULES: dict[str, tuple[str, list[str]]] = {
-    "merge_methods": ("lines/merge_methods.py", ["tests/test_merge_methods.py", "tests/test_method_registry.py"]),
-    "schedule": ("lines/schedule.py", ["tests/test_layer_map.py", "tests/test_lines_alpha.py"]),
-    "profile": ("lines/profile.py", ["tests/test_lines_alpha.py"]),
-    "pareto": ("pipelines/pareto.py", ["tests/test_pareto.py", "tests/test_pareto_peer.py", "tests/test_bootstrap.py"]),
-    "summary": ("pipelines/summary.py", ["tests/test_bootstrap.py"]),
-    "study": ("pipelines/report/study.py", ["tests/test_bootstrap.py"]),
-    "selection": ("pipelines/sweep/selection.py", ["tests/test_selection.py"]),
-    "weights": ("pipelines/sweep/weights.py", ["tests/test_selection.py"]),
+# module key -> (file to mutate, the fast test files that exercise it, the functions mutated: None for all). Only
+# unit tests on tiny arrays/tensors: mutmut runs, for each mutant, the tests that called the mutated function, so
+# these take seconds. study.py is mutated in its maths (the pooled bootstrap and the metric differences, the verdict
+# words); its report assembly (files, figures, Markdown prose) is covered end to end by tests/test_sweep.py.
+MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
+    "merge_methods": ("lines/merge_methods.py", ["tests/test_merge_methods.py"], None),
+    "schedule": ("lines/schedule.py", ["tests/test_schedule.py"], None),
+    "profile": ("lines/profile.py", ["tests/test_schedule.py", "tests/test_lines_alpha.py"], None),
+    "pareto": ("pipelines/pareto.py", ["tests/test_pareto.py", "tests/test_bootstrap.py"], None),
+    "summary": ("pipelines/summary.py", ["tests/test_bootstrap.py"], None),
+    "study": ("pipelines/report/study.py", ["tests/test_bootstrap.py"],
+              ["x_pooled_interval", "x_metric_difference", "x__pooled_verdict", "x__ci"]),
+    "selection": ("pipelines/sweep/selection.py", ["tests/test_selection.py"], None),
+    "weights": ("pipelines/sweep/weights.py", ["tests/test_selection.py"], None),
 }
 COPIED = ["lines", "pipelines", "reward_models", "tests", "pyproject.toml", "configs"]
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault", "not checked",
@@ -74,12 +77,18 @@ def mutmut(root: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True)
 
 
+def mutant_prefix(module: str, function: str) -> str:
+    """mutmut's name of a function's mutants: the dotted module, then x_<function> (xǁClassǁmethod for methods)."""
+    return module.removesuffix(".py").replace("/", ".") + "." + function + "__mutmut_"
+
+
 def run_module(key: str, max_children: int) -> tuple[dict, list[dict]]:
-    module, tests = MODULES[key]
+    module, tests, functions = MODULES[key]
     root = scratch_copy(module, tests)
     started = time.monotonic()
+    selected = [mutant_prefix(module, f) + "*" for f in functions] if functions else []
     try:
-        run = mutmut(root, "run", "--max-children", str(max_children))
+        run = mutmut(root, "run", "--max-children", str(max_children), *selected)
         if run.returncode != 0:
             raise SystemExit(f"mutmut run failed for {module} (scratch copy kept at {root}):\n{run.stdout[-3000:]}"
                              f"\n{run.stderr[-3000:]}")
@@ -89,6 +98,9 @@ def run_module(key: str, max_children: int) -> tuple[dict, list[dict]]:
             match = re.match(r"\s*(\S+): (.+)$", line)
             if match and match.group(2).strip() in STATUSES:
                 outcome[match.group(1)] = match.group(2).strip()
+        if functions:  # the functions chosen above; the others' mutants were never run
+            outcome = {name: status for name, status in outcome.items()
+                       if any(name.startswith(mutant_prefix(module, f)) for f in functions)}
         survivors = [{"module": module, "mutant": name, "diff": mutmut(root, "show", name).stdout.strip()}
                      for name, status in sorted(outcome.items()) if status in ("survived", "no tests")]
     finally:
@@ -97,7 +109,7 @@ def run_module(key: str, max_children: int) -> tuple[dict, list[dict]]:
     no_tests = sum(1 for s in outcome.values() if s == "no tests")
     # A mutant no test reaches is a survivor in all but name: it counts against the score.
     tested = counts["killed"] + counts["survived"] + counts["timeout"] + no_tests
-    summary = {"file": module, "tests": tests, "mutants": len(outcome), **counts, "no_tests": no_tests,
+    summary = {"file": module, "functions": functions or "all", "tests": tests, "mutants": len(outcome), **counts, "no_tests": no_tests,
                "score": round((counts["killed"] + counts["timeout"]) / tested, 4) if tested else None,
                "seconds": round(time.monotonic() - started, 1)}
     return summary, survivors
