@@ -42,6 +42,8 @@ def test_summarize_in_a_given_prompt_order_keeps_prompts_without_samples():
     summary = summarize([2.0, 4.0], ["x", "x"], prompt_order=["y", "x"])
     assert summary["per_prompt"] == [0.0, 3.0] and summary["n_prompts"] == 2 and summary["n"] == 2
     assert summary["stderr"] == pytest.approx(statistics.stdev([0.0, 3.0]) / math.sqrt(2))
+    last_missing = summarize([2.0, 4.0, 1.0], ["x", "x", "z"], prompt_order=["x", "z", "y"])
+    assert last_missing["per_prompt"] == [3.0, 1.0, 0.0] and last_missing["n_prompts"] == 3
 
 
 def test_summarize_with_one_prompt_or_none_has_no_standard_error():
@@ -87,6 +89,8 @@ def test_compare_calls_significance_only_beyond_noise():
     assert compare(shifted, same)["significant"]  # every prompt better by about 0.5: stderr tiny
     noisy = summarize([3.0, 0.0, 5.0, 2.2], ["a", "b", "c", "d"])
     assert not compare(noisy, same)["significant"]
+    two = compare(summarize([2.0, 5.0], ["a", "b"]), summarize([1.0, 3.0], ["a", "b"]))
+    assert two["difference"] == 1.5 and two["stderr"] == pytest.approx(statistics.stdev([1.0, 2.0]) / math.sqrt(2))
     one = compare(summarize([2.0], ["a"]), summarize([1.0], ["a"]))
     assert one["difference"] == 1.0 and math.isnan(one["stderr"]) and not one["significant"]
     with pytest.raises(ValueError, match=r"same prompts \(2 vs 3 per-prompt means\)"):
