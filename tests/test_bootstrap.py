@@ -139,8 +139,17 @@ def test_bootstrap_hypervolumes_equal_a_replayed_brute_force(level):
         assert (d.low, d.high) == pytest.approx((percentile(paired, tail), percentile(paired, 100 - tail)), abs=1e-12)
 
 
+def test_bootstrap_defaults_are_1000_replicates_from_seed_0_at_95_percent():
+    per_prompt = {"a": np.random.default_rng(0).normal(size=(2, 5, 2)), "b": np.random.default_rng(1).normal(size=(2, 5, 2))}
+    reference, scale = np.array([-3.0, -3.0]), np.ones(2)
+    default = bootstrap_hypervolumes(per_prompt, reference, scale)
+    explicit = bootstrap_hypervolumes(per_prompt, reference, scale, n_boot=1000, seed=0, level=0.95)
+    assert len(default["draws"]["a"]) == 1000
+    assert default["draws"]["a"].tolist() == explicit["draws"]["a"].tolist() and default["hv"] == explicit["hv"]
+
+
 def test_bootstrap_refuses_variants_on_different_prompts():
-    with pytest.raises(ValueError, match="same prompts"):
+    with pytest.raises(ValueError, match="^every variant must be scored on the same prompts for a paired bootstrap$"):
         bootstrap_hypervolumes({"a": np.zeros((2, 3, 2)), "b": np.zeros((2, 4, 2))}, np.zeros(2), np.ones(2), n_boot=2)
 
 
@@ -185,7 +194,7 @@ def test_pooled_interval_of_one_seed_is_its_own_percentile_interval_and_unequal_
     draws = [np.linspace(-1.0, 1.0, 201)]
     estimate, low, high = pooled_interval([0.3], draws, n_boot=20000, level=0.9, seed=0)
     assert estimate == 0.3 and low == pytest.approx(-0.9, abs=0.03) and high == pytest.approx(0.9, abs=0.03)
-    with pytest.raises(ValueError, match="same number of bootstrap replicates"):
+    with pytest.raises(ValueError, match="^every seed needs the same number of bootstrap replicates$"):
         pooled_interval([0.0, 0.0], [np.zeros(3), np.zeros(4)], n_boot=5, level=0.95, seed=0)
 
 
