@@ -151,3 +151,53 @@ def test_normalized_and_broadcast():
     tvs = torch.ones((2, 3, 4), dtype=torch.float64)
     assert mm._broadcast(w, tvs).shape == (2, 1, 1)
     assert mm.task_arithmetic(tvs, w).tolist() == torch.full((3, 4), 4.0, dtype=torch.float64).tolist()
+
+
+@pytest.mark.parametrize("normalize", [True, False, None], ids=["normalized", "sum", "default"])
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties"])
+def test_dare_with_unnormalised_weights_and_the_default(method, normalize):
+    tvs, weights = random_tvs(3, (9, 4), seed=8), [0.6, 0.9, 0.5]
+    seeds = [mm.dare_seed(2, NAME, i) for i in range(3)]
+    function = mm.dare_linear if method == "dare_linear" else mm.dare_ties
+    kwargs = {} if normalize is None else {"normalize": normalize}
+    got = function(tvs, torch.tensor(weights, dtype=torch.float64), 0.5, seeds, **kwargs)
+    expected = reference(tvs, weights, method, {"density": 0.5, "normalize": normalize is not False}, seed=2)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-13)
+
+
+def test_dare_seed_is_the_documented_hash():
+    import hashlib
+
+    for seed, name, index in [(0, "a", 0), (7, NAME, 2), (123456, "lm_head.weight", 1), (1, "x", 5)]:
+        digest = hashlib.sha256(f"{seed}\0{name}\0{index}".encode()).digest()
+        assert mm.dare_seed(seed, name, index) == int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def test_dare_masks_follow_the_task_vectors_device():
+    dropped = mm.dare_drop(torch.ones((2, 3, 4), device="meta"), 0.5, [1, 2])
+    assert dropped.device.type == "meta" and dropped.shape == (2, 3, 4)
+
+
+def test_disjoint_merge_counts_entries_equal_to_one():
+    tvs = torch.tensor([[1.0, 1.0], [3.0, -1.0]], dtype=torch.float64)
+    w = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    assert mm.disjoint_merge(tvs, w, torch.tensor([1.0, -1.0], dtype=torch.float64)).tolist() == [2.0, -1.0]
+
+
+def rounding_past_one(sign: float) -> torch.Tensor:
+    """Two collinear vectors whose cosine, computed in fp64, lands just beyond ±1 (arccos would be NaN)."""
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(1000):
+        a = torch.rand(5, generator=generator, dtype=torch.float64)
+        b = sign * 3.0 * a
+        cos = (a @ b) / (a.norm() * b.norm())
+        if abs(float(cos)) > 1.0:
+            return torch.stack([a, b])
+    raise AssertionError("no fp64 overshoot found")
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_slerp_of_collinear_vectors_whose_cosine_rounds_past_one_is_linear(sign):
+    tvs = rounding_past_one(sign)
+    got = mm.slerp(tvs, 0.25)
+    torch.testing.assert_close(got, 0.75 * tvs[0] + 0.25 * tvs[1], rtol=0, atol=1e-15)
