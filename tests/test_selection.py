@@ -66,6 +66,9 @@ def test_normalisation_is_the_worst_value_and_the_range_in_maximised_units():
     # kl is negated: worst = −2.5, range 2; `short` has no range: scale 1, so the reference is its value.
     assert scale.tolist() == [2.0, 1.0, 2.0]
     assert (reference * scale).tolist() == pytest.approx([1.0, 7.0, -2.5])
+    # One point: no range anywhere, so the box is the point itself with unit scales.
+    reference, scale, directions = normalisation(points[:1], REWARDS)
+    assert scale.tolist() == [1.0, 1.0, 1.0] and reference.tolist() == [1.0, 7.0, -0.5] and directions[2] is False
 
 
 @pytest.mark.parametrize("seed", range(6))
