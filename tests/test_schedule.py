@@ -86,7 +86,8 @@ def test_negative_scales_count_by_their_magnitude():
 
 def test_a_zero_merged_update_has_no_alpha_and_no_matched_lambda():
     zero = MergeProfile(merged_l1={"block:0": 0.0}, mean_l1={"block:0": 1.0})
-    with pytest.raises(LinesError, match="^lines.alpha: auto is undefined because the merged task vector is zero"):
+    with pytest.raises(LinesError, match=r"^lines.alpha: auto is undefined because the merged task vector is zero "
+                                         r"\(policies identical to the base\?\); give a number instead$"):
         zero.alpha()
     with pytest.raises(LinesError, match="^the merged task vector is zero: no uniform scale can match its norm$"):
         zero.matched_lambda(LinesSchedule(alpha=1.0, beta=0.0, num_layers=1))
@@ -104,5 +105,6 @@ def test_profiles_round_trip_and_groups_name_their_roles():
 def test_normalised_weights():
     assert normalised_weights([1.0, 3.0]) == [0.25, 0.75]
     assert normalised_weights([0.2, 0.0, 0.6]) == pytest.approx([0.25, 0.0, 0.75])
-    with pytest.raises(LinesError, match="sum to zero; give alpha as a number"):
+    with pytest.raises(LinesError, match="^lines.alpha: auto weighs the task vectors by w / Σw, and these weights sum "
+                                         "to zero; give alpha as a number$"):
         normalised_weights([0.5, -0.5])
