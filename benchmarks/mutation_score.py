@@ -116,7 +116,8 @@ def run_module(key: str, max_children: int) -> tuple[dict, list[dict]]:
     # A mutant no test reaches is a survivor in all but name: it counts against the score.
     tested = counts["killed"] + counts["survived"] + counts["timeout"] + no_tests
     return {"file": module, "functions": functions or "all", "tests": tests, "mutants": len(outcome), **counts,
-            "no_tests": no_tests, "score": round((counts["killed"] + counts["timeout"]) / tested, 4) if tested else None,
+            "no_tests": no_tests,
+            "score": round((counts["killed"] + counts["timeout"]) / tested, 4) if tested else None,
             "seconds": round(time.monotonic() - started, 1), "survivors": survivors}
 
 
@@ -147,11 +148,12 @@ def render(results: dict) -> str:
     total = {k: sum(m[k] for m in modules.values()) for k in ("mutants", "killed", "survived", "timeout", "no_tests")}
     tested = total["killed"] + total["timeout"] + total["survived"] + total["no_tests"]
     out = ["# Mutation score of the core maths", "",
-           f"Measured with {results['tool']} by `benchmarks/mutation_score.py` (this file is written by it; the numbers "
-           "are in `mutation_results.json`). Each mutant is checked by the tests that call the mutated function, "
-           "among the test files named per module. Score: (killed + timeout) / (killed + timeout + survived + no "
-           "tests).", "",
-           "| module | file | mutants | killed | survived | timeout | no tests | score |", "|---|---|---|---|---|---|---|---|"]
+           f"Measured with {results['tool']} by `benchmarks/mutation_score.py` (this file is written by it; the "
+           "numbers are in `mutation_results.json`). Each mutant is checked by the tests that call the mutated "
+           "function, among the test files named per module. Score: (killed + timeout) / (killed + timeout + "
+           "survived + no tests).", "",
+           "| module | file | mutants | killed | survived | timeout | no tests | score |",
+           "|---|---|---|---|---|---|---|---|"]
     for key, m in modules.items():
         scope = "" if m["functions"] == "all" else " (" + ", ".join(f.removeprefix("x_") for f in m["functions"]) + ")"
         out.append(f"| {key} | `{m['file']}`{scope} | {m['mutants']} | {m['killed']} | {m['survived']} | "
@@ -161,7 +163,8 @@ def render(results: dict) -> str:
     out += ["", "Tests per module: " + "; ".join(f"{k}: " + ", ".join(f"`{t}`" for t in m["tests"])
                                                   for k, m in modules.items()) + ".", "",
             "## Surviving mutants", "",
-            "Each survivor below changes nothing any caller can observe (an equivalent mutant), for the reason given.",
+            "Each survivor below changes no value and no error any caller receives (an equivalent mutant), for the "
+            "reason given; the progress-bar ones change only what is drawn on stderr.",
             ""]
     for key, m in modules.items():
         for survivor in m["survivors"]:

@@ -140,7 +140,7 @@ def test_bootstrap_hypervolumes_equal_a_replayed_brute_force(level):
 
 
 def test_bootstrap_defaults_are_1000_replicates_from_seed_0_at_95_percent():
-    per_prompt = {"a": np.random.default_rng(0).normal(size=(2, 5, 2)), "b": np.random.default_rng(1).normal(size=(2, 5, 2))}
+    per_prompt = {name: np.random.default_rng(seed).normal(size=(2, 5, 2)) for seed, name in enumerate("ab")}
     reference, scale = np.array([-3.0, -3.0]), np.ones(2)
     default = bootstrap_hypervolumes(per_prompt, reference, scale)
     explicit = bootstrap_hypervolumes(per_prompt, reference, scale, n_boot=1000, seed=0, level=0.95)
@@ -226,7 +226,8 @@ def test_metric_difference_pairs_the_shared_weights_and_resamples_units_together
 
 # -- verdict words follow the interval ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("low,high,word", [(0.01, 0.03, "**lines beat soup**"), (-0.03, -0.01, "**lines lost to soup**"),
+@pytest.mark.parametrize("low,high,word", [(0.01, 0.03, "**lines beat soup**"),
+                                           (-0.03, -0.01, "**lines lost to soup**"),
                                            (-0.01, 0.02, "**no clear difference between lines and soup**"),
                                            (0.0, 0.02, "**no clear difference between lines and soup**")])
 def test_run_verdict_follows_the_interval(low, high, word):

@@ -175,7 +175,8 @@ def test_fp32_merges_sum_their_norms_in_fp64(checkpoints):
                 continue
             base, tvs = inputs.task_vectors(name, inputs.read_block(name, rows), torch.float32)
             merged += merger.merged_update(name, tvs, base).double().abs().sum().item()
-            mean += (tvs * (weights / weights.sum()).reshape(-1, *([1] * (tvs.dim() - 1)))).sum(0).double().abs().sum().item()
+            weighted = tvs * (weights / weights.sum()).reshape(-1, *([1] * (tvs.dim() - 1)))
+            mean += weighted.sum(0).double().abs().sum().item()
     assert sum(profile.merged_l1.values()) == pytest.approx(merged, rel=1e-13)
     assert sum(profile.mean_l1.values()) == pytest.approx(mean, rel=1e-13)
 
@@ -194,7 +195,8 @@ def test_a_non_finite_weight_is_named_by_the_alpha_pass(checkpoints, tmp_path):
     from safetensors.torch import save_file
 
     save_file(state, broken / "model.safetensors", metadata={"format": "pt"})
-    spec = MergeSpec(method="ties", weights=[0.5, 0.5], parameters={"density": 0.4}, lines={"alpha": "auto", "beta": 0.5})
+    spec = MergeSpec(method="ties", weights=[0.5, 0.5], parameters={"density": 0.4},
+                     lines={"alpha": "auto", "beta": 0.5})
     with MergeInputs(root / "base", [root / "p0", broken]) as inputs:
         with pytest.raises(LinesError, match=rf"tensor '{re.escape(name)}' has non-finite values"):
             merge_profile(TensorMerger(spec, inputs))

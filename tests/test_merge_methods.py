@@ -36,7 +36,8 @@ WEIGHTS = [[0.2, 0.5, 0.3], [0.6, 0.9, 0.5], [1.0, 0.0, 0.0], [-0.4, 1.0, 0.7]]
     ("consensus", {"k": 1, "tall_lambda": 1.0, "normalize": True},
      lambda t, w: mm.consensus(t, w, k=1, tall_lambda=1.0, normalize=True)),
     ("consensus", {}, mm.consensus),
-], ids=["linear", "linear-sum", "ta", "ties", "ties-sum", "ties-dense", "consensus", "consensus-k1", "consensus-default"])
+], ids=["linear", "linear-sum", "ta", "ties", "ties-sum", "ties-dense", "consensus", "consensus-k1",
+        "consensus-default"])
 def test_methods_equal_the_fp64_reference(method, params, call, weights):
     tvs = random_tvs(3, seed=len(method))
     got = call(tvs, torch.tensor(weights, dtype=torch.float64))

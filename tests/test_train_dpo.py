@@ -46,7 +46,8 @@ def test_full_policies_change_weights_and_record_complete_manifests(full_run, ti
             # The prompt is the unit: the standard error is over the 4 per-prompt means, each of 2 samples.
             assert stats["mean"] == pytest.approx(statistics.fmean(stats["per_prompt"]), abs=1e-12)
             assert stats["stderr"] == pytest.approx(statistics.stdev(stats["per_prompt"]) / 2, abs=1e-12)
-        paired = [p - b for p, b in zip(evaluation["policy"][name]["per_prompt"], evaluation["base"][name]["per_prompt"])]
+        paired = [p - b for p, b in zip(evaluation["policy"][name]["per_prompt"],
+                                        evaluation["base"][name]["per_prompt"])]
         assert evaluation["difference"][name]["stderr"] == pytest.approx(statistics.stdev(paired) / 2, abs=1e-12)
         assert evaluation["policy"]["kl_to_base"]["n"] == 8
         assert evaluation["difference"][name]["difference"] == pytest.approx(
@@ -201,7 +202,8 @@ def test_iterated_dpo_samples_from_and_is_anchored_to_the_previous_round(tiny_ba
 
     recorder = RoundRecorder(monkeypatch, tmp_path / "recorded")
     training = {"algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4,
-                "logging_steps": 1, "max_length": 64, "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12, "rounds": 2},
+                "logging_steps": 1, "max_length": 64,
+                "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12, "rounds": 2},
                 # With precomputed reference log-probs (computed before each round), they are measurable here.
                 "trainer": {"precompute_ref_log_probs": precompute}}
     if lora is not None:

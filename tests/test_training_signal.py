@@ -22,7 +22,8 @@ def test_trl_reward_functions_return_what_to_maximise():
     responses = ["a", "three words here", "xx"]
     assert TrlRewardFunction(LONG)(["p"] * 3, responses) == [1.0, 16.0, 2.0]
     assert TrlRewardFunction(SHORT)(["p"] * 3, responses) == [-1.0, -16.0, -2.0]
-    assert to_maximise(SHORT, np.array([2.0])).tolist() == [-2.0] and to_maximise(LONG, np.array([2.0])).tolist() == [2.0]
+    assert to_maximise(SHORT, np.array([2.0])).tolist() == [-2.0]
+    assert to_maximise(LONG, np.array([2.0])).tolist() == [2.0]
 
 
 def rows(scores_by_prompt: dict[str, list[float]], name: str) -> list[dict]:
