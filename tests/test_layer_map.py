@@ -1,9 +1,11 @@
 """Layer maps on the real parameter names of locally built models of every supported family."""
+import json
 import re
 
 import pytest
 
 import tiny
+from lines import layer_map as layer_map_module
 from lines.errors import LinesError
 from lines.layer_map import BLOCK, EMBEDDING, FINAL, HEAD, LayerMap, architecture_specs
 from lines.schedule import LinesSchedule
@@ -69,9 +71,29 @@ def test_missing_layer_count_is_an_error():
 
 
 def test_each_model_type_declared_once():
+    """Read the JSON files directly: every model_type appears in exactly one file, which is the spec it maps to."""
+    declared: dict[str, list[str]] = {}
+    for path in sorted(layer_map_module.ARCHITECTURES_DIR.glob("*.json")):
+        for model_type in json.loads(path.read_text())["model_types"]:
+            declared.setdefault(model_type, []).append(path.stem)
+    assert all(len(files) == 1 for files in declared.values()), declared
     specs = architecture_specs()
-    for family in tiny.FAMILIES:
-        assert family in specs
+    assert {t: [spec.name] for t, spec in specs.items()} == declared
+    assert set(tiny.FAMILIES) <= set(specs)
+
+
+def test_a_model_type_declared_twice_is_refused(tmp_path, monkeypatch):
+    source = layer_map_module.ARCHITECTURES_DIR / "llama.json"
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(source.read_text())
+    monkeypatch.setattr(layer_map_module, "ARCHITECTURES_DIR", tmp_path)
+    architecture_specs.cache_clear()
+    try:
+        with pytest.raises(LinesError, match="model_type 'llama' is declared twice"):
+            architecture_specs()
+    finally:
+        monkeypatch.undo()
+        architecture_specs.cache_clear()
 
 
 def test_schedule_formula():

@@ -5,6 +5,8 @@ weights, 1 for a linear soup, 1/Σw for task arithmetic, and independent of poli
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,78 @@ def test_profiles_scale_blocks_as_stated():
     assert centered.layer_scales() == pytest.approx([0.7, 0.9, 1.1, 1.3])
     assert np.mean(centered.layer_scales()) == pytest.approx(1.0)
     assert torch.tensor(centered.layer_scales()).diff().gt(0).all()
+
+
+def test_alpha_of_a_method_that_reads_theta0(checkpoints):
+    """mergekit_linear averages the policies' weights themselves (θ0 is read to form them): its τ_merged is the
+    weighted mean of the task vectors, so α is 1 — computed by a pass over the inputs, θ0 included."""
+    root, _, _ = checkpoints
+    spec = MergeSpec(method="mergekit_linear", weights=[0.2, 0.5, 0.3], lines={"alpha": "auto", "beta": 0.5},
+                     compute_dtype="float64")
+    with MergeInputs(root / "base", [root / f"p{i}" for i in range(3)]) as inputs:
+        merger = TensorMerger(spec, inputs)
+        assert merger.method.linear_coefficients(torch.tensor([0.2, 0.5, 0.3]), {"normalize": True}) is None
+        assert merge_profile(merger).alpha() == pytest.approx(1.0, rel=1e-12)
+
+
+def test_fp32_merges_sum_their_norms_in_fp64(checkpoints):
+    """In the default fp32 compute, the per-group L1 norms are accumulated in fp64: equal to an fp64 sum of the same
+    fp32 updates far below fp32's own rounding."""
+    root, _, _ = checkpoints
+    spec = MergeSpec(method="ties", weights=[0.2, 0.5, 0.3], parameters={"density": 0.4},
+                     lines={"alpha": "auto", "beta": 0.5})
+    with MergeInputs(root / "base", [root / f"p{i}" for i in range(3)]) as inputs:
+        merger = TensorMerger(spec, inputs)
+        profile = merge_profile(merger)
+        merged, mean = 0.0, 0.0
+        weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float32)
+        for name, rows in merger.blocks():
+            if not inputs.base.info(name).dtype.is_floating_point:
+                continue
+            base, tvs = inputs.task_vectors(name, inputs.read_block(name, rows), torch.float32)
+            merged += merger.merged_update(name, tvs, base).double().abs().sum().item()
+            weighted = tvs * (weights / weights.sum()).reshape(-1, *([1] * (tvs.dim() - 1)))
+            mean += weighted.sum(0).double().abs().sum().item()
+    assert sum(profile.merged_l1.values()) == pytest.approx(merged, rel=1e-13)
+    assert sum(profile.mean_l1.values()) == pytest.approx(mean, rel=1e-13)
+
+
+def test_a_non_finite_weight_is_named_by_the_alpha_pass(checkpoints, tmp_path):
+    root, _, _ = checkpoints
+    state = load_file(root / "p1" / "model.safetensors")
+    name = sorted(state)[3]
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in (root / "p1").iterdir():
+        if item.name != "model.safetensors":
+            (broken / item.name).write_bytes(item.read_bytes())
+    from safetensors.torch import save_file
+
+    save_file(state, broken / "model.safetensors", metadata={"format": "pt"})
+    spec = MergeSpec(method="ties", weights=[0.5, 0.5], parameters={"density": 0.4},
+                     lines={"alpha": "auto", "beta": 0.5})
+    with MergeInputs(root / "base", [root / "p0", broken]) as inputs:
+        with pytest.raises(LinesError, match=rf"tensor '{re.escape(name)}' has non-finite values"):
+            merge_profile(TensorMerger(spec, inputs))
+
+
+def test_alpha_with_weights_that_differ_between_tensors(checkpoints):
+    """A mergekit config may give a policy one weight on the MLPs and another elsewhere. A normalised linear merge's
+    τ_merged is then, tensor by tensor, the mean of the task vectors under that tensor's weights, so α = 1 only if
+    each tensor's mean is taken with its own weights (one set of weights for every tensor gives another number)."""
+    from lines.mergekit_config import recipe_from_mergekit
+
+    root, _, _ = checkpoints
+    recipe = recipe_from_mergekit({
+        "merge_method": "linear", "dtype": "float32",
+        "models": [{"model": str(root / "p0"), "parameters": {"weight": 0.3}},
+                   {"model": str(root / "p1"), "parameters": {"weight": [{"filter": "mlp", "value": 2.0},
+                                                                          {"value": 0.1}]}}],
+        "base_model": str(root / "base"), "parameters": {"weight": 0.0}, "lines": {"alpha": "auto", "beta": 0.5}})
+    spec = recipe.spec().model_copy(update={"compute_dtype": "float64"})
+    with MergeInputs(root / "base", [m.model for m in recipe.models]) as inputs:
+        merger = TensorMerger(spec, inputs)
+        assert len({tuple(merger.settings(n).weights.tolist()) for n, _ in merger.blocks()}) > 1
+        assert merge_profile(merger).alpha() == pytest.approx(1.0, rel=1e-12)

@@ -28,6 +28,22 @@ def test_hypervolume_2d_by_hand():
     assert hypervolume(np.empty((0, 2)), np.array([0, 0])) == 0.0
 
 
+def test_hypervolume_against_a_brute_force_union_with_an_uneven_reference():
+    """Three and four objectives, a reference point different in every coordinate (slices must keep theirs)."""
+    from brute_force import union_volume
+
+    rng = np.random.default_rng(3)
+    for k, reference in [(3, np.array([0.5, -1.0, 0.25])), (4, np.array([-0.5, 0.1, 0.3, -0.2]))]:
+        pts = rng.normal(0.5, 1.0, size=(6, k))
+        assert hypervolume(pts, reference) == pytest.approx(union_volume(pts, reference), abs=1e-12)
+
+
+def test_no_point_beyond_the_reference_has_no_volume_and_an_empty_front_indexes():
+    assert hypervolume(np.array([[-1.0, 9.0], [2.0, -0.5]]), np.array([0.0, 0.0])) == 0.0
+    empty = pareto_front(np.empty((0, 2)))
+    assert empty.dtype.kind == "i" and np.empty((0, 2))[empty].shape == (0, 2)
+
+
 def test_hypervolume_3d_against_monte_carlo_free_count():
     """Integer points: the volume equals the number of unit cells dominated, counted exhaustively."""
     rng = np.random.default_rng(0)

@@ -116,12 +116,7 @@ def test_report_numbers_equal_points_csv(inputs, tmp_path):
         [1 + beta * layer / 2 for layer in range(3)])
     matched = [r for r in rows if r["front"] == "matched[lines]"]
     assert len(matched) == len(lines_rows) and len({r["alpha"] for r in matched}) > 1  # one λ per weight
-    verdicts = md.split("## Verdict")[1].split("Hypervolume of each front")[0]
-    assert re.search(r"(lines beat soup|lines lost to soup|no clear difference between lines and soup)", verdicts)
-    assert re.search(r"(lines beat uniform|lines lost to uniform|no clear difference between lines and uniform)",
-                     verdicts)
-    assert re.search(r"(lines beat matched\[lines\]|lines lost to matched\[lines\]|no clear difference between "
-                     r"lines and matched\[lines\])", verdicts)
+    check_verdicts(md, {"soup", "uniform", "matched[lines]"})
     html = (report / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
     # `lines report` regenerates from the cache alone.
@@ -130,6 +125,46 @@ def test_report_numbers_equal_points_csv(inputs, tmp_path):
 
     assert lines_main(["report", str(tmp_path / "runs" / "tiny")]) == 0
     assert (report / "report.md").read_text() == md
+
+
+VERDICT = re.compile(r"^- \*\*(?:(?P<a>\S+) (?P<word>beat|lost to) (?P<b>\S+)|no clear difference between (?P<a0>\S+) "
+                     r"and (?P<b0>\S+))\*\*: hypervolume difference (?P<est>[-+]\d\.\d{4}) \(95% CI "
+                     r"(?P<low>[-+]\d\.\d{4}) … (?P<high>[-+]\d\.\d{4})\)")
+
+
+def check_verdicts(md: str, others: set[str]) -> None:
+    """Each verdict line names lines against one other front, its word is the one the printed interval gives
+    (above zero: beat; below: lost to; else no clear difference), and its estimate is the difference of the two
+    fronts' hypervolumes in the table below it."""
+    section = md.split("## Verdict")[1].split("## ")[0]
+    hv_table = section.split("| front | hypervolume")[1].split("\n\n")[0].splitlines()[2:]
+    table = {row[0]: float(row[1]) for row in ([c.strip() for c in line.strip("|").split("|")] for line in hv_table)}
+    seen = set()
+    for line in (line for line in section.splitlines() if line.startswith("- **")):
+        match = VERDICT.match(line)
+        assert match, line
+        a, b = match["a"] or match["a0"], match["b"] or match["b0"]
+        low, high, estimate = float(match["low"]), float(match["high"]), float(match["est"])
+        expected = "beat" if low > 0 else "lost to" if high < 0 else None
+        assert match["word"] == expected, line
+        assert a == "lines" and low <= estimate <= high
+        assert estimate == pytest.approx(table[a] - table[b], abs=2e-4)  # both printed to 4 decimals
+        seen.add(b)
+    assert seen == others
+
+
+def test_verdict_check_rejects_words_that_contradict_their_interval():
+    """The check above, on verdicts written by hand: it accepts only the word the interval gives."""
+    table = "\n| front | hypervolume |\n|---|---|\n| lines | 0.5000 |\n| soup | 0.4000 |\n"
+    right = "## Verdict\n\n- **lines beat soup**: hypervolume difference +0.1000 (95% CI +0.0500 … +0.1500) x\n"
+    check_verdicts(right + table, {"soup"})
+    for wrong in ["- **lines lost to soup**: hypervolume difference +0.1000 (95% CI +0.0500 … +0.1500) x",
+                  "- **no clear difference between lines and soup**: hypervolume difference +0.1000 (95% CI +0.0500 "
+                  "… +0.1500) x",
+                  "- **lines beat soup**: hypervolume difference +0.1000 (95% CI -0.0500 … +0.1500) x",
+                  "- **lines beat soup**: hypervolume difference +0.2000 (95% CI +0.0500 … +0.2500) x"]:
+        with pytest.raises(AssertionError):
+            check_verdicts("## Verdict\n\n" + wrong + "\n" + table, {"soup"})
 
 
 @pytest.mark.slow

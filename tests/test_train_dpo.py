@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -39,7 +42,13 @@ def test_full_policies_change_weights_and_record_complete_manifests(full_run, ti
         evaluation = manifest["evaluation"]
         for side in ("base", "policy"):
             stats = evaluation[side][name]
-            assert stats["n"] == 8 and stats["stderr"] >= 0  # 4 held-out prompts × 2 samples
+            assert stats["n"] == 8 and stats["n_prompts"] == 4  # 4 held-out prompts × 2 samples
+            # The prompt is the unit: the standard error is over the 4 per-prompt means, each of 2 samples.
+            assert stats["mean"] == pytest.approx(statistics.fmean(stats["per_prompt"]), abs=1e-12)
+            assert stats["stderr"] == pytest.approx(statistics.stdev(stats["per_prompt"]) / 2, abs=1e-12)
+        paired = [p - b for p, b in zip(evaluation["policy"][name]["per_prompt"],
+                                        evaluation["base"][name]["per_prompt"])]
+        assert evaluation["difference"][name]["stderr"] == pytest.approx(statistics.stdev(paired) / 2, abs=1e-12)
         assert evaluation["policy"]["kl_to_base"]["n"] == 8
         assert evaluation["difference"][name]["difference"] == pytest.approx(
             evaluation["policy"][name]["mean"] - evaluation["base"][name]["mean"])
@@ -138,14 +147,116 @@ def test_best_worst_pairs_skip_ties_and_identical_texts():
                       "margin": 2.0}]
 
 
-def test_iterated_dpo_samples_again_from_each_round(tiny_base, tmp_path):
-    config = parse_config(tiny_config(tmp_path, tiny_base, training={
-        "algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4, "logging_steps": 1,
-        "max_length": 64, "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12, "rounds": 2}}), "rounds.yaml")
-    manifest = train_all(config)["long"].manifest
+class RoundRecorder:
+    """What each round of iterated DPO used, recorded outside trl: the sampler's weights, a copy of the previous
+    round's saved policy (the round deletes it once the next one is trained), and the reference log-probabilities
+    trl precomputed for every pair (with the token ids they were computed on)."""
+
+    def __init__(self, monkeypatch, scratch):
+        import trl
+
+        import pipelines.training.dpo as dpo_module
+
+        self.samplers, self.previous, self.datasets, self.scratch = [], [], [], scratch
+        original_pairs, recorder = dpo_module.sampled_pairs, self
+
+        def recording_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag):
+            round_index = int(round_dir.name.removeprefix("round"))
+            recorder.samplers.append({k: v.detach().clone() for k, v in sampler.state_dict().items()})
+            if round_index > 0:
+                copy = scratch / f"policy{round_index - 1}"
+                shutil.copytree(round_dir.parent / f"round{round_index - 1}" / "policy", copy)
+                recorder.previous.append(copy)
+            return original_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag)
+
+        class RecordingDPOTrainer(trl.DPOTrainer):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                columns = ["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps"]
+                recorder.datasets.append(self.train_dataset.select_columns(
+                    [c for c in columns if c in self.train_dataset.column_names]).to_list())
+
+        monkeypatch.setattr(dpo_module, "sampled_pairs", recording_pairs)
+        monkeypatch.setattr(trl, "DPOTrainer", RecordingDPOTrainer)
+
+
+def sequence_logprobs(model, rows, pad_id) -> np.ndarray:
+    """log π(y | x) of every recorded pair's chosen and rejected response, computed here (fp64 sums)."""
+    from reward_models import token_logprobs
+
+    sequences = [r["prompt_ids"] + r[k] for r in rows for k in ("chosen_ids", "rejected_ids")]
+    starts = [len(r["prompt_ids"]) for r in rows for _ in range(2)]
+    return np.array([lp.sum() for lp in token_logprobs(model, sequences, starts, pad_id)])
+
+
+LORA = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora,precompute", [(None, True), (LORA, True), (LORA, False)],
+                         ids=["full", "lora", "lora-live-reference"])
+def test_iterated_dpo_samples_from_and_is_anchored_to_the_previous_round(tiny_base, tmp_path, monkeypatch, lora,
+                                                                          precompute):
+    from lines.models import load_causal_lm, load_policy_model
+    from pipelines.training.checkpoints import load_tokenizer
+
+    recorder = RoundRecorder(monkeypatch, tmp_path / "recorded")
+    training = {"algorithm": "dpo", "learning_rate": 1e-2, "max_steps": 2, "per_device_batch_size": 4,
+                "logging_steps": 1, "max_length": 64,
+                "dpo": {"samples_per_prompt": 4, "max_new_tokens": 12, "rounds": 2},
+                # With precomputed reference log-probs (computed before each round), they are measurable here.
+                "trainer": {"precompute_ref_log_probs": precompute}}
+    if lora is not None:
+        training["lora"] = lora
+    config = parse_config(tiny_config(tmp_path, tiny_base, training=training), "rounds.yaml")
+    info = train_all(config)["long"]
+    manifest = info.manifest
     assert [(row["round"], row["step"]) for row in manifest["training_curve"]] == [(0, 1), (0, 2), (1, 3), (1, 4)]
-    first, second = manifest["training_details"]["rounds"]
-    assert second["round"] == 1 and second["sample_reward_mean"] != first["sample_reward_mean"]  # new sampler
+    assert [r["round"] for r in manifest["training_details"]["rounds"]] == [0, 1]
+    assert len(recorder.samplers) == len(recorder.datasets) == 2 and len(recorder.previous) == 1
+
+    theta0 = load_causal_lm(tiny_base, "cpu", "float32")
+    previous = load_policy_model(recorder.previous[0], tiny_base, "cpu", "float32")
+    # Round 1 samples from θ0, round 2 from round 1's policy (a new seed alone would also change the samples).
+    for sampled, expected in zip(recorder.samplers, (theta0, previous)):
+        assert sampled.keys() == expected.state_dict().keys()
+        for name, value in expected.state_dict().items():
+            torch.testing.assert_close(sampled[name], value, rtol=0, atol=1e-6)
+
+    if lora is not None:  # the saved policy is one adapter, not also the trainer's frozen copy of the previous one
+        assert [p.name for p in info.path.iterdir() if p.is_dir()] == []
+    if not precompute:
+        # Reference computed live at every step: at the first step of round 2 the policy still equals round 1's
+        # policy, so its implicit DPO rewards β·(log π − log π_ref) are 0 exactly if (and only if) that is the anchor.
+        first_of_round2 = manifest["training_curve"][2]
+        assert first_of_round2["rewards/chosen"] == first_of_round2["rewards/rejected"] == 0.0
+        assert manifest["training_curve"][3]["rewards/chosen"] != 0.0  # and they move once it trains
+        return
+    # The reference of each round, measured outside trl: θ0 in round 1, round 1's policy in round 2 — not θ0.
+    pad_id = load_tokenizer(tiny_base).pad_token_id
+    for rows, reference in zip(recorder.datasets, (theta0, previous)):
+        used = np.array([r[k] for r in rows for k in ("ref_chosen_logps", "ref_rejected_logps")])
+        np.testing.assert_allclose(used, sequence_logprobs(reference, rows, pad_id), rtol=0, atol=1e-4)
+    second = recorder.datasets[1]
+    used = np.array([r[k] for r in second for k in ("ref_chosen_logps", "ref_rejected_logps")])
+    assert np.abs(used - sequence_logprobs(theta0, second, pad_id)).max() > 1e-2  # the rounds' anchors differ
+
+
+def test_a_lora_round_without_a_frozen_previous_adapter_is_refused(tiny_base, tmp_path):
+    """Where PEFT cannot keep trl's frozen copy of the adapter, trl would anchor round 2 to θ0: refused in one line."""
+    from types import SimpleNamespace
+
+    from pipelines.training.dpo import _check_lora_reference
+    from pipelines.training.errors import TrainingError
+
+    model = SimpleNamespace(peft_config={"default": object()})
+    trainer = SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    job = SimpleNamespace(where="cfg.yaml: policies[0]", settings=SimpleNamespace(lora=object()))
+    with pytest.raises(TrainingError, match=r"^cfg.yaml: policies\[0\]: dpo.rounds > 1 with LoRA .* upgrade peft"):
+        _check_lora_reference(trainer, job, tmp_path / "round0" / "policy")
+    _check_lora_reference(trainer, job, None)  # round 1: the base with the adapter off is θ0, as it should be
+    model.peft_config["ref"] = object()
+    _check_lora_reference(trainer, job, tmp_path / "round0" / "policy")
 
 
 def test_morl_baseline_trains_on_the_z_scored_weighted_sum(tiny_base, tmp_path):

@@ -109,6 +109,7 @@ REWARD_SPECS = [
     {"name": "keywords", "type": "keywords", "keywords": ["food", "staff"], "mode": "count"},
     UP,
     {"name": "rm", "type": "hf", "device": "cpu"},  # path filled in below
+    {"name": "rm_lower", "type": "hf", "device": "cpu", "higher_is_better": False},  # trl is given −score
 ]
 
 
@@ -135,7 +136,7 @@ def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, t
                                  truncate_response(eos, pad, query_responses[:, width:])], dim=1)
     view = RewardModelView(reward, tokenizer, width, {tuple(ids): p for ids, p in zip(prompt_ids, prompts)})
     _, scores, _ = get_reward(view, query_responses, pad, width)
-    expected = reward.score(prompts, responses)
+    expected = reward.score(prompts, responses) * (1.0 if reward.higher_is_better else -1.0)
     torch.testing.assert_close(scores, torch.as_tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-5)
 
 

@@ -2,7 +2,10 @@
 
 Round r samples k responses per training prompt from the current model (θ0 in round 1), keeps the best and
 worst by the reward, and trains `max_steps` steps. Later rounds continue from the previous round's weights
-(or adapter) and, as trl does when it continues from a checkpoint, use that previous policy as reference.
+(or adapter) and use that previous policy as reference: full fine-tuning loads it as the reference model; with
+LoRA, trl's DPOTrainer, given a PeftModel that already holds an adapter, keeps a frozen copy of it as a second
+adapter named "ref" and computes the reference log-probabilities with that one active (the base with the adapter
+off, θ0, is the reference only in round 1, where the adapter is new).
 """
 from __future__ import annotations
 
@@ -66,10 +69,14 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
         trainer = DPOTrainer(model=model, args=args, train_dataset=dpo_dataset(tokenizer, pairs),
                              processing_class=tokenizer, peft_config=peft_config,
                              ref_model=_reference_model(job, current, dtypes))
+        _check_lora_reference(trainer, job, current)
         trainer.train()
         last = round_index == spec.rounds - 1
         target = out_dir if last else round_dir / "policy"
         trainer.save_model(str(target))  # every process calls it: ZeRO-3 gathers the shards here
+        if is_main_process():
+            # PEFT saves every adapter of the model, the frozen reference as target/ref/: the policy is "default".
+            shutil.rmtree(target / REFERENCE_ADAPTER, ignore_errors=True)
         curve.extend(training_curve(trainer.state.log_history, step_offset=round_index * settings.max_steps,
                                     round=round_index))
         del trainer, model
@@ -79,6 +86,21 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
             shutil.rmtree(current, ignore_errors=True)
         current = target
     return TrainOutcome(curve, {"rounds": rounds})
+
+
+REFERENCE_ADAPTER = "ref"  # the name trl gives its frozen copy of a PeftModel's adapter
+
+
+def _check_lora_reference(trainer, job: PolicyJob, current: Path | None) -> None:
+    """A later LoRA round must be anchored to the previous round's adapter. trl keeps a frozen copy of it as the
+    "ref" adapter, except where PEFT cannot hold two adapters (PEFT < 0.20 with `target_parameters`): it then falls
+    back, with a warning only, to the base model, i.e. θ0. Refuse that rather than train against another anchor."""
+    if job.settings.lora is None or current is None:
+        return
+    if REFERENCE_ADAPTER not in trainer.accelerator.unwrap_model(trainer.model).peft_config:
+        raise TrainingError(f"{job.where}: dpo.rounds > 1 with LoRA needs the previous round's adapter as the "
+                            "reference, and this PEFT version cannot keep a frozen copy of it beside the trained one "
+                            "(trl would use θ0 instead); upgrade peft to >= 0.20, or set dpo.rounds: 1")
 
 
 def _round_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
@@ -96,7 +118,8 @@ def _round_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
 
 def _reference_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
     """The frozen reference of full fine-tuning (θ0, or the previous round's policy) in the run's precision; None
-    where trl needs none (LoRA: the base with the adapter off) or would build the same itself (fp32 runs)."""
+    where trl needs none (LoRA: the base with the adapter off in round 1, its frozen copy of the previous adapter
+    later) or would build the same itself from the model's path (fp32 runs)."""
     if job.settings.lora is not None or dtypes.reference == dtypes.load:
         return None
     reference = current if current is not None else job.base_path

@@ -35,6 +35,7 @@ from .environment import model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome
 from .ppo_trainer import PPOConfig, PPOTrainer
+from .rewards import to_maximise
 from .trainer_args import lora_config, trainer_config
 
 
@@ -59,7 +60,8 @@ class _Scores(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_unused):
         prompts, responses = self.texts(input_ids, attention_mask)
-        scores = torch.as_tensor(self.reward.score(prompts, responses), dtype=torch.float32, device=input_ids.device)
+        scores = torch.as_tensor(to_maximise(self.reward, self.reward.score(prompts, responses)), dtype=torch.float32,
+                                 device=input_ids.device)
         return SimpleNamespace(hidden_states=(scores[:, None, None].expand(-1, input_ids.shape[1], 1),))
 
 

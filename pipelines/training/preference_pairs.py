@@ -17,8 +17,10 @@ from .errors import TrainingError
 from .evaluation import sharded_sample_rows
 
 
-def best_worst_pairs(rows: list[dict], reward_name: str, min_margin: float) -> list[dict]:
-    """Per prompt, the highest- and lowest-scored of its samples, dropping ties (|margin| ≤ min_margin).
+def best_worst_pairs(rows: list[dict], reward_name: str, min_margin: float, higher_is_better: bool = True
+                     ) -> list[dict]:
+    """Per prompt, the best and worst of its samples by the reward (the highest and lowest score, or the lowest and
+    highest where lower is better), dropping ties (margin ≤ min_margin). Scores are kept in the reward's units.
 
     Identical texts never make a pair even when their scores differ by float noise.
     """
@@ -28,12 +30,14 @@ def best_worst_pairs(rows: list[dict], reward_name: str, min_margin: float) -> l
     pairs = []
     for samples in by_prompt.values():
         scores = np.array([s["scores"][reward_name] for s in samples])
-        best, worst = samples[int(scores.argmax())], samples[int(scores.argmin())]
-        margin = float(scores.max() - scores.min())
-        if margin <= min_margin or best["response"] == worst["response"]:
+        goodness = scores if higher_is_better else -scores
+        best, worst = int(goodness.argmax()), int(goodness.argmin())
+        margin = float(goodness[best] - goodness[worst])
+        if margin <= min_margin or samples[best]["response"] == samples[worst]["response"]:
             continue
-        pairs.append({"prompt": best["prompt"], "chosen": best["response"], "rejected": worst["response"],
-                      "chosen_score": float(scores.max()), "rejected_score": float(scores.min()), "margin": margin})
+        pairs.append({"prompt": samples[best]["prompt"], "chosen": samples[best]["response"],
+                      "rejected": samples[worst]["response"], "chosen_score": float(scores[best]),
+                      "rejected_score": float(scores[worst]), "margin": margin})
     return pairs
 
 
@@ -44,7 +48,7 @@ def sampled_pairs(model, tokenizer, prompts: Sequence[Prompt], spec: DPOSpec, re
                                   max_new_tokens=spec.max_new_tokens, n=spec.samples_per_prompt, seed=seed,
                                   batch_size=64, device=str(device()))
     rows = sharded_sample_rows(model, tokenizer, prompts, generation, {reward.name: reward}, workdir, tag)
-    pairs = best_worst_pairs(rows, reward.name, spec.min_margin)
+    pairs = best_worst_pairs(rows, reward.name, spec.min_margin, reward.higher_is_better)
     if not pairs:
         raise TrainingError(f"reward '{reward.name}': all {len(prompts)} prompts gave samples with equal rewards, so "
                             "no preference pair could be built; raise dpo.samples_per_prompt or dpo.temperature, or "

@@ -20,6 +20,12 @@ def build_reward_table(specs: list[dict], base_model=None) -> dict[str, Reward]:
     return {reward.name: reward for reward in rewards}
 
 
+def to_maximise(reward: Reward, scores: np.ndarray) -> np.ndarray:
+    """Scores as the quantity a trainer pushes up: trl's trainers and DPO's best-vs-worst pairs always maximise, so a
+    reward where lower is better (`higher_is_better: false`) is negated on its way in."""
+    return scores if reward.higher_is_better else -scores
+
+
 def check_trainable(reward: Reward, where: str) -> None:
     if reward.needs_policy:
         raise TrainingError(f"{where}: reward '{reward.name}' is a metric of the policy itself (KL, perplexity) and "
@@ -27,7 +33,8 @@ def check_trainable(reward: Reward, where: str) -> None:
 
 
 class WeightedSum(Reward):
-    """Σ_i w_i · r_i, each r_i z-scored on θ0's samples when `normalize` is 'zscore' (the MORL baseline)."""
+    """Σ_i w_i · r_i, each r_i z-scored on θ0's samples when `normalize` is 'zscore' (the MORL baseline), and negated
+    where lower is better: the objective is one to maximise."""
 
     def __init__(self, name: str, components: dict[str, Reward], weights: dict[str, float], normalize: str = "zscore"):
         super().__init__(name)
@@ -48,7 +55,7 @@ class WeightedSum(Reward):
         total = np.zeros(len(prompts))
         for name, weight in self.weights.items():
             raw = self.components[name].score(prompts, responses)
-            total += weight * self.scalers[name].apply(raw, name)
+            total += weight * to_maximise(self.components[name], self.scalers[name].apply(raw, name))
         return total
 
     def describe(self) -> dict:
@@ -69,7 +76,8 @@ class TrlRewardFunction:
     """A Reward as a trl reward function: fn(prompts, completions, **kwargs) -> list[float].
 
     trl names reward functions by `__name__` in its logs (`rewards/<name>/mean`), so it carries the reward's
-    name. Conversational prompts/completions (chat-template models) are reduced to their text.
+    name. Conversational prompts/completions (chat-template models) are reduced to their text. trl maximises what
+    it returns: a lower-is-better reward is negated (so its logged mean is −reward).
     """
 
     def __init__(self, reward: Reward):
@@ -77,8 +85,8 @@ class TrlRewardFunction:
         self.__name__ = reward.name
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return self.reward.score([message_text(p) for p in prompts],
-                                 [message_text(c) for c in completions]).tolist()
+        return to_maximise(self.reward, self.reward.score([message_text(p) for p in prompts],
+                                                          [message_text(c) for c in completions])).tolist()
 
 
 def fit_reward_normalizers(rewards: Sequence[Reward], prompts, responses) -> None:
