@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from lines.atomic import write_json
+from lines.errors import UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -77,6 +78,43 @@ def barrier() -> None:
 
 def device():
     return process_state().device
+
+
+class MainProcessFailed(RuntimeError):
+    """Raised on the other processes when the main process failed in `on_main` (it raises its own error)."""
+
+
+def on_main(fn: Callable[[], R], what: str) -> R:
+    """fn() on the main process only; every process returns its (picklable) result, or raises when it failed.
+
+    Work done by the main process alone (writing a shared file, a check, fitting statistics) would otherwise
+    leave the other processes waiting at the next barrier forever when it raises. Here the outcome is broadcast
+    instead: the main process re-raises its own error, the others raise the same one-line user error (or
+    `MainProcessFailed` for a bug), so every process of the launch exits.
+    """
+    state = process_state()
+    if state.num_processes == 1:
+        return fn()
+    import torch.distributed as dist
+
+    outcome: list = [None]
+    error: BaseException | None = None
+    if state.is_main_process:
+        try:
+            outcome[0] = ("ok", fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
+            error = exc
+            user = isinstance(exc, UserError)
+            outcome[0] = ("user" if user else "bug", str(exc) if user else f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(outcome, src=0)
+    if error is not None:
+        raise error
+    status, value = outcome[0]
+    if status == "user":
+        raise UserError(value)
+    if status == "bug":
+        raise MainProcessFailed(f"the main process failed while {what}: {value}")
+    return value
 
 
 def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: Path, tag: str) -> list[R]:
