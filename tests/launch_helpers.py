@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,18 +40,37 @@ def run(args: list[str], timeout: int = 300, **env: str) -> subprocess.Completed
                           timeout=timeout)
 
 
-def run_killed_after(args: list[str], seconds: float, **env: str) -> bool:
-    """Start `args` in its own process group and SIGKILL the whole group after `seconds` (no clean-up runs, as
-    when a job is killed); True if it was still running then, False if it had already finished."""
+def run_killed_after(args: list[str], seconds: float, after: Callable[[], bool] | None = None, **env: str) -> bool:
+    """Start `args` in its own process group and SIGKILL the whole group `seconds` after it starts (or after
+    `after()` first holds: a moment inside a phase rather than in Python's start-up), as when a job is killed: no
+    clean-up runs. True if it was still running then, False if it had already finished."""
     proc = subprocess.Popen(args, cwd=REPO, env=test_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
+        if after is not None:
+            while not after():
+                if proc.poll() is not None:
+                    return False
+                time.sleep(0.002)
         proc.wait(timeout=seconds)
         return False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return True
+
+
+def phase_span(args: list[str], started: Callable[[], bool], **env: str) -> tuple[float, float]:
+    """(seconds until `started()` first holds, seconds from then to the end) of one uninterrupted run."""
+    proc = subprocess.Popen(args, cwd=REPO, env=test_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    begin = time.monotonic()
+    while not started() and proc.poll() is None:
+        time.sleep(0.002)
+    seen = time.monotonic()
+    _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
+    return seen - begin, time.monotonic() - seen
 
 
 def timed(args: list[str], **env: str) -> tuple[float, subprocess.CompletedProcess]:
