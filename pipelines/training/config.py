@@ -97,7 +97,8 @@ class Optimisation(_Strict):
 
     @model_validator(mode="after")
     def _one_way_to_state_accumulation(self):
-        if self.global_batch_size is not None and "gradient_accumulation_steps" in self.model_fields_set:
+        # (a default of 1 is fine: merged per-policy settings mark every field as set)
+        if self.global_batch_size is not None and self.gradient_accumulation_steps != 1:
             raise ValueError("gradient_accumulation_steps is derived from global_batch_size and the process count; "
                              "remove it (per_device_batch_size caps the micro-batch)")
         return self

@@ -47,7 +47,6 @@ BASE_EVAL = "base_eval.json"
 def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
     """Every policy of the config, trained or reused or loaded; keyed by policy name."""
     check_environment(config)
-    check_batches(config)
     run_dir = config.run_dir
     loaded = {entry.reward: resolve_loaded(entry.path, f"{config.source}: policy '{entry.reward}'")
               for entry in config.policies if entry.path is not None}
@@ -75,16 +74,6 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
             info = train_policy(config, entry, settings, base, tokenizer, rewards, train_prompts, held_out, base_eval)
         results[info.name] = info
     return results
-
-
-def check_batches(config: TrainConfig) -> None:
-    """A global batch that does not divide among this launch's processes fails before anything is trained."""
-    processes = process_state().num_processes
-    if config.base.sft is not None:
-        for_processes(config.base.sft.training, processes, f"{config.source}: base.sft.training")
-    for entry, settings in policy_settings(config):
-        if settings is not None:
-            for_processes(settings, processes, f"{config.source}: policy '{getattr(entry, 'reward', None) or entry.name}'")
 
 
 # -- θ0's numbers, computed once per run ------------------------------------------------------------------------
