@@ -82,10 +82,11 @@ def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[
     wanted = stable_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.reward_identities()})
     path = config.run_dir / BASE_EVAL
-    cached = _read_json(path)
-    if cached and cached.get("config_hash") == wanted:
-        return cached
-    barrier()  # nobody may read a stale file while the main process replaces it
+    # The main process decides for all: processes deciding on their own could part ways (one reusing, one
+    # evaluating) and wait for each other for ever.
+    fresh = on_main(lambda: (_read_json(path) or {}).get("config_hash") == wanted, f"reading {BASE_EVAL}")
+    if fresh:
+        return _read_json(path)
     result = evaluate_model(load_causal_lm(base.path, device()), tokenizer, held_out, config.evaluation, rewards,
                             config.run_dir, "base_eval")
     result["config_hash"] = wanted
