@@ -100,3 +100,11 @@ def test_two_processes_retrain_a_per_device_batch_and_say_why(tmp_path, tiny_bas
     result, second = train(tmp_path, tiny_base, two=True)
     assert second["processes"] == 2
     assert result.stderr.count("policy 'long': training: the process count changed (1 → 2)") == 1  # one line
+
+
+def test_ppo_rules_apply_to_the_batch_a_process_count_gives():
+    settings = PolicyTraining(algorithm="ppo", global_batch_size=16, per_device_batch_size=16,
+                              ppo={"whiten_rewards": True})
+    assert for_processes(settings, 2, "cfg").per_device_batch_size == 8
+    with pytest.raises(TrainingError, match="with global_batch_size 16 on 4 processes, ppo.whiten_rewards needs"):
+        for_processes(settings, 4, "cfg")

@@ -7,7 +7,7 @@ exceed `per_device_batch_size`, with gradient accumulation making up the rest.
 """
 from __future__ import annotations
 
-from .config import Optimisation
+from .config import Optimisation, PolicyTraining
 from .errors import TrainingError
 
 
@@ -26,4 +26,10 @@ def for_processes(settings: Optimisation, processes: int, where: str) -> Optimis
         raise TrainingError(f"{where}: global_batch_size {total} does not divide among {processes} processes; "
                             f"use a multiple of {processes} or launch a process count that divides {total}")
     size, steps = micro_batches(total // processes, settings.per_device_batch_size)
-    return settings.model_copy(update={"per_device_batch_size": size, "gradient_accumulation_steps": steps})
+    resolved = settings.model_copy(update={"per_device_batch_size": size, "gradient_accumulation_steps": steps})
+    if isinstance(resolved, PolicyTraining):
+        try:  # PPO's rules on the batch it is split into, now that the batch is known
+            resolved._ppo_batches()
+        except ValueError as err:
+            raise TrainingError(f"{where}: with global_batch_size {total} on {processes} processes, {err}") from None
+    return resolved

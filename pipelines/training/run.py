@@ -21,7 +21,7 @@ from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
 
-from ..distributed import barrier, device, is_main_process, on_main, process_state
+from ..distributed import device, is_main_process, on_main, process_state
 from ..distributed import describe as describe_distribution
 from ..summary import summarize
 from .base_model import BaseInfo, prepare_base
@@ -150,12 +150,14 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     start = time.time()
     tmp_dir, work_dir = policies_dir / f".{name}.tmp", config.run_dir / "work" / name
     log_dir = config.run_dir / "logs" / name  # the trainer's logs (TensorBoard), of this training only
-    if is_main_process():
+
+    def start_over() -> None:
         for stale in (tmp_dir, work_dir, log_dir):
             shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.parent.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(parents=True, exist_ok=True)
-    barrier()
+
+    on_main(start_over, f"clearing what an earlier attempt at '{name}' left")
     seed = settings.seed if settings.seed is not None else config.seed
     job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir, log_dir)
     trainer = {"dpo": train_dpo, "ppo": train_ppo}.get(settings.algorithm, train_online)
