@@ -108,3 +108,14 @@ def test_ppo_rules_apply_to_the_batch_a_process_count_gives():
     assert for_processes(settings, 2, "cfg").per_device_batch_size == 8
     with pytest.raises(TrainingError, match="with global_batch_size 16 on 4 processes, ppo.whiten_rewards needs"):
         for_processes(settings, 4, "cfg")
+
+
+def test_the_plan_cuts_the_global_batch_for_the_launch_it_is_checked_for(monkeypatch):
+    from pipelines.check import check_and_plan
+
+    monkeypatch.chdir(REPO)
+    accelerate = "configs/accelerate/multi_cpu.yaml"  # two processes
+    text = check_and_plan("configs/demo.yaml", [], accelerate, None, None).render()
+    assert "positive: dpo, full fine-tuning, 50 steps × 8 per device × 1 accumulation × 2 processes = 800 pairs" in text
+    with pytest.raises(TrainingError, match="global_batch_size 15 does not divide among 2 processes"):
+        check_and_plan("configs/demo.yaml", ["training.training.global_batch_size=15"], accelerate, None, None)
