@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import pytest
 import yaml
@@ -39,23 +40,34 @@ def test_two_processes_split_the_shards_and_write_the_one_process_bytes(tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
 
 
+TOGETHER_SCRIPT = textwrap.dedent('''
+    import sys
+    from lines.errors import LinesError, UserError, report_user_error
+    from lines.ranks import LaunchRanks
+
+    ranks = LaunchRanks()
+    assert ranks.world == 2
+    print(f"rank {ranks.rank} got {ranks.broadcast(f'from rank {ranks.rank}')}", flush=True)
+
+    def my_shards():
+        if ranks.rank == 1:  # a damaged input that only this process's shards read
+            raise LinesError("p1/model-00002-of-00002.safetensors: tensor 'x' runs past the end of the file")
+        return "done"
+
+    try:
+        ranks.together(my_shards, "writing its shards")
+    except UserError as exc:
+        print(f"rank {ranks.rank} stopped: {type(exc).__name__}", flush=True)
+        sys.exit(report_user_error(exc))
+''')
+
+
 def test_an_error_on_one_process_stops_both(tmp_path):
-    """A damaged input is read by the process whose shard holds it: the other must not wait for it for ever."""
-    base = tiny.tiny_model("llama", seed=0)
-    tiny.save(base, tmp_path / "base", max_shard_size="40KB")
-    tiny.tiny_tokenizer(tmp_path / "base")
-    for i in range(2):
-        tiny.save(tiny.perturbed_copy(base, seed=i + 1), tmp_path / f"p{i}", max_shard_size="40KB")
-    last = sorted((tmp_path / "p1").glob("*.safetensors"))[-1]
-    data = bytearray(last.read_bytes())
-    last.write_bytes(bytes(data[: len(data) - 64]))  # the last tensor's bytes cut short
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "base_model": str(tmp_path / "base"), "method": "task_arithmetic",
-        "models": [{"model": str(tmp_path / "p0"), "weight": 0.5}, {"model": str(tmp_path / "p1"), "weight": 0.5}],
-        "max_shard_size": "40KB"}))
-    two = run(two_cpu_processes(["-m", "lines.cli", "merge", str(recipe), str(tmp_path / "out"), "--quiet"]),
-              timeout=120)
-    assert two.returncode != 0
-    assert "error:" in two.stderr
-    assert not (tmp_path / "out").exists()
+    """The process that did not fail must not wait for the one that did: both stop with its one-line error."""
+    script = tmp_path / "together.py"
+    script.write_text(TOGETHER_SCRIPT)
+    result = run(two_cpu_processes([str(script)]), timeout=120)
+    assert result.returncode != 0
+    assert "rank 0 got from rank 0" in result.stdout and "rank 1 got from rank 0" in result.stdout
+    assert "rank 1 stopped: LinesError" in result.stdout and "rank 0 stopped: UserError" in result.stdout
+    assert result.stderr.count("error: p1/model-00002-of-00002.safetensors: tensor 'x' runs past the end") == 2
