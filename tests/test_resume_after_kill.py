@@ -19,7 +19,7 @@ import sweep_fixtures as sf
 import tiny
 from launch_helpers import REPO, phase_span, run, run_killed_after, timed
 from lines.fingerprints import fingerprint
-from train_helpers import tiny_base, tiny_config, write_config  # noqa: F401
+from train_helpers import TINY_LLAMA, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 KILLS = 3
@@ -47,9 +47,11 @@ def unreadable_records(directory) -> list[str]:
     for path in directory.rglob("*.json*"):
         if path.name.startswith(".") or path.suffix not in (".json", ".jsonl"):
             continue
+        text = path.read_text()
         try:
-            [json.loads(line) for line in path.read_text().splitlines() if line] if path.suffix == ".jsonl" \
-                else json.loads(path.read_text())
+            for record in (text.splitlines() if path.suffix == ".jsonl" else [text]):
+                if record:
+                    json.loads(record)
         except ValueError:
             bad.append(str(path))
     return bad
@@ -106,9 +108,14 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_points_and_report(tmp_path)
 
 # -- the training stage --------------------------------------------------------------------------------------------
 
-def test_a_killed_training_stage_resumes_to_the_uninterrupted_policies(tmp_path, tiny_base):
+def test_a_killed_training_stage_resumes_to_the_uninterrupted_theta0_and_policies(tmp_path):
     def train(root):
-        config = tiny_config(root / "runs", tiny_base, policies=[{"reward": "long"}, {"reward": "positive"}])
+        config = tiny_config(root / "runs", None, policies=[{"reward": "long"}, {"reward": "positive"}])
+        # θ0 trained here too (SFT), so kills land in its stage as well as in the policies'.
+        config["base"] = {"sft": {"init": {"model_type": "llama", **TINY_LLAMA}, "tokenizer": {"train": {"vocab_size": 320}},
+                                  "data": {"source": "demo", "n": 200}, "max_length": 64,
+                                  "training": {"learning_rate": 1e-2, "max_steps": 12, "per_device_batch_size": 8,
+                                               "logging_steps": 3}}}
         return [sys.executable, str(REPO / "pipelines" / "train_policies.py"), "--config",
                 str(write_config(root / "cfg.yaml", config))]
 
@@ -119,6 +126,8 @@ def test_a_killed_training_stage_resumes_to_the_uninterrupted_policies(tmp_path,
     cut = killed_then_finished(train(tmp_path / "resumed"), span, seed=5)
     assert any(cut), "no attempt was killed before it finished: the kill moments test nothing"
 
+    theta0 = lambda root: root / "runs" / "t" / "base"
+    assert fingerprint(theta0(tmp_path / "resumed")) == fingerprint(theta0(tmp_path / "reference"))
     for name in ("long", "positive"):
         policy = lambda root: root / "runs" / "t" / "policies" / name
         assert fingerprint(policy(tmp_path / "resumed")) == fingerprint(policy(tmp_path / "reference")), name
