@@ -94,12 +94,25 @@ def test_a_one_process_run_with_a_global_batch_is_reused_by_two_processes(tmp_pa
     assert second["wall_time_s"] == first["wall_time_s"] and second["processes"] == 1  # the same manifest
 
 
-@pytest.mark.slow
-def test_two_processes_retrain_a_per_device_batch_and_say_why(tmp_path, tiny_base):
-    train(tmp_path, tiny_base, two=False)
-    result, second = train(tmp_path, tiny_base, two=True)
-    assert second["processes"] == 2
-    assert result.stderr.count("policy 'long': training: the process count changed (1 → 2)") == 1  # one line
+def test_the_process_count_decides_reuse_only_without_a_global_batch(monkeypatch):
+    """The same config hashed on one and on two processes: equal with a global batch, different (and the reason
+    line names the process count) with a per-device batch."""
+    from types import SimpleNamespace
+
+    from pipelines.training import run as training_run
+    from pipelines.training.config import parse_config
+
+    config = parse_config(tiny_config(REPO / "runs-unused", REPO), "cfg.yaml")
+    base = SimpleNamespace(fingerprint="sha256:θ0")
+
+    def inputs(processes, **training):
+        monkeypatch.setattr(training_run, "process_state", lambda: SimpleNamespace(num_processes=processes))
+        return training_run.policy_hash_inputs(config, "long", {"reward": "long"}, PolicyTraining(**training), base)
+
+    assert inputs(1, global_batch_size=8) == inputs(2, global_batch_size=8)
+    one, two = inputs(1, per_device_batch_size=8), inputs(2, per_device_batch_size=8)
+    assert one != two
+    assert retrain_reason(complete(one), two, REPO).startswith("the process count changed (1 → 2)")
 
 
 def test_ppo_rules_apply_to_the_batch_a_process_count_gives():

@@ -17,8 +17,9 @@ def files(directory):
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
-@pytest.mark.parametrize("method, parameters", [("task_arithmetic", {}), ("ties", {"density": 0.5})])
-def test_two_processes_split_the_shards_and_write_the_one_process_bytes(tmp_path, method, parameters):
+def test_two_processes_split_the_shards_and_write_the_one_process_bytes(tmp_path):
+    # TIES: whole tensors per block, and α auto needs a full pass over the inputs on every process.
+    method, parameters = "ties", {"density": 0.5}
     base = tiny.tiny_model("llama", seed=0)
     tiny.save(base, tmp_path / "base")
     tiny.tiny_tokenizer(tmp_path / "base")
