@@ -45,31 +45,35 @@ class LaunchRanks:
         return box[0]
 
     def together(self, fn: Callable[[], T], what: str) -> T:
-        """fn() on every rank, then every rank learns whether any failed and, if one did, raises: a rank's error
-        would otherwise leave the others waiting at the next collective for ever. The failing rank raises its own
-        error; the others raise the same one-line user error, or `RankFailed` for a bug."""
-        if self.world == 1:
-            return fn()
-        import torch.distributed as dist
-
-        error, result, status = None, None, None
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
-            error = exc
-            status = ("user", str(exc)) if isinstance(exc, UserError) else ("bug", f"{type(exc).__name__}: {exc}")
-        statuses: list = [None] * self.world
-        dist.all_gather_object(statuses, status)
-        if error is not None:
-            raise error
-        failed = next(((rank, s) for rank, s in enumerate(statuses) if s is not None), None)
-        if failed is not None:
-            rank, (kind, message) = failed
-            if kind == "user":
-                raise UserError(message)
-            raise RankFailed(f"process {rank} failed while {what}: {message}")
-        return result
+        return together(fn, what, self.rank, self.world)
 
     def shards_of_mine(self, count: int) -> set[int]:
         """The output shards this rank writes, round robin (equal shards, so equal work where they are equal)."""
         return {index for index in range(count) if index % self.world == self.rank}
+
+
+def together(fn: Callable[[], T], what: str, rank: int, world: int) -> T:
+    """fn() on every rank of the default process group, then every rank learns whether any failed and, if one did,
+    raises: a rank's error would otherwise leave the others waiting at the next collective for ever. The failing
+    rank raises its own error; the others raise the same one-line user error, or `RankFailed` for a bug."""
+    if world == 1:
+        return fn()
+    import torch.distributed as dist
+
+    error, result, status = None, None, None
+    try:
+        result = fn()
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
+        error = exc
+        status = ("user", str(exc)) if isinstance(exc, UserError) else ("bug", f"{type(exc).__name__}: {exc}")
+    statuses: list = [None] * world
+    dist.all_gather_object(statuses, status)
+    if error is not None:
+        raise error
+    failed = next(((index, s) for index, s in enumerate(statuses) if s is not None), None)
+    if failed is not None:
+        index, (kind, message) = failed
+        if kind == "user":
+            raise UserError(message)
+        raise RankFailed(f"process {index} failed while {what}: {message}")
+    return result

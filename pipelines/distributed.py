@@ -178,3 +178,10 @@ class Ranks:
 
     def barrier(self) -> None:
         self.state.wait_for_everyone()
+
+    def together(self, fn: Callable[[], R], what: str) -> R:
+        """fn() on every process, then a barrier that an error on any one of them turns into an error on all
+        (lines.ranks.together): a process never waits for ever for one that failed."""
+        from lines.ranks import together
+
+        return together(fn, what, self.rank, self.world)

@@ -76,11 +76,14 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
                 prompts = prompt_split[split]
                 mine = ranks.share(points)
                 log.info("%s: rank %d evaluates %d of %d points", desc, ranks.rank, len(mine), len(points))
-                with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
-                    for start in range(0, len(mine), batch):
-                        evaluator.evaluate_many(mine[start:start + batch], prompts)
-                        bar.update(len(mine[start:start + batch]))
-                ranks.barrier()
+
+                def evaluate_mine() -> None:
+                    with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
+                        for start in range(0, len(mine), batch):
+                            evaluator.evaluate_many(mine[start:start + batch], prompts)
+                            bar.update(len(mine[start:start + batch]))
+
+                ranks.together(evaluate_mine, desc)  # a rank's failing point stops every rank
                 # Every rank reads every result back from the shared cache (cheap, identical everywhere).
                 return evaluator.evaluate_many(points, prompts)
 
@@ -94,9 +97,8 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             eval_results = run_phase(planned, EVALUATION, "evaluation sweep")
             if cfg.sweep.uniform_control.matched:
                 lines_points = [p for p in planned if needs_matching(p)]
-                for point in ranks.share(lines_points):  # each rank computes its share of the profiles (cached)
-                    evaluator.profiles.matched_lambda(point.merge_spec())
-                ranks.barrier()
+                ranks.together(lambda: [evaluator.profiles.matched_lambda(point.merge_spec())  # each rank its share
+                                        for point in ranks.share(lines_points)], "matching the uniform controls")
                 lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
                 eval_results += run_phase(matched_points(lines_points, lambdas), EVALUATION, "matched controls")
         for reference in references:
