@@ -134,9 +134,11 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
         shutil.rmtree(shard_dir, ignore_errors=True)
         shard_dir.mkdir(parents=True)
     state.wait_for_everyone()
-    part = fn(list(items[bounds[rank]:bounds[rank + 1]]))
-    write_json(shard_dir / f"{rank}.json", part, indent=None)
-    state.wait_for_everyone()
+    from lines.ranks import together
+
+    # A process whose share fails stops the others instead of leaving them waiting for its file.
+    together(lambda: write_json(shard_dir / f"{rank}.json", fn(list(items[bounds[rank]:bounds[rank + 1]])),
+                                indent=None), f"computing its share of {tag}", rank, count)
     results: list = []
     for index in range(count):
         results.extend(json.loads((shard_dir / f"{index}.json").read_text()))
