@@ -80,7 +80,7 @@ def run(cfg, progress: bool = True) -> None:
     on_main(lambda: write_text(cfg.run_dir / "config.yaml", cfg.to_yaml()), "writing config.yaml")
     base, policies, references = resolve_checkpoints(cfg)
     # The main process writes the held-out texts; every rank reads them once they are there (or stops with it).
-    on_main(lambda: resolve_metric_specs(cfg, write=True), "writing the held-out texts")
+    on_main(lambda: resolve_metric_specs(cfg, write=True) and None, "writing the held-out texts")
     cfg = resolve_metric_specs(cfg, write=False)
     prompts = prompt_split(cfg.prompts)
     if ranks.is_main:
