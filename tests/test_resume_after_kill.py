@@ -93,8 +93,14 @@ def test_a_killed_merge_leaves_no_output_and_its_rerun_writes_the_uninterrupted_
 
 def test_a_killed_sweep_resumes_to_the_uninterrupted_points_and_report(tmp_path):
     paths = sf.build_sweep_inputs(tmp_path / "inputs")
+    # A small sweep (one β candidate, one γ, two metrics) that still has every stage: validation, evaluation,
+    # z-scores aside, reference-free fronts and the report.
+    small = dict(sweep={"points": 3, "variants": [
+        {"name": "soup", "method": "linear"},
+        {"name": "lines", "method": "linear", "lines": {"alpha": "auto", "beta_grid": [0.5, 1.0]}}]},
+        forgetting={"gamma_grid": [0.5]}, bootstrap={"samples": 20})
     sweep = lambda root: [sys.executable, str(REPO / "pipelines" / "merge_policies.py"), "--config",
-                          str(sf.sweep_config(root, paths)), "--quiet"]
+                          str(sf.sweep_config(root, paths, **small)), "--quiet"]
     span, reference = timed(sweep(tmp_path / "reference"))
     assert reference.returncode == 0, reference.stderr[-3000:]
     cut = killed_then_finished(sweep(tmp_path / "resumed"), span, seed=11)
@@ -114,7 +120,7 @@ def test_a_killed_training_stage_resumes_to_the_uninterrupted_theta0_and_policie
         # θ0 trained here too (SFT), so kills land in its stage as well as in the policies'.
         config["base"] = {"sft": {"init": {"model_type": "llama", **TINY_LLAMA}, "tokenizer": {"train": {"vocab_size": 320}},
                                   "data": {"source": "demo", "n": 200}, "max_length": 64,
-                                  "training": {"learning_rate": 1e-2, "max_steps": 12, "per_device_batch_size": 8,
+                                  "training": {"learning_rate": 1e-2, "max_steps": 6, "per_device_batch_size": 8,
                                                "logging_steps": 3}}}
         return [sys.executable, str(REPO / "pipelines" / "train_policies.py"), "--config",
                 str(write_config(root / "cfg.yaml", config))]
