@@ -5,6 +5,7 @@ processes writing the same target never share a temporary) and renamed into plac
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -57,3 +58,21 @@ def replace_directory(new: str | Path, target: str | Path) -> Path:
     os.replace(new, target)
     shutil.rmtree(trash, ignore_errors=True)
     return target
+
+
+def publish_directory(new: str | Path, target: str | Path) -> bool:
+    """Move the finished directory `new` to `target` unless a finished `target` is already there; True if moved.
+
+    For content-addressed outputs (the name stands for the content), where any finished copy is as good as another:
+    one rename, never a moment where `target` is absent or partial, and two processes racing to write it both end
+    with one complete `target` (the second's copy is discarded).
+    """
+    new, target = Path(new), Path(target)
+    try:
+        os.rename(new, target)  # onto an existing non-empty directory this fails instead of replacing it
+        return True
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        shutil.rmtree(new, ignore_errors=True)
+        return False

@@ -103,19 +103,21 @@ class TensorMerger:
         context = MergeContext(name, self.spec.seed, base if self.method.needs_base else None)
         return self.method.merge(tvs, settings.weights, settings.params, context)
 
-    def blocks(self) -> list[tuple[str, tuple[int, int] | None]]:
-        """Every (tensor, rows) work item of one pass, in θ0's storage order."""
-        return [(name, rows) for name in self.inputs.names for rows in self.row_blocks(name)]
+    def blocks(self, only: set[str] | None = None) -> list[tuple[str, tuple[int, int] | None]]:
+        """Every (tensor, rows) work item of one pass (over the tensors in `only`, if given), in θ0's storage
+        order."""
+        return [(name, rows) for name in self.inputs.names if only is None or name in only
+                for rows in self.row_blocks(name)]
 
     def iter_merged(self, lines: ResolvedLines | None, out_dtype: dict[str, torch.dtype] | None = None,
-                    progress: bool = True, desc: str = "merging") -> Iterator[tuple[str, tuple[int, int] | None,
-                                                                                     torch.Tensor]]:
-        """Yield (name, rows, merged block) for every tensor of θ0, in θ0's storage order; inputs are read
-        ahead in a background thread."""
+                    progress: bool = True, desc: str = "merging", only: set[str] | None = None
+                    ) -> Iterator[tuple[str, tuple[int, int] | None, torch.Tensor]]:
+        """Yield (name, rows, merged block) for every tensor of θ0 (or those in `only`: one process's share), in
+        θ0's storage order; inputs are read ahead in a background thread."""
         inputs = self.inputs
-        total = sum(inputs.base.info(n).nbytes for n in inputs.names)
+        total = sum(inputs.base.info(n).nbytes for n in inputs.names if only is None or n in only)
         with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
-            for (name, rows), raw in prefetched(self.blocks(), lambda item: inputs.read_block(*item)):
+            for (name, rows), raw in prefetched(self.blocks(only), lambda item: inputs.read_block(*item)):
                 info = inputs.base.info(name)
                 if not info.dtype.is_floating_point:
                     yield name, rows, inputs.identical_non_float(name, raw)

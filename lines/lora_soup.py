@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .atomic import replace_directory, temporary_directory_beside
+from .atomic import publish_directory, replace_directory, temporary_directory_beside
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, AdapterCheckpoint
@@ -84,8 +84,11 @@ def soup_adapter_config(inputs: MergeInputs, ranks: dict[str, int], modules_to_s
 
 
 def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, lines: ResolvedLines | None,
-                       card: str) -> Path:
-    """Write the soup as a PEFT adapter directory (atomically: a temporary directory renamed on success)."""
+                       card: str, keep_existing: bool = False) -> Path:
+    """Write the soup as a PEFT adapter directory (atomically: a temporary directory renamed on success).
+
+    `keep_existing`: `out_dir` is named by the soup's content, so a finished one already there (written by another
+    process meanwhile) is kept and this copy discarded, rather than replaced through a moment without it."""
     state, ranks, modules_to_save = adapter_soup_tensors(inputs, spec, lines)
     config = soup_adapter_config(inputs, ranks, modules_to_save)
     tmp = temporary_directory_beside(out_dir)
@@ -93,7 +96,10 @@ def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, line
         save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
-        replace_directory(tmp, out_dir)
+        if keep_existing:
+            publish_directory(tmp, out_dir)
+        else:
+            replace_directory(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

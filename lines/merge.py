@@ -17,7 +17,8 @@ from .errors import LinesError
 from .model_card import render_model_card
 from .prefetch import BackgroundCalls
 from .recipe import MergeSpec, Recipe, load_recipe
-from .safetensors_writer import OutputTensor, StreamingSafetensorsWriter
+from .ranks import LaunchRanks
+from .safetensors_writer import OutputTensor, StreamingSafetensorsWriter, plan_shards
 from .task_vectors import MergeInputs
 
 OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -35,17 +36,23 @@ def _version() -> str:
 
 
 def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
-          allow_pickle: bool = False, progress: bool = True, threads: int | None = 1) -> Path:
+          allow_pickle: bool = False, progress: bool = True, threads: int | None = 1,
+          ranks: LaunchRanks | None = None) -> Path:
     """Merge as the recipe says and write a loadable checkpoint to `out_dir`; returns its path.
 
     Output goes to a temporary directory beside `out_dir`, renamed into place only on success, so a failed
     merge leaves nothing behind. An existing `out_dir` is an error unless `force`.
+
+    `ranks`: the processes of a launch sharing the work (`lines merge` under `accelerate launch` or `torchrun`
+    passes them): each writes its round-robin share of the output's shards into one temporary directory and the
+    main process publishes it, the same bytes as one process. None: this process alone.
 
     `threads`: torch compute threads during the merge. One is fastest: blocks are cache-sized, and the reading
     and writing threads need the other cores. None leaves torch's setting alone.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    ranks = ranks or LaunchRanks(alone=True)
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise LinesError(f"{out_dir}: output directory already exists; choose another path or pass --force")
@@ -57,24 +64,39 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             from .lora_soup import write_adapter_soup
 
             card = render_model_card(recipe, inputs, lines, _version())
-            return write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card)
+            # An adapter is small: the main process writes it while the others wait.
+            ranks.together(lambda: ranks.is_main and write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card),
+                           "writing the adapter soup")
+            return out_dir
         out_dtype = _output_dtypes(inputs.base, recipe.dtype)
         planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
-        tmp = temporary_directory_beside(out_dir)
-        try:
-            writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes)
+        # Under a launcher the processes split the output's shards; one temporary directory for all of them.
+        tmp = Path(ranks.broadcast(str(temporary_directory_beside(out_dir)) if ranks.is_main else None))
+
+        def write_my_shards() -> None:
+            only = ranks.shards_of_mine(len(plan_shards(planned, recipe.max_shard_bytes))) if ranks.world > 1 else None
+            writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes, only_shards=only)
             write = BackgroundCalls(writer.write)  # writes overlap the next blocks' compute
             try:
-                for name, _, block in merger.iter_merged(lines, out_dtype, progress):
+                for name, _, block in merger.iter_merged(lines, out_dtype, progress, only=writer.tensor_names()):
                     write(name, block)
             finally:
                 write.close()
-            writer.close()
-            _copy_side_files(inputs.base, tmp, recipe.dtype)
-            (tmp / "README.md").write_text(render_model_card(recipe, inputs, lines, _version()))
-            replace_directory(tmp, out_dir)
+            writer.close(write_index=ranks.is_main)
+            if ranks.is_main:
+                _copy_side_files(inputs.base, tmp, recipe.dtype)
+                (tmp / "README.md").write_text(render_model_card(recipe, inputs, lines, _version()))
+
+        def publish() -> None:
+            if ranks.is_main:
+                replace_directory(tmp, out_dir)
+
+        try:
+            ranks.together(write_my_shards, "writing its shards of the merge")
+            ranks.together(publish, "moving the merge into place")
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if ranks.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
 

@@ -83,15 +83,19 @@ def _header_bytes(shard: list[OutputTensor], metadata: dict[str, str]) -> bytes:
 
 
 class StreamingSafetensorsWriter:
-    """Write tensors in the planned order; each tensor may arrive whole or as consecutive row blocks."""
+    """Write tensors in the planned order; each tensor may arrive whole or as consecutive row blocks.
+
+    `only_shards`: write these shards of the plan and no others (one process's share of a merge split across
+    processes; the plan, hence every shard's name and bytes, is the same in every process)."""
 
     def __init__(self, out_dir: Path, tensors: list[OutputTensor], max_shard_bytes: int,
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None, only_shards: set[int] | None = None):
         self.out_dir = Path(out_dir)
         self.metadata = {"format": "pt", **(metadata or {})}
         self.shards = plan_shards(tensors, max_shard_bytes)
         self.file_names = shard_file_names(len(self.shards))
-        self._queue = [(si, t) for si, shard in enumerate(self.shards) for t in shard]
+        self._queue = [(si, t) for si, shard in enumerate(self.shards) for t in shard
+                       if only_shards is None or si in only_shards]
         self._position = 0  # index into _queue of the tensor being written
         self._written = 0  # bytes of that tensor written so far
         self._file = None
@@ -123,14 +127,18 @@ class StreamingSafetensorsWriter:
         self._file = open(self.out_dir / self.file_names[shard_index], "wb")
         self._file.write(_header_bytes(self.shards[shard_index], self.metadata))
 
-    def close(self) -> None:
+    def tensor_names(self) -> set[str]:
+        """The tensors this writer expects (all of them, or those of its shards)."""
+        return {t.name for _, t in self._queue}
+
+    def close(self, write_index: bool = True) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
         if self._position != len(self._queue):
             missing = self._queue[self._position][1].name
             raise LinesError(f"internal: output incomplete, tensor {missing!r} was never fully written")
-        if len(self.shards) > 1:
+        if len(self.shards) > 1 and write_index:
             weight_map = {t.name: self.file_names[i] for i, shard in enumerate(self.shards) for t in shard}
             total = sum(t.nbytes for shard in self.shards for t in shard)
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from lines.atomic import write_json
+from lines.errors import UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,6 +80,43 @@ def device():
     return process_state().device
 
 
+class MainProcessFailed(RuntimeError):
+    """Raised on the other processes when the main process failed in `on_main` (it raises its own error)."""
+
+
+def on_main(fn: Callable[[], R], what: str) -> R:
+    """fn() on the main process only; every process returns its (picklable) result, or raises when it failed.
+
+    Work done by the main process alone (writing a shared file, a check, fitting statistics) would otherwise
+    leave the other processes waiting at the next barrier forever when it raises. Here the outcome is broadcast
+    instead: the main process re-raises its own error, the others raise the same one-line user error (or
+    `MainProcessFailed` for a bug), so every process of the launch exits.
+    """
+    state = process_state()
+    if state.num_processes == 1:
+        return fn()
+    import torch.distributed as dist
+
+    outcome: list = [None]
+    error: BaseException | None = None
+    if state.is_main_process:
+        try:
+            outcome[0] = ("ok", fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
+            error = exc
+            user = isinstance(exc, UserError)
+            outcome[0] = ("user" if user else "bug", str(exc) if user else f"{type(exc).__name__}: {exc}")
+    dist.broadcast_object_list(outcome, src=0)
+    if error is not None:
+        raise error
+    status, value = outcome[0]
+    if status == "user":
+        raise UserError(value)
+    if status == "bug":
+        raise MainProcessFailed(f"the main process failed while {what}: {value}")
+    return value
+
+
 def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: Path, tag: str) -> list[R]:
     """fn over `items`, split across processes; every process gets the full result list, in input order.
 
@@ -96,9 +134,11 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
         shutil.rmtree(shard_dir, ignore_errors=True)
         shard_dir.mkdir(parents=True)
     state.wait_for_everyone()
-    part = fn(list(items[bounds[rank]:bounds[rank + 1]]))
-    write_json(shard_dir / f"{rank}.json", part, indent=None)
-    state.wait_for_everyone()
+    from lines.ranks import together
+
+    # A process whose share fails stops the others instead of leaving them waiting for its file.
+    together(lambda: write_json(shard_dir / f"{rank}.json", fn(list(items[bounds[rank]:bounds[rank + 1]])),
+                                indent=None), f"computing its share of {tag}", rank, count)
     results: list = []
     for index in range(count):
         results.extend(json.loads((shard_dir / f"{index}.json").read_text()))
@@ -140,3 +180,10 @@ class Ranks:
 
     def barrier(self) -> None:
         self.state.wait_for_everyone()
+
+    def together(self, fn: Callable[[], R], what: str) -> R:
+        """fn() on every process, then a barrier that an error on any one of them turns into an error on all
+        (lines.ranks.together): a process never waits for ever for one that failed."""
+        from lines.ranks import together
+
+        return together(fn, what, self.rank, self.world)

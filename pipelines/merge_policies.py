@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(cfg, progress: bool = True) -> None:
-    from pipelines.distributed import Ranks
+    from pipelines.distributed import Ranks, on_main
     from pipelines.prompts import EVALUATION, VALIDATION, prompt_split
     from pipelines.report import build_report
     from pipelines.stages import resolve_checkpoints, resolve_metric_specs
@@ -77,11 +77,11 @@ def run(cfg, progress: bool = True) -> None:
 
         torch.set_num_threads(cfg.threads)
     ranks = Ranks()
-    if ranks.is_main:
-        write_text(cfg.run_dir / "config.yaml", cfg.to_yaml())
+    on_main(lambda: write_text(cfg.run_dir / "config.yaml", cfg.to_yaml()), "writing config.yaml")
     base, policies, references = resolve_checkpoints(cfg)
-    cfg = resolve_metric_specs(cfg, write=ranks.is_main)
-    ranks.barrier()  # every rank reads the held-out texts the main process wrote
+    # The main process writes the held-out texts; every rank reads them once they are there (or stops with it).
+    on_main(lambda: resolve_metric_specs(cfg, write=True) and None, "writing the held-out texts")
+    cfg = resolve_metric_specs(cfg, write=False)
     prompts = prompt_split(cfg.prompts)
     if ranks.is_main:
         log.info("prompts: %d evaluation, %d validation", len(prompts[EVALUATION]), len(prompts[VALIDATION]))
@@ -93,12 +93,11 @@ def run(cfg, progress: bool = True) -> None:
 
 def study(cfg, progress: bool = True) -> None:
     """The whole job once per seed, then the pooled study report (every seed's verdicts and the pooled answer)."""
-    from pipelines.distributed import Ranks
+    from pipelines.distributed import Ranks, on_main
     from pipelines.report.study import build_study_report
 
     ranks = Ranks()
-    if ranks.is_main:
-        write_text(cfg.run_dir / "config.yaml", cfg.to_yaml())
+    on_main(lambda: write_text(cfg.run_dir / "config.yaml", cfg.to_yaml()), "writing config.yaml")
     seed_dirs = {}
     for seed in cfg.seeds:
         seed_cfg = cfg.for_seed(seed)

@@ -45,5 +45,11 @@ class Normalizer:
                               "give normalize.reference (a file of prompt/response rows) or call fit_normalizers")
         return (values - self.mean) / self.std
 
+    def restore(self, record: dict) -> "Normalizer":
+        """The statistics of another normaliser's `record()` (fitted by another process), taken as they are."""
+        self.method, self.mean, self.std = record["method"], record["mean"], record["std"]
+        self.n_reference = int(record["n_reference"])
+        return self
+
     def record(self) -> dict:
         return {"method": self.method, "mean": self.mean, "std": self.std, "n_reference": self.n_reference}

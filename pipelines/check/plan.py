@@ -122,6 +122,7 @@ def _sft_shape(cfg: RunConfig) -> ModelShape | None:
 
 def _training(cfg: RunConfig, launch: Launch, shape: ModelShape | None, on_gpu: bool, plan: Plan) -> None:
     from ..training.config import policy_settings
+    from ..training.batching import for_processes
     from ..training.prompt_sources import training_prompts
 
     train = cfg.train_config
@@ -132,6 +133,8 @@ def _training(cfg: RunConfig, launch: Launch, shape: ModelShape | None, on_gpu: 
         if settings is None:
             plan.add(f"{name}: loaded from {entry.path}", 1)
             continue
+        # A global batch is cut for the launch the run is meant for (and refused there if it does not divide).
+        settings = for_processes(settings, launch.processes, f"{train.source}: policy '{name}'")
         sequences = settings.max_steps * settings.per_device_batch_size * settings.gradient_accumulation_steps * \
             launch.processes
         kind = (f"LoRA r={settings.lora.r} on {settings.lora.target_modules}" if settings.lora is not None

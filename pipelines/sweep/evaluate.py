@@ -104,8 +104,12 @@ class PointEvaluator:
                 score(i)
         return results
 
-    def fit_normalizers(self, base_point: Point, prompts) -> None:
-        """z-score rewards without a reference file are fitted on θ0's samples of `prompts` (generated once)."""
+    def fit_normalizers(self, base_point: Point, prompts,
+                        on_main: Callable[[Callable[[], dict], str], dict] = lambda fn, what: fn()) -> None:
+        """z-score rewards without a reference file are fitted on θ0's samples of `prompts` (generated once).
+
+        `on_main` runs the fit on one process and hands its statistics to every process (pipelines.distributed):
+        all ranks then score with the same mean and std, whatever their own generation would have given."""
         needing = [o for o in self.objectives if not o.reward.normalizer.fitted]
         if not needing:
             return
@@ -114,9 +118,16 @@ class PointEvaluator:
         for objective in needing:  # the z-scores depend on those samples: so do the scores' keys
             objective.identity = {**objective.identity, "zscore_fitted_on": gen_key}
         route = self.router.route(base_point.merge_spec())
-        if self.cache.load_samples(gen_key) is None:
-            self.generator.generate([(base_point, gen_key, route)], prompts)
-        rows = self.cache.load_samples(gen_key)
-        with self.scorer.models.policy(base_point, route) as policy:
-            fit_normalizers([o.reward for o in needing], [r["prompt"] for r in rows], [r["response"] for r in rows],
-                            policy=policy)
+
+        def fit() -> dict:
+            if self.cache.load_samples(gen_key) is None:
+                self.generator.generate([(base_point, gen_key, route)], prompts)
+            rows = self.cache.load_samples(gen_key)
+            with self.scorer.models.policy(base_point, route) as policy:
+                fit_normalizers([o.reward for o in needing], [r["prompt"] for r in rows],
+                                [r["response"] for r in rows], policy=policy)
+            return {o.reward.name: o.reward.normalizer.record() for o in needing}
+
+        fitted = on_main(fit, "fitting the z-score normalisers on θ0's samples")
+        for objective in needing:
+            objective.reward.normalizer.restore(fitted[objective.reward.name])

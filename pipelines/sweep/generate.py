@@ -47,7 +47,9 @@ class PointGenerator:
         path = self.adapter_dir / key
         if not path.exists():
             lines = TensorMerger(spec, self.inputs).resolve_lines(progress=False)
-            write_adapter_soup(self.inputs, spec, path, lines, card=f"sweep point {point.describe()}\n")
+            # Ranks sharing the run directory may write the same soup at once: the first finished copy stays.
+            write_adapter_soup(self.inputs, spec, path, lines, card=f"sweep point {point.describe()}\n",
+                               keep_existing=True)
         return AdapterRef(f"pt_{key[:16]}", str(path))
 
     def generate(self, work: list[tuple[Point, str, str]], prompts) -> None:

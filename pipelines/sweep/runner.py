@@ -11,7 +11,7 @@ from lines.atomic import write_json, write_jsonl
 from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm
 
-from ..distributed import Ranks
+from ..distributed import Ranks, on_main
 from ..generation.backend_choice import make_generator
 from ..prompts import EVALUATION, VALIDATION, Prompt
 from ..run_config import RunConfig
@@ -65,23 +65,25 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
 
     try:
         with MergeInputs(base_model_path, policy_paths) as inputs:
-            if ranks.is_main:
-                save_diagnostics(cfg, inputs, stable_hash([fingerprint(p, memo) for p in
-                                                           [base_model_path, *policy_paths]]))
+            key = stable_hash([fingerprint(p, memo) for p in [base_model_path, *policy_paths]])
+            on_main(lambda: save_diagnostics(cfg, inputs, key), "writing the task-vector diagnostics")
             evaluator = evaluator_for(inputs, policy_paths)
             base_point = next(p for p in evaluation_points(cfg, {}) if p.variant == "base")
-            evaluator.fit_normalizers(base_point, prompt_split[EVALUATION])
+            evaluator.fit_normalizers(base_point, prompt_split[EVALUATION], on_main)
             batch = cfg.sweep.points_per_batch if evaluator.router.adapters else 1
 
             def run_phase(points: list[Point], split: str, desc: str) -> list[dict]:
                 prompts = prompt_split[split]
                 mine = ranks.share(points)
                 log.info("%s: rank %d evaluates %d of %d points", desc, ranks.rank, len(mine), len(points))
-                with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
-                    for start in range(0, len(mine), batch):
-                        evaluator.evaluate_many(mine[start:start + batch], prompts)
-                        bar.update(len(mine[start:start + batch]))
-                ranks.barrier()
+
+                def evaluate_mine() -> None:
+                    with tqdm(total=len(mine), desc=f"{desc} (rank {ranks.rank})", disable=not progress) as bar:
+                        for start in range(0, len(mine), batch):
+                            evaluator.evaluate_many(mine[start:start + batch], prompts)
+                            bar.update(len(mine[start:start + batch]))
+
+                ranks.together(evaluate_mine, desc)  # a rank's failing point stops every rank
                 # Every rank reads every result back from the shared cache (cheap, identical everywhere).
                 return evaluator.evaluate_many(points, prompts)
 
@@ -95,24 +97,19 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
             eval_results = run_phase(planned, EVALUATION, "evaluation sweep")
             if cfg.sweep.uniform_control.matched:
                 lines_points = [p for p in planned if needs_matching(p)]
-                for point in ranks.share(lines_points):  # each rank computes its share of the profiles (cached)
-                    evaluator.profiles.matched_lambda(point.merge_spec())
-                ranks.barrier()
+                ranks.together(lambda: [evaluator.profiles.matched_lambda(point.merge_spec())  # each rank its share
+                                        for point in ranks.share(lines_points)], "matching the uniform controls")
                 lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
                 eval_results += run_phase(matched_points(lines_points, lambdas), EVALUATION, "matched controls")
         for reference in references:
             with MergeInputs(base_model_path, [reference.path]) as inputs:
                 point = reference_point(reference, cfg.reward_names)
                 evaluator = evaluator_for(inputs, [reference.path])
-                if ranks.is_main:
-                    evaluator.evaluate(point, prompt_split[EVALUATION])
-                ranks.barrier()
-                eval_results.append(evaluator.evaluate(point, prompt_split[EVALUATION]))
+                eval_results.append(on_main(lambda: evaluator.evaluate(point, prompt_split[EVALUATION]),
+                                            f"evaluating the reference policy '{reference.name}'"))
     finally:
         backend.close()
-    if ranks.is_main:
-        write_points(cfg, eval_results, selection, val_results)
-    ranks.barrier()
+    on_main(lambda: write_points(cfg, eval_results, selection, val_results), "writing points.jsonl")
     return {"selection": selection, "points": eval_results}
 
 

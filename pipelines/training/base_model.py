@@ -19,7 +19,8 @@ from lines.atomic import replace_directory, write_json
 from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, resolve_local
 
-from ..distributed import barrier, is_main_process
+from ..distributed import barrier, is_main_process, on_main, process_state
+from .batching import for_processes
 from .checkpoints import load_tokenizer
 from .config import SFTSpec, TrainConfig
 from .curves import training_curve
@@ -80,25 +81,31 @@ def train_base(config: TrainConfig) -> BaseInfo:
     work = run_dir / "work" / "sft"
     init_dir, out_tmp = work / "init", run_dir / ".base.tmp"
     rows = sft_rows(spec.data, config.seed)
-    if is_main_process():
+
+    def start_over() -> None:
         for stale in (work, out_tmp, run_dir / "logs" / "base"):
             shutil.rmtree(stale, ignore_errors=True)
         (run_dir / BASE_MANIFEST).unlink(missing_ok=True)
         build_initial_model(spec, rows, init_dir, config.seed)
-    barrier()  # every process trains from the same initial weights and tokenizer
 
+    # Every process trains from the same initial weights and tokenizer; a bad tokenizer stops them all.
+    on_main(start_over, "building the initial model")
+
+    spec = spec.model_copy(update={"training": for_processes(spec.training, process_state().num_processes,
+                                                             f"{config.source}: base.sft.training")})
     log_history = run_sft(spec, rows, init_dir, out_tmp, run_dir / "logs" / "base", config.seed,
                           f"{config.source}: base.sft.training")
-    manifest = None
-    if is_main_process():
+
+    def publish() -> None:
         replace_directory(out_tmp, base_dir)
         manifest = {"config_hash": wanted, "fingerprint": fingerprint(base_dir, run_memo(config.run_dir)),
                     "path": str(base_dir),
                     "settings": spec.model_dump(), "parameters": count_parameters(base_dir),
                     "training_curve": training_curve(log_history), "wall_time_s": round(time.time() - start, 1)}
-        write_json(run_dir / BASE_MANIFEST, manifest)
+        write_json(run_dir / BASE_MANIFEST, manifest)  # written last: θ0 counts as finished only with it
         shutil.rmtree(work, ignore_errors=True)
-    barrier()
+
+    on_main(publish, "publishing θ0")
     manifest = read_base_manifest(run_dir)
     return BaseInfo(base_dir, manifest["fingerprint"], "sft", manifest=manifest)
 

@@ -67,6 +67,10 @@ class Optimisation(_Strict):
     max_steps: int = Field(100, ge=1)
     per_device_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
+    # The batch of one optimiser step over all processes. When set, the experiment is the same on any process
+    # count: each process takes global_batch_size / processes sequences per step, in micro-batches of at most
+    # per_device_batch_size, accumulated (batching.py); gradient_accumulation_steps is then derived, not given.
+    global_batch_size: int | None = Field(None, ge=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
@@ -87,7 +91,17 @@ class Optimisation(_Strict):
         data = handler(self)
         if isinstance(data, dict) and not data.get("trainer"):
             data.pop("trainer", None)
+        if isinstance(data, dict) and data.get("global_batch_size") is None:
+            data.pop("global_batch_size", None)  # likewise for runs that state no global batch
         return data
+
+    @model_validator(mode="after")
+    def _one_way_to_state_accumulation(self):
+        # (a default of 1 is fine: merged per-policy settings mark every field as set)
+        if self.global_batch_size is not None and self.gradient_accumulation_steps != 1:
+            raise ValueError("gradient_accumulation_steps is derived from global_batch_size and the process count; "
+                             "remove it (per_device_batch_size caps the micro-batch)")
+        return self
 
 
 class DPOSpec(_Strict):

@@ -5,6 +5,8 @@ needs a GPU, `algorithm: ppo` enough training prompts for one rollout batch over
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +64,23 @@ def check_training(settings: PolicyTraining, where: str) -> None:
     check_integrations(settings.trainer, where)
 
 
+def launch_processes() -> int:
+    """How many processes this launch runs (accelerate and torchrun set WORLD_SIZE; none means one)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_batches(config: TrainConfig, processes: int) -> None:
+    """A global batch that does not divide among the launch's processes fails before anything is trained."""
+    from .batching import for_processes
+
+    if config.base.sft is not None:
+        for_processes(config.base.sft.training, processes, f"{config.source}: base.sft.training")
+    for entry, settings in policy_settings(config):
+        if settings is not None:
+            name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
+            for_processes(settings, processes, f"{config.source}: policy '{name}'")
+
+
 def check_environment(config: TrainConfig) -> None:
     """Every machine-dependent check of the config, before anything runs."""
     if config.base.sft is not None:
@@ -77,6 +96,7 @@ def check_environment(config: TrainConfig) -> None:
 
                 train, _ = training_prompts(config.prompts, config.source)
                 check_ppo_prompts(settings, len(train), f"{config.source}: policy '{name}'")
+    check_batches(config, launch_processes())
     for index, spec in enumerate(config.rewards):
         try:
             spec.check_available()

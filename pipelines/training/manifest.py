@@ -51,6 +51,38 @@ def is_complete(manifest: dict | None, wanted_hash: str) -> bool:
                 and manifest.get("format_version") == FORMAT_VERSION)
 
 
+def retrain_reason(manifest: dict | None, wanted_inputs: dict, policy_dir: Path) -> str:
+    """One line saying why a policy is trained rather than reused: what differs from the finished one on disk."""
+    if manifest is None:
+        return f"no finished policy at {policy_dir}"
+    if manifest.get("status") != "complete":
+        return f"the policy at {policy_dir} is not complete"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return f"the policy at {policy_dir} has format {manifest.get('format_version')}, this version writes " \
+               f"{FORMAT_VERSION}"
+    previous = manifest.get("hash_inputs")
+    if not isinstance(previous, dict):
+        return f"the config hash of {policy_dir} differs (its manifest does not record what it was computed from)"
+    changed = [key for key in sorted(set(previous) | set(wanted_inputs)) if previous.get(key) != wanted_inputs.get(key)]
+    if changed == ["processes"]:
+        return f"the process count changed ({previous['processes']} → {wanted_inputs['processes']}), and with it the " \
+               "global batch; state training.global_batch_size to keep one experiment on any process count"
+    details = [f"{key} ({_short(previous.get(key))} → {_short(wanted_inputs.get(key))})" if key != "training" else
+               "training settings (" + ", ".join(_changed_fields(previous.get(key) or {}, wanted_inputs.get(key) or {}))
+               + ")" for key in changed]
+    return "changed since it was trained: " + "; ".join(details)
+
+
+def _changed_fields(before: dict, after: dict) -> list[str]:
+    return [f"{k}: {_short(before.get(k))} → {_short(after.get(k))}" for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def info_from_manifest(policy_dir: Path, manifest: dict, reused: bool = False) -> PolicyInfo:
     """PolicyInfo of a finished policy directory (trained here, or a loaded policy's record)."""
     policy_dir = Path(policy_dir)

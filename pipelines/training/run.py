@@ -21,10 +21,11 @@ from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
 
-from ..distributed import barrier, device, is_main_process, process_state
+from ..distributed import device, is_main_process, on_main, process_state
 from ..distributed import describe as describe_distribution
 from ..summary import summarize
 from .base_model import BaseInfo, prepare_base
+from .batching import for_processes
 from .checkpoints import load_tokenizer
 from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
 from .dpo import train_dpo
@@ -33,7 +34,7 @@ from .evaluation import compare_summaries, evaluate_model
 from .jobs import PolicyJob
 from .loaded import resolve_loaded, validate_against_base
 from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
-                       read_manifest)
+                       read_manifest, retrain_reason)
 from .online_rl import train_online
 from .ppo import train_ppo
 from .prompt_sources import training_prompts
@@ -49,10 +50,9 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
     run_dir = config.run_dir
     loaded = {entry.reward: resolve_loaded(entry.path, f"{config.source}: policy '{entry.reward}'")
               for entry in config.policies if entry.path is not None}
-    if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "train_config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    barrier()
+    on_main(lambda: write_text(run_dir / "train_config.yaml",
+                               yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)),
+            "writing train_config.yaml")
 
     base = prepare_base(config)
     for name, path in loaded.items():
@@ -82,26 +82,36 @@ def evaluate_base(config: TrainConfig, base: BaseInfo, tokenizer, rewards: dict[
     wanted = stable_hash({"base": base.fingerprint, "evaluation": config.evaluation.model_dump(),
                           "prompts": config.prompts.model_dump(), "rewards": config.reward_identities()})
     path = config.run_dir / BASE_EVAL
-    cached = _read_json(path)
-    if cached and cached.get("config_hash") == wanted:
-        return cached
-    barrier()  # nobody may read a stale file while the main process replaces it
+    # The main process decides for all: processes deciding on their own could part ways (one reusing, one
+    # evaluating) and wait for each other for ever.
+    fresh = on_main(lambda: (_read_json(path) or {}).get("config_hash") == wanted, f"reading {BASE_EVAL}")
+    if fresh:
+        return _read_json(path)
     result = evaluate_model(load_causal_lm(base.path, device()), tokenizer, held_out, config.evaluation, rewards,
                             config.run_dir, "base_eval")
     result["config_hash"] = wanted
-    if is_main_process():
-        write_json(path, result)
-    barrier()
+    # One writer (the main process), and the others return only once the file is in place.
+    on_main(lambda: write_json(path, result), f"writing {BASE_EVAL}")
     return result
 
 
 # -- one trained policy ------------------------------------------------------------------------------------------
 
+def policy_hash_inputs(config: TrainConfig, name: str, signal: dict, settings: PolicyTraining,
+                       base: BaseInfo) -> dict:
+    """What a trained policy depends on; its hash decides reuse. The process count belongs to it only when the
+    config states the batch per device (then the global batch grows with the processes): a stated
+    `global_batch_size` makes the experiment the same on any process count."""
+    inputs = {"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
+              "prompts": config.prompts.model_dump(), "evaluation": config.evaluation.model_dump(),
+              "rewards": config.reward_identities(), "base": base.fingerprint, "seed": config.seed}
+    if settings.global_batch_size is None:
+        inputs["processes"] = process_state().num_processes
+    return inputs
+
+
 def policy_hash(config: TrainConfig, name: str, signal: dict, settings: PolicyTraining, base: BaseInfo) -> str:
-    return stable_hash({"format": FORMAT_VERSION, "name": name, "signal": signal, "training": settings.model_dump(),
-                        "prompts": config.prompts.model_dump(), "evaluation": config.evaluation.model_dump(),
-                        "rewards": config.reward_identities(), "base": base.fingerprint, "seed": config.seed,
-                        "processes": process_state().num_processes})
+    return stable_hash(policy_hash_inputs(config, name, signal, settings, base))
 
 
 def training_signal(entry: PolicyEntry | MorlSpec, rewards: dict[str, Reward], base_eval: dict,
@@ -127,32 +137,35 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     name, signal, signal_record = training_signal(entry, rewards, base_eval, where)
     policies_dir = config.run_dir / "policies"
     final_dir = policies_dir / name
-    wanted = policy_hash(config, name, signal_record, settings, base)
+    hash_inputs = policy_hash_inputs(config, name, signal_record, settings, base)
+    wanted = stable_hash(hash_inputs)
     existing = read_manifest(final_dir)
     if is_complete(existing, wanted):
         log.info("policy '%s': reusing %s (same config hash %s)", name, final_dir, wanted)
         return info_from_manifest(final_dir, existing, reused=True)
+    if is_main_process():
+        log.info("policy '%s': training: %s", name, retrain_reason(existing, hash_inputs, final_dir))
+    settings = for_processes(settings, process_state().num_processes, where)
 
     start = time.time()
     tmp_dir, work_dir = policies_dir / f".{name}.tmp", config.run_dir / "work" / name
     log_dir = config.run_dir / "logs" / name  # the trainer's logs (TensorBoard), of this training only
-    if is_main_process():
+
+    def start_over() -> None:
         for stale in (tmp_dir, work_dir, log_dir):
             shutil.rmtree(stale, ignore_errors=True)
         tmp_dir.parent.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(parents=True, exist_ok=True)
-    barrier()
+
+    on_main(start_over, f"clearing what an earlier attempt at '{name}' left")
     seed = settings.seed if settings.seed is not None else config.seed
     job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir, log_dir)
     trainer = {"dpo": train_dpo, "ppo": train_ppo}.get(settings.algorithm, train_online)
     outcome = trainer(job, tmp_dir)
 
     kind = policy_kind(tmp_dir)
-    if kind == "lora" and settings.lora is not None and settings.lora.save_merged and is_main_process():
-        merged = load_policy_model(tmp_dir, base.path, "cpu", "float32")  # saved as trained (fp32)
-        merged.save_pretrained(str(tmp_dir / "merged"))
-        tokenizer.save_pretrained(str(tmp_dir / "merged"))
-    barrier()
+    if kind == "lora" and settings.lora is not None and settings.lora.save_merged:
+        on_main(lambda: save_merged_lora(tmp_dir, base.path, tokenizer), f"saving the merged copy of '{name}'")
     # The training signal is scored too: for MORL that is the weighted objective itself.
     evaluation = evaluate_model(load_policy_model(tmp_dir, base.path, device()), tokenizer, held_out,
                                 config.evaluation, {**rewards, name: signal}, work_dir, f"eval-{name}",
@@ -166,7 +179,7 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     manifest = {
         "format_version": FORMAT_VERSION, "status": "complete", "name": name, "source": "trained",
         "reward": signal_record.get("reward") or signal_record["morl"]["weights"], "training_signal": signal_record,
-        "algorithm": settings.algorithm, "kind": kind, "config_hash": wanted,
+        "algorithm": settings.algorithm, "kind": kind, "config_hash": wanted, "hash_inputs": hash_inputs,
         "hyperparameters": settings.model_dump(), "seed": seed, "processes": process_state().num_processes,
         "distributed": describe_distribution(),
         "base": {"path": str(base.path), "fingerprint": base.fingerprint},
@@ -174,13 +187,21 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
         "evaluation": _evaluation_record(config, name, base_summary, evaluation),
         "wall_time_s": round(time.time() - start, 1), "versions": _versions(),
     }
-    if is_main_process():
+
+    def publish() -> None:
         write_json(tmp_dir / MANIFEST, manifest)
         replace_directory(tmp_dir, final_dir)  # the policy appears complete, or not at all
         shutil.rmtree(work_dir, ignore_errors=True)
-    barrier()
+
+    on_main(publish, f"publishing policy '{name}'")
     _log_result(name, manifest["evaluation"])
     return info_from_manifest(final_dir, manifest)
+
+
+def save_merged_lora(adapter_dir: Path, base_path: Path, tokenizer) -> None:
+    merged = load_policy_model(adapter_dir, base_path, "cpu", "float32")  # saved as trained (fp32)
+    merged.save_pretrained(str(adapter_dir / "merged"))
+    tokenizer.save_pretrained(str(adapter_dir / "merged"))
 
 
 def _evaluation_record(config: TrainConfig, name: str, base_summary: dict, evaluation: dict) -> dict:
@@ -215,11 +236,13 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
                 "policy_fingerprint": policy_fingerprint, "base": {"path": str(base.path), "fingerprint": base.fingerprint},
                 "evaluation": _evaluation_record(config, name, base_eval["summary"], evaluation),
                 "versions": _versions()}
-    if is_main_process():
+
+    def publish() -> None:
         staging = temporary_directory_beside(final_dir)
         write_json(staging / MANIFEST, manifest)
         replace_directory(staging, final_dir)
-    barrier()
+
+    on_main(publish, f"recording loaded policy '{name}'")
     return info_from_manifest(final_dir, manifest)
 
 
