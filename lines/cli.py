@@ -22,9 +22,9 @@ def _merge(args: argparse.Namespace) -> int:
     from .ranks import LaunchRanks
 
     # Under `accelerate launch` or `torchrun` the processes share the merge's shards.
-    ranks = LaunchRanks()
-    out = merge(args.recipe, args.out_dir, force=args.force, allow_pickle=args.allow_pickle,
-                progress=not args.quiet, ranks=ranks)
+    with LaunchRanks() as ranks:
+        out = merge(args.recipe, args.out_dir, force=args.force, allow_pickle=args.allow_pickle,
+                    progress=not args.quiet, ranks=ranks)
     if not args.quiet and ranks.is_main:
         print(f"merged checkpoint written to {out}")
     return 0

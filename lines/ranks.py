@@ -24,11 +24,33 @@ class LaunchRanks:
     def __init__(self, alone: bool = False):
         self.world = 1 if alone else int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = 0 if alone else int(os.environ.get("RANK", "0"))
+        self._owns_group = False
         if self.world > 1:
             import torch.distributed as dist
 
             if not dist.is_initialized():
                 dist.init_process_group(backend="gloo")
+                self._owns_group = True
+
+    def __enter__(self) -> "LaunchRanks":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(wait=exc_type is None)
+
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group this object joined. A process that exits still holding it can abort in gloo's
+        teardown ("terminate called without an active exception") while another rank is still talking to it, so
+        every rank first waits for the others (`wait`; skipped after an error, when a rank may be gone)."""
+        if not self._owns_group:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            if wait:
+                dist.barrier()
+            dist.destroy_process_group()
+        self._owns_group = False
 
     @property
     def is_main(self) -> bool:
