@@ -104,7 +104,8 @@ def load_value_model(job: PolicyJob, tokenizer):
     with warnings.catch_warnings():  # from θ0 the scalar head is new by design
         warnings.simplefilter("ignore")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                       trust_remote_code=False)
         except (OSError, ValueError) as err:
             raise TrainingError(f"{job.where}: ppo.value_model: cannot load '{path}' as a sequence classifier "
                                 f"({str(err).splitlines()[0]}); give a checkpoint that shares θ0's tokenizer") from None
