@@ -144,6 +144,21 @@ def refuse_remote_code(directory: str | Path, what: str, trust_remote_code: bool
                              "trust_remote_code: true (reward models), so use a checkpoint without auto_map")
 
 
+PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def refuse_pickle_only(directory: str | Path, what: str) -> None:
+    """Pickle weights can run code when loaded. Models load from safetensors only; a directory holding nothing
+    else is one line saying how to convert it (the merge engine reads pickles only with --allow-pickle)."""
+    directory = Path(directory)
+    if any(directory.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHT_PATTERNS for p in directory.glob(pattern))
+    if pickles:
+        raise LinesError(f"{what}: {directory} holds pickle weights only ({pickles[0]}), which can run code when "
+                         "loaded; convert them to safetensors (save_pretrained(safe_serialization=True)) first")
+
+
 def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                    what: str = "model"):
     """A causal LM in eval mode on `device` in `dtype` (names as in configs, or torch objects)."""
@@ -153,10 +168,13 @@ def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype:
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, torch_device)
     local = resolve_local(path, what)
     refuse_remote_code(local, what)
+    refuse_pickle_only(local, what)
     try:
         # A checkpoint's own modelling code (config.json auto_map) never runs: transformers refuses it unless
         # trust_remote_code, which no project config sets for policies (only reward models may, see reward_models).
-        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype, trust_remote_code=False)
+        # use_safetensors: never a fall-back to pickle weights beside the safetensors ones.
+        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype, trust_remote_code=False,
+                                                     use_safetensors=True)
     except (OSError, ValueError) as err:
         raise LinesError(f"{what}: cannot load '{path}' ({first_line(err)}); give a checkpoint directory") from None
     return model.to(torch_device).eval()
