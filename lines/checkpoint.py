@@ -123,15 +123,15 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
         ranges.append((begin, end, name))
     position = 0
     for begin, end, name in sorted(ranges):
+        if data_start + end > size:
+            raise LinesError(f"{path}: tensor {name!r} has data_offsets that run past the end of the file "
+                             f"(truncated file?)")
         if begin < position:
             raise LinesError(f"{path}: tensor {name!r} has data_offsets [{begin}, {end}) overlapping the previous "
                              f"tensor's bytes; the file is corrupt")
         if begin > position:
             raise LinesError(f"{path}: {begin - position} bytes before tensor {name!r} belong to no tensor; "
                              f"the file is corrupt")
-        if data_start + end > size:
-            raise LinesError(f"{path}: tensor {name!r} has data_offsets that run past the end of the file "
-                             f"(truncated file?)")
         position = end
     if data_start + position != size:
         raise LinesError(f"{path}: file size {size} does not match its header ({data_start + position} bytes "

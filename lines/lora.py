@@ -51,12 +51,12 @@ def read_adapter_config(path: str | Path) -> dict:
                                                                                           config_path).items()}}
     for field, value in ranks.items():
         if type(value) is not int or value < 1:
-            raise LinesError(f"{config_path}: {field} is {str(value)[:40]!r}; a LoRA rank is an integer >= 1")
+            raise LinesError(f"{config_path}: {field} is {repr(value)[:40]}; a LoRA rank is an integer >= 1")
     alphas = {"lora_alpha": config.get("lora_alpha", 1), **{
         f"alpha_pattern[{k!r}]": v for k, v in _mapping(config, "alpha_pattern", config_path).items()}}
     for field, value in alphas.items():
         if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
-            raise LinesError(f"{config_path}: {field} is {str(value)[:40]!r}; LoRA alpha is a finite number > 0")
+            raise LinesError(f"{config_path}: {field} is {repr(value)[:40]}; LoRA alpha is a finite number > 0")
     targets = config.get("target_modules")
     if targets is not None and not isinstance(targets, str) and not (
             isinstance(targets, list) and all(isinstance(t, str) and t for t in targets)):
