@@ -18,9 +18,9 @@ def path_component_problem(name: str) -> str | None:
     if not name or not name.strip():
         return "is empty"
     if name in (".", ".."):
-        return f"is {name!r}, which names a directory outside its own"
+        return "names the parent directory" if name == ".." else "names the directory itself"
     if any(sep in name for sep in _SEPARATORS) or os.path.isabs(name):
-        return "contains a path separator; it names one directory, so use letters, digits, '_', '-' or '.'"
+        return "contains a path separator"
     return None
 
 
@@ -28,7 +28,8 @@ def check_path_component(name: str) -> str:
     """For pydantic validators: `name` unchanged, or a ValueError saying why it cannot be a directory name."""
     problem = path_component_problem(name)
     if problem is not None:
-        raise ValueError(f"{name!r} {problem}; a name here becomes a directory of the run")
+        raise ValueError(f"{name[:60]!r} {problem}; the name becomes one directory of the run, so use letters, "
+                         "digits, '_', '-' or '.'")
     return name
 
 
