@@ -33,6 +33,8 @@ CATEGORIES = {
     "safetensors files": "safetensors files: header length beyond the file, overlapping, out-of-range and gapped "
                          "offsets, unknown dtypes, shapes that disagree with their bytes, duplicate names, "
                          "non-JSON headers",
+    "model configs": "checkpoint config.json files that are not objects or not JSON, with bad layer counts or no "
+                     "model_type",
     "non-finite weights": "NaN and ±inf weights in an input checkpoint (float32, bfloat16)",
     "adapter configs": "LoRA adapters: ranks 0, negative, non-integer, larger than the layer or disagreeing with "
                        "the factors; bad alphas; target modules absent from the model; NaN factors",

@@ -153,6 +153,8 @@ class Checkpoint:
             self.config: dict = json.loads(config_path.read_text())
         except (OSError, ValueError) as exc:
             raise LinesError(f"{config_path}: unreadable JSON ({exc})") from None
+        if not isinstance(self.config, dict):
+            raise LinesError(f"{config_path}: a model config is a JSON object, got {type(self.config).__name__}")
         self.is_pickle = False
         self.tensors: dict[str, TensorInfo] = {}
         self._fds: dict[Path, int] = {}

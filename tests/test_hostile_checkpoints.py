@@ -148,6 +148,31 @@ def test_corrupt_safetensors_refused_naming_file_and_problem(models, tmp_path, c
     assert str(file) in err and needle in err, err
 
 
+# -- model configs ----------------------------------------------------------------------------------------------------
+
+CONFIG_CASES = [
+    ("config_a_list", lambda c: [1], "JSON object"),
+    ("config_null", lambda c: None, "JSON object"),
+    ("config_not_json", None, "unreadable JSON"),
+    ("layer_count_a_bool", lambda c: {**c, "num_hidden_layers": True}, "positive integer layer count"),
+    ("layer_count_negative", lambda c: {**c, "num_hidden_layers": -3}, "positive integer layer count"),
+    ("layer_count_huge", lambda c: {**c, "num_hidden_layers": 10 ** 9}, "1000000000 layers"),
+    ("model_type_missing", lambda c: {k: v for k, v in c.items() if k != "model_type"}, "model_type"),
+]
+
+
+@pytest.mark.parametrize("case,edit,needle", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_bad_model_configs_refused_with_one_line(models, tmp_path, case, edit, needle):
+    policy = copy_policy(models, tmp_path)
+    config = policy / "config.json"
+    if edit is None:
+        config.write_text("{model_type: llama")
+    else:
+        config.write_text(json.dumps(edit(json.loads(config.read_text()))))
+    _, err = merge_with(models, tmp_path, policy, "model configs")
+    assert str(policy) in err and needle in err, err
+
+
 # -- non-finite weights -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
