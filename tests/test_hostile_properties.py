@@ -197,9 +197,16 @@ def valid_run_config(root: Path, paths: dict) -> dict:
     return yaml.safe_load(sweep_fixtures.sweep_config(root / "valid", paths).read_text())
 
 
+def demo_run_config() -> dict:
+    """The shipped demo config: a training section (SFT θ0, DPO policies), metrics on the control domain."""
+    from pipelines.overrides import read_config
+
+    return read_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+
+
 def test_run_configs_check_or_refuse_with_one_line(sweep_inputs, tmp_path_factory):
     root, paths = sweep_inputs
-    valid = valid_run_config(root, paths)
+    valids = [valid_run_config(root, paths), demo_run_config()]
     before = dict(hostile.COUNTS["run configs"])
     work = tmp_path_factory.mktemp("run_configs")
 
@@ -208,7 +215,7 @@ def test_run_configs_check_or_refuse_with_one_line(sweep_inputs, tmp_path_factor
     def check_one(data):
         case = Path(tempfile_dir(work))
         config = case / "config.yaml"
-        base = {**valid, "output_dir": str(case / "runs")}
+        base = {**data.draw(st.sampled_from(valids)), "output_dir": str(case / "runs")}
         config.write_bytes(data.draw(file_bytes(base)))
         run_dir = case / "runs"
         hostile.run_entry_point("run configs", lambda: merge_policies.main(["--config", str(config), "--check"]),
