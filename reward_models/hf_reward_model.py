@@ -20,6 +20,7 @@ empty second text (pair) or the prompt plus separator (concat) — deterministic
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -59,7 +60,7 @@ def load_sequence_classifier(path: str, device: torch.device, dtype: torch.dtype
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype,
                                                                    trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # pickle weights load with weights_only=True
         raise RewardError(f"reward '{reward_name}': cannot load reward model '{path}' ({first_line(err)}); give a local "
                           "checkpoint directory, or a hub id with network access (and trust_remote_code: true "
                           "for custom architectures)") from None

@@ -348,6 +348,18 @@ def test_malicious_pickle_never_runs_through_the_model_loader(models, tmp_path):
     assert not marker.exists()
 
 
+def test_malicious_pickle_never_runs_through_a_reward_model(models, tmp_path):
+    """Reward models on the hub often ship only pytorch_model.bin; transformers reads it with weights_only=True,
+    which refuses the payload: one line, and the command never runs."""
+    from reward_models.hf_reward_model import load_sequence_classifier
+
+    marker = tmp_path / "pickle_ran"
+    policy = malicious_pickle_checkpoint(tmp_path, models, marker)
+    message = hostile.refused_by("pickles", lambda: load_sequence_classifier(
+        str(policy), torch.device("cpu"), torch.float32, False, "rm"))
+    assert "reward 'rm'" in message and not marker.exists(), message
+
+
 # -- a checkpoint's own code ----------------------------------------------------------------------------------------
 
 def checkpoint_with_custom_code(root: Path, models: Path, marker: Path, model_type: str = "llama") -> Path:
