@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import LinesError, first_line
+from .safe_paths import path_component_problem
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -193,8 +194,13 @@ class Checkpoint:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LinesError(f"{index}: unreadable shard index ({exc})") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise LinesError(f"{index}: weight_map is not a mapping of tensor names to shard file names")
         files = []
         for file_name in dict.fromkeys(weight_map.values()):
+            if path_component_problem(file_name) is not None:  # "../x", "/etc/x": a shard outside the checkpoint
+                raise LinesError(f"{index}: shard {file_name[:80]!r} is not a file name inside {self.path}; "
+                                 "the index is corrupt")
             file = self.path / file_name
             if not file.is_file():
                 raise LinesError(f"{index}: lists shard {file_name!r}, which is missing")

@@ -173,6 +173,16 @@ def test_bad_model_configs_refused_with_one_line(models, tmp_path, case, edit, n
     assert str(policy) in err and needle in err, err
 
 
+@pytest.mark.parametrize("shard", ["../policy/model.safetensors", "/etc/hostname", "..", "", 7])
+def test_shard_index_pointing_outside_the_checkpoint_refused(models, tmp_path, shard):
+    policy = copy_policy(models, tmp_path)
+    names = list(split_file(policy / "model.safetensors")[0])
+    (policy / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {n: shard for n in names if n != "__metadata__"}}))
+    _, err = merge_with(models, tmp_path, policy, "safetensors files")
+    assert "model.safetensors.index.json" in err and ("shard" in err or "weight_map" in err), err
+
+
 # -- non-finite weights -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])

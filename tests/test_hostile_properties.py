@@ -158,6 +158,7 @@ def valid_recipes(root: Path) -> list[dict]:
     ]
 
 
+@pytest.mark.slow  # about half a minute each on a shared 2-core machine
 def test_recipes_merge_or_refuse_with_one_line(checkpoints, tmp_path_factory):
     before = dict(hostile.COUNTS["recipes"])
     work = tmp_path_factory.mktemp("recipes")
@@ -204,6 +205,7 @@ def demo_run_config() -> dict:
     return read_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 
 
+@pytest.mark.slow  # about half a minute each on a shared 2-core machine
 def test_run_configs_check_or_refuse_with_one_line(sweep_inputs, tmp_path_factory):
     root, paths = sweep_inputs
     valids = [valid_run_config(root, paths), demo_run_config()]
@@ -262,6 +264,7 @@ def prompt_file(draw) -> tuple[str, bytes]:
     return suffix, text
 
 
+@pytest.mark.slow  # about half a minute each on a shared 2-core machine
 def test_prompt_files_are_read_or_refused_with_file_and_line(sweep_inputs, tmp_path_factory):
     root, paths = sweep_inputs
     valid = valid_run_config(root, paths)
@@ -308,6 +311,7 @@ def small_safetensors(tmp_path_factory):
     return json.loads(raw[8:8 + n]), raw[8 + n:]
 
 
+@pytest.mark.slow  # about half a minute each on a shared 2-core machine
 def test_safetensors_headers_are_validated_before_use(small_safetensors, tmp_path_factory):
     """Any header mutation is either a consistent file (then every tensor reads back) or one LinesError line."""
     from lines.checkpoint import read_safetensors_header
