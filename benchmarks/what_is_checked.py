@@ -38,6 +38,7 @@ CATEGORIES = {
     "non-finite weights": "NaN and ±inf weights in an input checkpoint (float32, bfloat16)",
     "adapter configs": "LoRA adapters: ranks 0, negative, non-integer, larger than the layer or disagreeing with "
                        "the factors; bad alphas; target modules absent from the model; NaN factors",
+    "output paths": "`lines merge` output directories that cannot be created (under a file, no permission)",
     "pickles": "a pickle checkpoint whose unpickling would run a command",
     "remote code": "checkpoints whose config.json maps to their own code (auto_map) without trust_remote_code",
     "paths": "run, reward and variant names with `..`, `/` or absolute paths; symlinks out of the run directory",

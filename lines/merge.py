@@ -60,7 +60,7 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             return write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card)
         out_dtype = _output_dtypes(inputs.base, recipe.dtype)
         planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
-        tmp = temporary_directory_beside(out_dir)
+        tmp = output_directory_beside(out_dir)
         try:
             writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes)
             write = BackgroundCalls(writer.write)  # writes overlap the next blocks' compute
@@ -77,6 +77,16 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
+
+
+def output_directory_beside(out_dir: Path) -> Path:
+    """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
+    file in the path, no permission, a read-only file system) is one line, not a traceback."""
+    try:
+        return temporary_directory_beside(out_dir)
+    except OSError as exc:
+        raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
+                         "another path") from None
 
 
 @contextmanager

@@ -46,6 +46,18 @@ def copy_policy(root: Path, tmp: Path) -> Path:
     return Path(shutil.copytree(root / "policy", tmp / "policy"))
 
 
+@pytest.mark.parametrize("where", ["under_a_file", "missing_proc_dir", "read_only_sysfs"])
+def test_output_directory_that_cannot_be_created_is_one_line(models, tmp_path, where):
+    out = {"under_a_file": tmp_path / "recipe.yaml" / "out", "missing_proc_dir": Path("/proc/no-such-dir/out"),
+           "read_only_sysfs": Path("/sys/lines-out")}[where]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"base_model": str(models / "base"),
+                                      "models": [{"model": str(models / "policy"), "weight": 1.0}]}))
+    _, err = hostile.run_entry_point("output paths", lambda: lines_main(["merge", str(recipe), str(out), "--quiet"]),
+                                     must_refuse=True)
+    assert f"{out}: cannot create the output directory" in err, err
+
+
 # -- safetensors files ----------------------------------------------------------------------------------------------
 
 def split_file(path: Path) -> tuple[dict, bytes]:
