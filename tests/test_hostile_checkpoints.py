@@ -58,6 +58,16 @@ def test_output_directory_that_cannot_be_created_is_one_line(models, tmp_path, w
     assert f"{out}: cannot create the output directory" in err, err
 
 
+def test_export_mergekit_to_a_path_that_cannot_be_written_is_one_line(models, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"base_model": str(models / "base"),
+                                      "models": [{"model": str(models / "policy"), "weight": 1.0}]}))
+    out = recipe / "mergekit.yaml"
+    _, err = hostile.run_entry_point("output paths", lambda: lines_main(["export-mergekit", str(recipe), "-o",
+                                                                         str(out)]), must_refuse=True)
+    assert f"{out}: cannot write the config there" in err, err
+
+
 # -- safetensors files ----------------------------------------------------------------------------------------------
 
 def split_file(path: Path) -> tuple[dict, bytes]:
