@@ -248,6 +248,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "r
     if check_paths:
         _check_paths(cfg, hub_ids)
         _check_prompts(cfg)
+        _check_given_adapters(cfg)
         _check_lora_route(cfg)
         _check_soup_rank(cfg)
 
@@ -369,6 +370,20 @@ def policies_are_adapters(cfg: RunConfig) -> bool:
         if getattr(entry, "reward", None) in cfg.reward_names:
             kinds[entry.reward] = is_adapter_dir(entry.path) if settings is None else settings.lora is not None
     return all(kinds.values())
+
+
+def _check_given_adapters(cfg: RunConfig) -> None:
+    """A given LoRA policy's adapter_config.json (rank, alpha, target modules' form) is read before any work, so an
+    absurd rank is found with the config, not when the sweep first merges it."""
+    from lines.errors import LinesError
+    from lines.lora import is_adapter_dir, read_adapter_config
+
+    for name, path in (cfg.policies or {}).items():
+        if is_adapter_dir(path):
+            try:
+                read_adapter_config(path)
+            except LinesError as err:
+                raise PipelineError(f"{cfg.source}: policies.{name}: {err}") from None
 
 
 def _check_lora_route(cfg: RunConfig) -> None:

@@ -123,6 +123,25 @@ def test_symlinks_inside_the_run_directory_are_fine(sweep_inputs, tmp_path):
     assert outcome == hostile.ACCEPTED
 
 
+@pytest.mark.parametrize("fields,needle", [({"r": 0}, "r is 0"), ({"lora_alpha": -1}, "lora_alpha is -1"),
+                                           ({"rank_pattern": {"q_proj": 2.5}}, "rank_pattern")])
+def test_given_adapter_with_absurd_rank_is_refused_with_the_config(sweep_inputs, tmp_path, fields, needle):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root, paths = sweep_inputs
+    adapter = tmp_path / "adapter"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(paths["base"]),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    model.save_pretrained(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, **fields}))
+    data = valid_config(root, paths, tmp_path)
+    data["policies"]["long"] = str(adapter)
+    err = check("adapter configs", data, tmp_path)
+    assert "policies.long" in err and str(adapter / "adapter_config.json") in err and needle in err, err
+
+
 # -- prompt files -----------------------------------------------------------------------------------------------------
 
 def jsonl(rows) -> bytes:
