@@ -113,8 +113,9 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
         raise LinesError(f"{path}: the safetensors header is JSON {type(header).__name__}, not an object; "
                          f"the file is corrupt")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise LinesError(f"{path}: __metadata__ is not a JSON object; the file is corrupt")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise LinesError(f"{path}: __metadata__ is not a JSON object of strings (the format's rule); the file is "
+                         f"corrupt")
     data_start = 8 + header_len
     tensors: dict[str, TensorInfo] = {}
     ranges: list[tuple[int, int, str]] = []

@@ -27,9 +27,11 @@ REFUSED, ACCEPTED, VIOLATION = "refused", "accepted", "violation"
 COUNTS: dict[str, dict[str, int]] = defaultdict(lambda: {REFUSED: 0, ACCEPTED: 0, VIOLATION: 0})
 COUNTS_ENV = "LINES_CHECKED_JSON"
 
-# One fixed profile, the same on every machine: derandomized (the same examples every run, so a failure
-# reproduces and CI never flakes), no example database written, no deadline (a shared 2-core machine is slow at
-# times; the bounded example counts below keep each property well under a minute).
+# One fixed profile, the same on every machine: derandomized (the same examples every run of the same command, so
+# CI never flakes), no example database written, no deadline (a shared 2-core machine is slow at times; the bounded
+# example counts keep each property well under a minute). Hypothesis also mixes in constants it finds in the
+# project modules already imported, so a property can draw other examples alone (`pytest -k`) than in the whole
+# suite; a failure prints its example and a @reproduce_failure blob to replay it anywhere.
 settings.register_profile("lines-ci", derandomize=True, database=None, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                                  HealthCheck.data_too_large, HealthCheck.filter_too_much])
