@@ -112,7 +112,8 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
     if not isinstance(header, dict):
         raise LinesError(f"{path}: the safetensors header is JSON {type(header).__name__}, not an object; "
                          f"the file is corrupt")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # null is the format's "no metadata"; false or [] are not
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise LinesError(f"{path}: __metadata__ is not a JSON object of strings (the format's rule); the file is "
                          f"corrupt")

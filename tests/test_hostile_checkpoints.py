@@ -137,6 +137,7 @@ SAFETENSORS_CASES = [
     ("invalid_utf8_header", lambda h, d: struct.pack("<Q", 4) + b"\xff\xfe{}" + d, "corrupt safetensors"),
     ("header_is_a_list", lambda h, d: header_bytes("[1, 2]") + d, "not an object"),
     ("metadata_not_a_mapping", lambda h, d: (json.dumps({**h, "__metadata__": [1]}), d), "__metadata__"),
+    ("metadata_false", lambda h, d: (json.dumps({**h, "__metadata__": False}), d), "__metadata__"),
     ("metadata_value_not_a_string", lambda h, d: (json.dumps({**h, "__metadata__": {"format": None}}), d),
      "__metadata__"),
     ("entry_not_a_mapping", lambda h, d: (json.dumps({**h, first_two(h)[0]: 5}), d), "header entry"),
