@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import LinesError
+from .errors import LinesError, first_line
+from .safe_paths import path_component_problem
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -52,8 +53,50 @@ class TensorInfo:
         return self.numel * self.dtype.itemsize
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads keeps the last of two equal keys silently; a header naming a tensor twice is corrupt."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the header names {key!r} twice")
+        out[key] = value
+    return out
+
+
+def _entry_info(path: Path, name: str, entry: object, data_start: int) -> tuple[TensorInfo, int, int]:
+    """(info, begin, end) of one header entry, or one LinesError line saying what is wrong with it."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict) or set(entry) - {"dtype", "shape", "data_offsets"} \
+            or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise LinesError(f"{where}: a header entry is {{dtype, shape, data_offsets}}, got {str(entry)[:80]}; "
+                         f"the file is corrupt")
+    dtype = SAFETENSORS_DTYPES.get(entry["dtype"]) if isinstance(entry["dtype"], str) else None
+    if dtype is None:
+        raise LinesError(f"{where}: unknown dtype {str(entry['dtype'])[:40]!r} (known: "
+                         f"{', '.join(SAFETENSORS_DTYPES)}); the file is corrupt or from an unsupported writer")
+    shape, offsets = entry["shape"], entry["data_offsets"]
+    # bool is an int subclass: `true` is no dimension.
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise LinesError(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers; "
+                         f"the file is corrupt")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(x) is int for x in offsets) \
+            or not 0 <= offsets[0] <= offsets[1]:
+        raise LinesError(f"{where}: data_offsets {str(offsets)[:80]} are not [begin, end] with 0 <= begin <= end; "
+                         f"the file is corrupt")
+    info = TensorInfo(name, dtype, tuple(shape), path, data_start + offsets[0])
+    if offsets[1] - offsets[0] != info.nbytes:
+        raise LinesError(f"{where}: shape {list(shape)} of {entry['dtype']} needs {info.nbytes} bytes but its "
+                         f"data_offsets hold {offsets[1] - offsets[0]}; the file is corrupt")
+    return info, offsets[0], offsets[1]
+
+
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
-    """Parse one .safetensors header; returns (tensors, __metadata__). Raises LinesError if corrupt."""
+    """Parse and validate one .safetensors header; returns (tensors, __metadata__).
+
+    The one place a safetensors file is checked before any of its tensors is used: the header fits in the file,
+    is a JSON object naming each tensor once, every entry has a known dtype and a shape whose byte size equals its
+    data range, and the ranges tile the data section exactly (from 0, no overlap, no gap, nothing past the end) —
+    the format's own rule. Anything else is one LinesError line naming the file and the problem."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -63,28 +106,38 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict]:
             (header_len,) = struct.unpack("<Q", raw_len)
             if header_len > min(MAX_HEADER_BYTES, size - 8):
                 raise ValueError(f"header length {header_len} does not fit in a file of {size} bytes")
-            header = json.loads(f.read(header_len))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise LinesError(f"{path}: unreadable or corrupt safetensors file ({exc})") from None
-    metadata = header.pop("__metadata__", None) or {}
+            header = json.loads(f.read(header_len).decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys)
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise LinesError(f"{path}: unreadable or corrupt safetensors file ({first_line(exc)})") from None
+    if not isinstance(header, dict):
+        raise LinesError(f"{path}: the safetensors header is JSON {type(header).__name__}, not an object; "
+                         f"the file is corrupt")
+    metadata = header.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata  # null is the format's "no metadata"; false or [] are not
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise LinesError(f"{path}: __metadata__ is not a JSON object of strings (the format's rule); the file is "
+                         f"corrupt")
     data_start = 8 + header_len
     tensors: dict[str, TensorInfo] = {}
-    covered = 0
+    ranges: list[tuple[int, int, str]] = []
     for name, entry in header.items():
-        try:
-            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(x) for x in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise LinesError(f"{path}: corrupt safetensors header entry for tensor {name!r}") from None
-        info = TensorInfo(name, dtype, shape, path, data_start + begin)
-        if end - begin != info.nbytes or data_start + end > size:
-            raise LinesError(f"{path}: tensor {name!r} has data offsets that do not match its shape or run "
-                             f"past the end of the file (truncated file?)")
-        covered += end - begin
+        info, begin, end = _entry_info(path, name, entry, data_start)
         tensors[name] = info
-    if data_start + covered != size:
-        raise LinesError(f"{path}: file size {size} does not match its header ({data_start + covered} bytes "
+        ranges.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(ranges):
+        if data_start + end > size:
+            raise LinesError(f"{path}: tensor {name!r} has data_offsets that run past the end of the file "
+                             f"(truncated file?)")
+        if begin < position:
+            raise LinesError(f"{path}: tensor {name!r} has data_offsets [{begin}, {end}) overlapping the previous "
+                             f"tensor's bytes; the file is corrupt")
+        if begin > position:
+            raise LinesError(f"{path}: {begin - position} bytes before tensor {name!r} belong to no tensor; "
+                             f"the file is corrupt")
+        position = end
+    if data_start + position != size:
+        raise LinesError(f"{path}: file size {size} does not match its header ({data_start + position} bytes "
                          f"expected); the file is truncated or corrupt")
     return tensors, metadata
 
@@ -103,6 +156,8 @@ class Checkpoint:
             self.config: dict = json.loads(config_path.read_text())
         except (OSError, ValueError) as exc:
             raise LinesError(f"{config_path}: unreadable JSON ({exc})") from None
+        if not isinstance(self.config, dict):
+            raise LinesError(f"{config_path}: a model config is a JSON object, got {type(self.config).__name__}")
         self.is_pickle = False
         self.tensors: dict[str, TensorInfo] = {}
         self._fds: dict[Path, int] = {}
@@ -141,8 +196,13 @@ class Checkpoint:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LinesError(f"{index}: unreadable shard index ({exc})") from None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise LinesError(f"{index}: weight_map is not a mapping of tensor names to shard file names")
         files = []
         for file_name in dict.fromkeys(weight_map.values()):
+            if path_component_problem(file_name) is not None:  # "../x", "/etc/x": a shard outside the checkpoint
+                raise LinesError(f"{index}: shard {file_name[:80]!r} is not a file name inside {self.path}; "
+                                 "the index is corrupt")
             file = self.path / file_name
             if not file.is_file():
                 raise LinesError(f"{index}: lists shard {file_name!r}, which is missing")

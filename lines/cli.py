@@ -40,7 +40,11 @@ def _export_mergekit(args: argparse.Namespace) -> int:
     text = to_yaml(config, [f"mergekit config reproducing {args.recipe} (lines export-mergekit)"]
                    + [f"note: {n}" for n in notes])
     if args.output:
-        write_text(Path(args.output), text)
+        try:
+            write_text(Path(args.output), text)
+        except OSError as exc:
+            raise LinesError(f"{args.output}: cannot write the config there ({exc.strerror or exc}); choose another "
+                             "path") from None
     else:
         sys.stdout.write(text)
     for note in notes:

@@ -88,7 +88,7 @@ class LayerMap:
                 f"{source}: unknown architecture model_type={model_type!r}; add it to a file in "
                 f"{ARCHITECTURES_DIR} (known: {known})")
         spec = specs[model_type]
-        num_layers = next((config[k] for k in spec.num_layers_keys if isinstance(config.get(k), int)), None)
+        num_layers = next((config[k] for k in spec.num_layers_keys if type(config.get(k)) is int), None)  # not bool
         if num_layers is None or num_layers < 1:
             raise LinesError(f"{source}: config.json needs a positive integer layer count in one of "
                              f"{list(spec.num_layers_keys)} for model_type={model_type!r}")

@@ -32,6 +32,79 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
+def read_adapter_config(path: str | Path) -> dict:
+    """adapter_config.json of an adapter directory, its LoRA fields checked: one LinesError line per problem.
+
+    Rank and scaling enter every update ΔW = (alpha/r)·B·A, so an absurd `r` (0, negative, not an integer) or
+    alpha is refused here rather than found as a division by zero or a silently huge update later."""
+    config_path = Path(path) / ADAPTER_CONFIG
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LinesError(f"{config_path}: unreadable adapter config ({exc})") from None
+    if not isinstance(config, dict):
+        raise LinesError(f"{config_path}: an adapter config is a JSON object, got {type(config).__name__}")
+    peft_type = config.get("peft_type", "LORA")
+    if peft_type != "LORA":
+        raise LinesError(f"{config_path}: peft_type {peft_type!r} is not supported; only LoRA adapters are")
+    ranks = {"r": config.get("r", 1), **{f"rank_pattern[{k!r}]": v for k, v in _mapping(config, "rank_pattern",
+                                                                                          config_path).items()}}
+    for field, value in ranks.items():
+        if type(value) is not int or value < 1:
+            raise LinesError(f"{config_path}: {field} is {repr(value)[:40]}; a LoRA rank is an integer >= 1")
+    alphas = {"lora_alpha": config.get("lora_alpha", 1), **{
+        f"alpha_pattern[{k!r}]": v for k, v in _mapping(config, "alpha_pattern", config_path).items()}}
+    for field, value in alphas.items():
+        if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+            raise LinesError(f"{config_path}: {field} is {repr(value)[:40]}; LoRA alpha is a finite number > 0")
+    targets = config.get("target_modules")
+    if targets is not None and not isinstance(targets, str) and not (
+            isinstance(targets, list) and all(isinstance(t, str) and t for t in targets)):
+        raise LinesError(f"{config_path}: target_modules is {str(targets)[:60]}; give a list of module names or "
+                         f"a regular expression")
+    return config
+
+
+def _mapping(config: dict, key: str, config_path: Path) -> dict:
+    value = config.get(key) or {}
+    if not isinstance(value, dict):
+        raise LinesError(f"{config_path}: {key} is not a mapping of module patterns to values")
+    return value
+
+
+def max_adapter_rank(path: str | Path) -> int:
+    """The largest rank an adapter declares (`r` and its rank_pattern), from its checked config."""
+    config = read_adapter_config(path)
+    return max([config.get("r", 1)] + list((config.get("rank_pattern") or {}).values()))
+
+
+def missing_target_module(config: dict, module_names: set[str]) -> str | None:
+    """The first of the config's `target_modules` that names no module of the model (PEFT's rule: a listed name
+    matches a module whose name is it or ends with `.name`; a string is a regular expression matched in full), or
+    None. "all-linear" is PEFT's keyword for every linear layer."""
+    targets = config.get("target_modules")
+    if targets is None or targets == "all-linear":
+        return None
+    if isinstance(targets, str):
+        try:
+            pattern = re.compile(targets)
+        except re.error:
+            return targets
+        return None if any(pattern.fullmatch(m) for m in module_names) else targets
+    for target in targets:
+        if not any(m == target or m.endswith(f".{target}") for m in module_names):
+            return target
+    return None
+
+
+def check_rank_fits(where: str, module: str, rank: int, in_features: int, out_features: int) -> None:
+    """A rank above min(in, out) adds parameters but no expressiveness: the adapter was made for another model
+    or its config is wrong."""
+    if rank > min(in_features, out_features):
+        raise LinesError(f"{where}: LoRA module {module!r} has rank {rank}, larger than its layer "
+                         f"({in_features} -> {out_features}); the adapter does not fit this model")
+
+
 def _pattern_value(patterns: dict, module: str, default):
     """PEFT's rule: a pattern key matches a module whose name ends with it (at a dot boundary)."""
     for key, value in patterns.items():
@@ -71,14 +144,7 @@ class LoraAdapter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        config_path = self.path / ADAPTER_CONFIG
-        try:
-            self.config: dict = json.loads(config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise LinesError(f"{config_path}: unreadable adapter config ({exc})") from None
-        peft_type = self.config.get("peft_type", "LORA")
-        if peft_type != "LORA":
-            raise LinesError(f"{config_path}: peft_type {peft_type!r} is not supported; only LoRA adapters are")
+        self.config: dict = read_adapter_config(self.path)
         weights = self.path / ADAPTER_WEIGHTS
         if not weights.is_file():
             raise LinesError(f"{self.path}: no {ADAPTER_WEIGHTS} (pickle adapter_model.bin is not supported; "
@@ -109,7 +175,19 @@ class LoraAdapter:
             A, B = parts["A"], parts["B"]
             embedding = f"{PEFT_PREFIX}{module}.lora_embedding_A" in state
             # Embedding factors are A: (r, num_embeddings), B: (dim, r), so ΔW = (B·A)ᵀ as for Conv1D.
+            if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1] or A.shape[0] < 1:
+                raise LinesError(f"{weights}: module {module!r} has lora_A {list(A.shape)} and lora_B "
+                                 f"{list(B.shape)}, which are not (r, in) and (out, r) with one rank r >= 1; "
+                                 f"the adapter is corrupt")
+            for part, tensor in parts.items():
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise LinesError(f"{weights}: tensor lora_{part} of module {module!r} has non-finite values "
+                                     f"(NaN or inf); the adapter is corrupt (diverged training?)")
             rank = A.shape[0]
+            declared = _pattern_value(self.config.get("rank_pattern") or {}, module, self.config.get("r", rank))
+            if declared != rank:
+                raise LinesError(f"{self.path / ADAPTER_CONFIG}: declares rank {declared} for module {module!r} but "
+                                 f"its factors in {ADAPTER_WEIGHTS} have rank {rank}; the config and weights disagree")
             alpha = _pattern_value(self.config.get("alpha_pattern") or {}, module, self.config.get("lora_alpha", rank))
             scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
             self.modules[f"{module}.weight"] = LoraModule(module, f"{module}.weight", A, B, scaling,
@@ -154,6 +232,12 @@ class AdapterCheckpoint:
             if tuple(shape) != expected:
                 raise LinesError(f"{where}: LoRA module {module.module!r} makes a {list(expected)} update but the base "
                                  f"model's {name!r} is {list(shape)}; was the adapter trained on another base?")
+            check_rank_fits(str(where), module.module, module.rank, inp, out)
+        base_modules = {name.rpartition(".")[0] for name in self.base.tensors}
+        missing = missing_target_module(self.adapter.config, base_modules)
+        if missing is not None:
+            raise LinesError(f"{self.path / ADAPTER_CONFIG}: target_modules names {missing!r}, which no module of the "
+                             f"base model {self.base.path} matches; was the adapter trained on another architecture?")
         for name, tensor in {**self.adapter.full_tensors, **self.adapter.base_copies}.items():
             if name not in self.base.tensors:
                 raise LinesError(f"{where}: saved module tensor {name!r} has no counterpart in the base model "

@@ -71,7 +71,9 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
         out_dtype = _output_dtypes(inputs.base, recipe.dtype)
         planned = [OutputTensor(n, out_dtype[n], inputs.base.info(n).shape) for n in inputs.names]
         # Under a launcher the processes split the output's shards; one temporary directory for all of them.
-        tmp = Path(ranks.broadcast(str(temporary_directory_beside(out_dir)) if ranks.is_main else None))
+        # The main process creates it (a place where nothing can be written stops every process with one line).
+        tmp = Path(ranks.broadcast(ranks.together(
+            lambda: str(output_directory_beside(out_dir)) if ranks.is_main else None, "creating the output directory")))
 
         def write_my_shards() -> None:
             only = ranks.shards_of_mine(len(plan_shards(planned, recipe.max_shard_bytes))) if ranks.world > 1 else None
@@ -99,6 +101,16 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
+
+
+def output_directory_beside(out_dir: Path) -> Path:
+    """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
+    file in the path, no permission, a read-only file system) is one line, not a traceback."""
+    try:
+        return temporary_directory_beside(out_dir)
+    except OSError as exc:
+        raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
+                         "another path") from None
 
 
 @contextmanager

@@ -7,6 +7,7 @@ transformers and peft are imported only when a model is loaded (the merge engine
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -120,6 +121,44 @@ def resolve_local(path_or_id: str | Path, what: str) -> Path:
                          f"({first_line(err)}); download it first and give the local path") from None
 
 
+REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json")
+
+
+def refuse_remote_code(directory: str | Path, what: str, trust_remote_code: bool = False) -> None:
+    """A checkpoint whose config.json or tokenizer_config.json maps its classes to code shipped beside it
+    (`auto_map`) is refused unless the user set trust_remote_code: that code would run in this process. Without
+    this check transformers quietly loads its own class for a known model_type instead: a different model."""
+    if trust_remote_code:
+        return
+    for name in REMOTE_CODE_FILES:
+        file = Path(directory) / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable configs are reported by the loader itself
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise LinesError(f"{what}: {file} maps its classes to custom code (auto_map), which would run here; "
+                             "this project runs a checkpoint's own code only where a config sets "
+                             "trust_remote_code: true (reward models), so use a checkpoint without auto_map")
+
+
+PICKLE_WEIGHT_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def refuse_pickle_only(directory: str | Path, what: str) -> None:
+    """Pickle weights can run code when loaded. Models load from safetensors only; a directory holding nothing
+    else is one line saying how to convert it (the merge engine reads pickles only with --allow-pickle)."""
+    directory = Path(directory)
+    if any(directory.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHT_PATTERNS for p in directory.glob(pattern))
+    if pickles:
+        raise LinesError(f"{what}: {directory} holds pickle weights only ({pickles[0]}), which can run code when "
+                         "loaded; convert them to safetensors (save_pretrained(safe_serialization=True)) first")
+
+
 def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                    what: str = "model"):
     """A causal LM in eval mode on `device` in `dtype` (names as in configs, or torch objects)."""
@@ -128,8 +167,14 @@ def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype:
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, torch_device)
     local = resolve_local(path, what)
+    refuse_remote_code(local, what)
+    refuse_pickle_only(local, what)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype)
+        # A checkpoint's own modelling code (config.json auto_map) never runs: transformers refuses it unless
+        # trust_remote_code, which no project config sets for policies (only reward models may, see reward_models).
+        # use_safetensors: never a fall-back to pickle weights beside the safetensors ones.
+        model = AutoModelForCausalLM.from_pretrained(str(local), dtype=torch_dtype, trust_remote_code=False,
+                                                     use_safetensors=True)
     except (OSError, ValueError) as err:
         raise LinesError(f"{what}: cannot load '{path}' ({first_line(err)}); give a checkpoint directory") from None
     return model.to(torch_device).eval()

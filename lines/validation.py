@@ -44,7 +44,7 @@ def read_yaml_mapping(path, error: type[Exception], what: str = "config") -> dic
     if not path.is_file():
         raise error(f"{what} file '{path}' does not exist; give the path of a YAML file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_utf8(path, error))
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
     except yaml.YAMLError as exc:
@@ -56,3 +56,17 @@ def read_yaml_mapping(path, error: type[Exception], what: str = "config") -> dic
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} is a YAML mapping of fields, got {type(data).__name__}")
     return data
+
+
+def read_utf8(path, error: type[Exception]) -> str:
+    """A text file's content; bytes that are not UTF-8 are one `error` line naming the file, line and column."""
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise error(f"{path}:{line}: byte 0x{data[err.start]:02x} at column {column} is not valid UTF-8; "
+                    "re-save the file as UTF-8") from None

@@ -25,7 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
 
 from lines.errors import first_line
 from lines.validation import describe_validation_error
-from reward_models.records import column, read_records
+from reward_models.records import column, read_located_records
 
 from .errors import PipelineError
 
@@ -133,12 +133,18 @@ def load_prompts(config: dict | PromptsConfig) -> list[Prompt]:
     """All prompts of the source (after `limit`), in file order."""
     config = parse_prompts_config(config)
     source = config.path or f"dataset {config.dataset}"
-    rows = read_records(config.path, error=PipelineError) if config.path else _dataset_rows(config)
+    if config.path:
+        rows, where = read_located_records(config.path, error=PipelineError)
+    else:
+        rows = _dataset_rows(config)
+        where = [f"{source} row {i}" for i in range(len(rows))]
     if config.limit is not None:
         rows = rows[:config.limit]
     if not rows:
         raise PipelineError(f"prompts: '{source}' holds no rows; give a file with at least one prompt")
     texts = column(rows, config.prompt_field, source, error=PipelineError)
+    for row, location in zip(rows, where):
+        check_prompt_text(row[config.prompt_field], location, config.prompt_field)
     ids = column(rows, config.id_field, source, error=PipelineError) if config.id_field else \
         [str(i) for i in range(len(rows))]
     seen: set[str] = set()
@@ -148,6 +154,16 @@ def load_prompts(config: dict | PromptsConfig) -> list[Prompt]:
                                 "ids must be unique")
         seen.add(prompt_id)
     return [Prompt(i, t) for i, t in zip(ids, texts)]
+
+
+def check_prompt_text(value: object, location: str, field: str) -> None:
+    """A prompt is text with something in it: an empty prompt would be generated from nothing and scored like
+    any other, and a number, list or mapping is a wrong field mapping, not a prompt."""
+    if not isinstance(value, str):
+        raise PipelineError(f"{location}: field '{field}' holds a {type(value).__name__}, not a text; point "
+                            "prompt_field at the column that holds the prompt")
+    if not value.strip():
+        raise PipelineError(f"{location}: the prompt in field '{field}' is empty; remove the row or write a prompt")
 
 
 def split_key(seed: int, prompt_id: str) -> str:

@@ -32,11 +32,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lines.method_registry import MethodName
 from lines.models import first_missing_path
 from lines.recipe import MergeSpec
+from lines.safe_paths import check_path_component, check_run_dir
 from lines.validation import describe_validation_error, first_error
 from reward_models import RewardSpecField
 
@@ -52,6 +53,10 @@ DEMO_HELD_OUT, DEMO_CONTROL = "demo", "demo-control"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# A run's or variant's name is one directory of the run: `..` would leave it.
+DirName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(check_path_component)]
 
 
 class VariantLines(_Strict):
@@ -74,7 +79,7 @@ class VariantLines(_Strict):
 
 
 class VariantConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: DirName
     method: MethodName = "linear"  # a registered merge method; its parameters are checked by `check_run_config`
     parameters: dict = Field(default_factory=dict)
     lines: VariantLines | None = None
@@ -133,7 +138,7 @@ class ReportConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    run_name: DirName
     output_dir: str = "runs"
     seed: int = 0
     # Replicate the whole study over these seeds (θ0 and policies trained per seed, or, with checkpoints given,
@@ -228,6 +233,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "r
     if cfg.policies is not None and sorted(cfg.policies) != sorted(names):
         raise PipelineError(f"{source}: policies must name exactly one policy per reward ({', '.join(names)}), "
                             f"got {', '.join(cfg.policies) or 'none'}")
+    check_run_dir(cfg.run_dir, source, PipelineError)
     _check_seeds(cfg)
     _check_weights(cfg)
     _check_variants(cfg)
@@ -242,6 +248,7 @@ def check_run_config(cfg: RunConfig, check_paths: bool = True, hub_ids: str = "r
     if check_paths:
         _check_paths(cfg, hub_ids)
         _check_prompts(cfg)
+        _check_given_adapters(cfg)
         _check_lora_route(cfg)
         _check_soup_rank(cfg)
 
@@ -365,6 +372,20 @@ def policies_are_adapters(cfg: RunConfig) -> bool:
     return all(kinds.values())
 
 
+def _check_given_adapters(cfg: RunConfig) -> None:
+    """A given LoRA policy's adapter_config.json (rank, alpha, target modules' form) is read before any work, so an
+    absurd rank is found with the config, not when the sweep first merges it."""
+    from lines.errors import LinesError
+    from lines.lora import is_adapter_dir, read_adapter_config
+
+    for name, path in (cfg.policies or {}).items():
+        if is_adapter_dir(path):
+            try:
+                read_adapter_config(path)
+            except LinesError as err:
+                raise PipelineError(f"{cfg.source}: policies.{name}: {err}") from None
+
+
 def _check_lora_route(cfg: RunConfig) -> None:
     if cfg.sweep.lora_route == "adapter" and not policies_are_adapters(cfg):
         raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but not every policy is a LoRA adapter; use "
@@ -374,15 +395,16 @@ def _check_lora_route(cfg: RunConfig) -> None:
 def policy_lora_ranks(cfg: RunConfig) -> dict[str, int | None]:
     """The LoRA rank of each reward's policy: from its training settings, or a given adapter's
     adapter_config.json (the largest of `r` and its rank_pattern); None for a full policy or one not readable here."""
-    import json
-
-    from lines.lora import ADAPTER_CONFIG, is_adapter_dir
+    from lines.errors import LinesError
+    from lines.lora import is_adapter_dir, max_adapter_rank
 
     def adapter_rank(path: str | None) -> int | None:
         if not path or not is_adapter_dir(path):
             return None
-        config = json.loads((Path(path) / ADAPTER_CONFIG).read_text())
-        return max([int(config.get("r", 0))] + [int(v) for v in (config.get("rank_pattern") or {}).values()])
+        try:
+            return max_adapter_rank(path)
+        except LinesError as err:
+            raise PipelineError(f"{cfg.source}: {err}") from None
 
     if cfg.training is None:
         return {name: adapter_rank(cfg.policies[name]) for name in cfg.reward_names}

@@ -34,6 +34,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
 
 from lines.fingerprints import fingerprint
 from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
+from lines.safe_paths import check_path_component
 from lines.validation import describe_validation_error
 
 from .base import Reward
@@ -79,6 +80,8 @@ class RewardSpec(BaseModel):
     def _default_name(self):
         if self.name is None:
             self.name = self.type
+        # A reward's name keys a score column and names its policy's directory (policies/<name>/).
+        check_path_component(self.name)
         return self
 
     def normalize_spec(self) -> NormalizeSpec:

@@ -20,6 +20,7 @@ empty second text (pair) or the prompt plus separator (concat) — deterministic
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lines.errors import first_line
-from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
+from lines.errors import UserError, first_line
+from lines.models import looks_like_hub_id, refuse_remote_code, resolve_device, resolve_dtype
 
 from .base import Reward
 from .errors import RewardError
@@ -51,11 +52,15 @@ def load_sequence_classifier(path: str, device: torch.device, dtype: torch.dtype
             raise RewardError(f"reward '{reward_name}': reward model path '{path}' does not exist; "
                               "set `path` to a directory holding config.json and the weights")
         path = str(local)
+        try:
+            refuse_remote_code(local, f"reward '{reward_name}'", trust_remote_code)
+        except UserError as err:
+            raise RewardError(str(err)) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype,
                                                                    trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # pickle weights load with weights_only=True
         raise RewardError(f"reward '{reward_name}': cannot load reward model '{path}' ({first_line(err)}); give a local "
                           "checkpoint directory, or a hub id with network access (and trust_remote_code: true "
                           "for custom architectures)") from None

@@ -64,7 +64,7 @@ class TransformersGenerator:
 
         config = parse_generation_config(config)
         model = load_causal_lm(path, config.device, config.dtype, "generation: policy")
-        return cls(model, AutoTokenizer.from_pretrained(str(path)), config)
+        return cls(model, AutoTokenizer.from_pretrained(str(path), trust_remote_code=False), config)
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
+from lines.models import refuse_remote_code
+
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config, sample_seed
 from .dense_weights import DenseWeights
@@ -97,10 +99,12 @@ class VLLMGenerator:
         self.config = parse_generation_config(config)
         self.api = api or VLLMApi()
         self.model_path = str(model_path)
+        if Path(self.model_path).is_dir():  # a hub id is fetched and checked by the engine itself
+            refuse_remote_code(self.model_path, "generation: model")
         if tokenizer is None:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=False)
         self.tokenizer = tokenizer
         ensure_pad_token(tokenizer, None)
         settings = self.config.vllm

@@ -158,6 +158,7 @@ def engine_kwargs(model_path: str, config: GenerationConfig, build: VLLMBuild | 
     """The arguments of `vllm.LLM` for this config on this build."""
     settings = config.vllm
     kwargs = dict(model=str(model_path), tokenizer=str(model_path), seed=config.seed,
+                  trust_remote_code=False,  # a model's own code never runs (see lines.models)
                   dtype=vllm_dtype(config.dtype, build),
                   tensor_parallel_size=settings.tensor_parallel_size, enforce_eager=settings.enforce_eager,
                   worker_extension_cls=worker_extension)

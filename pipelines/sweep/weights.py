@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import itertools
+import math
+
+
+# A front is traced by tens of points; a grid far larger is a typo (points: 1e6) that would run for ever.
+MAX_GRID_POINTS = 10_000
 
 
 def simplex_grid(n_rewards: int, points: int | None = None, step: float | None = None) -> list[tuple[float, ...]]:
@@ -21,6 +26,10 @@ def simplex_grid(n_rewards: int, points: int | None = None, step: float | None =
     divisions = round(1.0 / step)
     if divisions < 1 or abs(divisions * step - 1.0) > 1e-9:
         raise ValueError(f"sweep.step {step} does not divide 1 into equal parts; use e.g. 0.25, 0.2 or 0.1")
+    size = math.comb(divisions + n_rewards - 1, n_rewards - 1)  # multisets of n parts summing to `divisions`
+    if size > MAX_GRID_POINTS:
+        raise ValueError(f"the weight grid would have {size if size < 10**12 else 'over 10^12'} points, more than "
+                         f"{MAX_GRID_POINTS} (each is a merge and a generation); lower sweep.points or raise the step")
     grid = []
     for combo in itertools.product(range(divisions + 1), repeat=n_rewards - 1):
         if sum(combo) <= divisions:

@@ -9,7 +9,10 @@ from reward_models.tokenizer_setup import ensure_pad_token
 def load_tokenizer(path: str | Path, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    from lines.models import refuse_remote_code
+
+    refuse_remote_code(path, "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     ensure_pad_token(tokenizer, None)
     tokenizer.padding_side = padding_side
     return tokenizer

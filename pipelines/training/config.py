@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
 from lines.validation import describe_validation_error, read_yaml_mapping
 from lines.fingerprints import run_memo
 from lines.models import first_missing_path
+from lines.safe_paths import check_path_component, check_run_dir
 from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
 
 from ..overrides import apply_overrides
@@ -314,7 +315,7 @@ class MorlSpec(_Strict):
     """Multi-objective RL baseline: one policy trained on Σ w_i r_i (z-scored on θ0's samples by default, so
     that a reward in hundreds of characters does not drown one in [-1, 1])."""
 
-    name: str = "morl"
+    name: Annotated[str, AfterValidator(check_path_component)] = "morl"  # its policy's directory
     weights: dict[str, float]
     normalize: Literal["zscore", "raw"] = "zscore"
     training: dict[str, Any] = Field(default_factory=dict)
@@ -343,7 +344,7 @@ class TrainingSection(_Strict):
 
 
 class TrainConfig(TrainingSection):
-    run_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    run_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(check_path_component)]
     output_dir: str = "runs"
     seed: int = 0
     rewards: list[RewardSpecField] = Field(min_length=1)
@@ -383,6 +384,7 @@ def check_config(config: TrainConfig, check_paths: bool = True, hub_ids: str = "
     policies and MORL; every policy's merged settings; (with `check_paths`) local paths that must exist, and hub
     ids (`hub_ids`: see `lines.models.first_missing_path`)."""
     source = config.source
+    check_run_dir(config.run_dir, source, TrainingError)
     try:
         check_unique_names(config.rewards, f"{source}: rewards")
     except RewardError as err:

@@ -6,7 +6,6 @@ are checked tensor by tensor against θ0's modules (built on the meta device: no
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import torch
 
 from lines import LinesError, MergeInputs
 from lines.checkpoint import read_safetensors_header
-from lines.lora import ADAPTER_CONFIG, is_adapter_dir
+from lines.errors import first_line
+from lines.lora import (ADAPTER_CONFIG, check_rank_fits, is_adapter_dir, missing_target_module,
+                        read_adapter_config)
 from lines.models import resolve_local
 
 from .errors import TrainingError
@@ -48,17 +49,23 @@ def check_adapter(adapter: Path, base: Path, where: str) -> None:
     if not weights.is_file():
         raise TrainingError(f"{where}: adapter '{adapter}' has no adapter_model.safetensors; re-save it with "
                             "save_pretrained (safetensors)")
-    config = json.loads((adapter / ADAPTER_CONFIG).read_text())
-    if config.get("peft_type", "LORA") != "LORA":
-        raise TrainingError(f"{where}: adapter '{adapter}' is {config.get('peft_type')}; only LoRA adapters are "
-                            "supported (their update B·A is a task vector)")
     try:
+        config = read_adapter_config(adapter)  # peft_type, ranks, alphas, target_modules
         tensors, _ = read_safetensors_header(weights)
     except LinesError as err:
         raise TrainingError(f"{where}: {err}") from None
+    try:
+        # Never θ0's own code: a config.json with an auto_map is refused here (trust_remote_code=False).
+        base_config = AutoConfig.from_pretrained(str(base), trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise TrainingError(f"{where}: cannot read θ0's config '{base}' ({first_line(err)})") from None
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(base)))
+        model = AutoModelForCausalLM.from_config(base_config)
     modules = dict(model.named_modules())
+    missing = missing_target_module(config, set(modules))
+    if missing is not None:
+        raise TrainingError(f"{where}: adapter '{adapter}' has target_modules {missing!r}, which no module of θ0 "
+                            f"'{base}' matches; the adapter was trained on another architecture")
     for name, info in tensors.items():
         match = _LORA_KEY.match(name)
         if match is None:
@@ -71,6 +78,11 @@ def check_adapter(adapter: Path, base: Path, where: str) -> None:
         if in_features is None:
             continue
         shape = info.shape
+        rank = shape[0] if match["part"] == "A" else shape[-1]
+        try:
+            check_rank_fits(f"{where}: adapter '{adapter}'", match["module"], rank, in_features, out_features)
+        except LinesError as err:
+            raise TrainingError(str(err)) from None
         expected_ok = shape[-1] == in_features if match["part"] == "A" else shape[0] == out_features
         if not expected_ok:
             raise TrainingError(f"{where}: adapter tensor '{name}' has shape {list(shape)}, which does not fit θ0's "

@@ -23,7 +23,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from lines.models import load_causal_lm
+from lines.errors import LinesError
+from lines.models import load_causal_lm, refuse_pickle_only, refuse_remote_code
 from reward_models import Reward
 from reward_models.text_format import policy_prompt_ids
 
@@ -103,10 +104,17 @@ def load_value_model(job: PolicyJob, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     path = job.settings.ppo.value_model or str(job.base_path)
+    if Path(path).is_dir():  # a hub id is fetched by transformers, which refuses its code without the flag
+        try:
+            refuse_remote_code(path, f"{job.where}: ppo.value_model")
+            refuse_pickle_only(path, f"{job.where}: ppo.value_model")
+        except LinesError as err:
+            raise TrainingError(str(err)) from None
     with warnings.catch_warnings():  # from θ0 the scalar head is new by design
         warnings.simplefilter("ignore")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                       trust_remote_code=False, use_safetensors=True)
         except (OSError, ValueError) as err:
             raise TrainingError(f"{job.where}: ppo.value_model: cannot load '{path}' as a sequence classifier "
                                 f"({str(err).splitlines()[0]}); give a checkpoint that shares θ0's tokenizer") from None
