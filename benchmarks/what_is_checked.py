@@ -1,12 +1,14 @@
-"""The numbers of the README's "What is checked" section, measured by the test suite, never typed by hand.
+"""The numbers of the README's "What is checked" section, measured by the test suite and the mutation run, never
+typed by hand.
 
-    python benchmarks/what_is_checked.py                 # runs the hostile-input tests, prints the Markdown rows
-    python benchmarks/what_is_checked.py --counts FILE   # rows from counts a suite run already wrote
+    python benchmarks/what_is_checked.py                 # runs the hostile-input and kill tests, prints the tables
+    python benchmarks/what_is_checked.py --counts FILE   # tables from counts a suite run already wrote
 
-The hostile-input tests (tests/test_hostile_*.py) count every bad input they try and its outcome; with the
-environment variable LINES_CHECKED_JSON naming a file, the pytest run writes those counts there as JSON
-({"hostile_inputs": {category: {"refused": n, "accepted": n, "violation": n}}}). `hostile_input_rows` turns them into
-the section's table rows.
+The hostile-input tests (tests/test_hostile_*.py) count every bad input they try and its outcome, and the kill tests
+(tests/test_resume_after_kill.py) every SIGKILL they inject; with the environment variable LINES_CHECKED_JSON naming
+a file, the pytest run writes those counts there as JSON ({"hostile_inputs": {category: {"refused": n, "accepted": n,
+"violation": n}}, "faults_injected": {stage: {"cut": n, "finished first": n}}}). The mutation scores are read from
+benchmarks/mutation_results.json (written by benchmarks/mutation_score.py, run by hand: it takes minutes).
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS_ENV = "LINES_CHECKED_JSON"
-HOSTILE_TESTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_hostile_*.py"))
+CHECKING_TESTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_hostile_*.py")) + [
+    "tests/test_resume_after_kill.py"]
+MUTATION_RESULTS = ROOT / "benchmarks" / "mutation_results.json"
 
 # What each category's inputs are, as the README's reader needs it.
 CATEGORIES = {
@@ -64,24 +68,62 @@ def hostile_input_rows(counts: dict[str, dict[str, int]]) -> list[str]:
     return rows
 
 
-def measure_hostile_counts() -> dict[str, dict[str, int]]:
-    """Run the hostile-input tests and return the counts they wrote."""
+def fault_rows(faults: dict[str, dict[str, int]]) -> list[str]:
+    """Markdown table rows (header first) for the faults injected: kills per stage and their outcome."""
+    rows = ["| stage killed with SIGKILL at seeded moments | kills | cut short, then resumed to the uninterrupted "
+            "results | finished before the kill |", "|---|---:|---:|---:|"]
+    total = {"kills": 0, "cut": 0, "first": 0}
+    for stage, c in faults.items():
+        cut, first = c.get("cut", 0), c.get("finished first", 0)
+        total["kills"] += cut + first
+        total["cut"] += cut
+        total["first"] += first
+        rows.append(f"| {stage} | {cut + first} | {cut} | {first} |")
+    rows.append(f"| **all** | **{total['kills']}** | **{total['cut']}** | **{total['first']}** |")
+    return rows
+
+
+def mutation_rows(results: dict) -> list[str]:
+    """Markdown table rows (header first) for the mutation score per module and in total. A mutant counts as
+    killed when the tests failed or timed out with it; one no test reaches counts as surviving."""
+    rows = ["| module | mutants | killed | timed out | survived | score |", "|---|---:|---:|---:|---:|---:|"]
+    total = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0}
+    for module in results["modules"].values():
+        survived = module["survived"] + module.get("no_tests", 0)
+        for key, value in (("mutants", module["mutants"]), ("killed", module["killed"]),
+                           ("timeout", module.get("timeout", 0)), ("survived", survived)):
+            total[key] += value
+        rows.append(f"| `{module['file']}` | {module['mutants']} | {module['killed']} | {module.get('timeout', 0)} | "
+                    f"{survived} | {_score(module['killed'] + module.get('timeout', 0), survived)} |")
+    rows.append(f"| **all** | **{total['mutants']}** | **{total['killed']}** | **{total['timeout']}** | "
+                f"**{total['survived']}** | **{_score(total['killed'] + total['timeout'], total['survived'])}** |")
+    return rows
+
+
+def _score(killed: int, survived: int) -> str:
+    return f"{100 * killed / (killed + survived):.1f}%" if killed + survived else "–"
+
+
+def measure_counts() -> dict[str, dict]:
+    """Run the hostile-input and kill tests and return the counts they wrote."""
     with tempfile.TemporaryDirectory() as tmp:
         counts_file = Path(tmp) / "checked.json"
         env = {**os.environ, COUNTS_ENV: str(counts_file), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *HOSTILE_TESTS],
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CHECKING_TESTS],
                                 cwd=ROOT, env=env)
         if result.returncode != 0:
-            sys.exit(f"the hostile-input tests failed (exit {result.returncode}); no numbers to report")
-        return json.loads(counts_file.read_text())["hostile_inputs"]
+            sys.exit(f"the hostile-input or kill tests failed (exit {result.returncode}); no numbers to report")
+        return json.loads(counts_file.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", help="a JSON file written by a suite run with LINES_CHECKED_JSON set")
     args = parser.parse_args(argv)
-    counts = json.loads(Path(args.counts).read_text())["hostile_inputs"] if args.counts else measure_hostile_counts()
-    print("\n".join(hostile_input_rows(counts)))
+    counts = json.loads(Path(args.counts).read_text()) if args.counts else measure_counts()
+    tables = [hostile_input_rows(counts["hostile_inputs"]), fault_rows(counts.get("faults_injected", {})),
+              mutation_rows(json.loads(MUTATION_RESULTS.read_text()))]
+    print("\n\n".join("\n".join(rows) for rows in tables))
     return 0
 
 

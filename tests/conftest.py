@@ -13,14 +13,25 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The hostile-input suite's counts (tests/hostile.py), when it ran: printed, and written as JSON to the file
-    LINES_CHECKED_JSON names (read by benchmarks/what_is_checked.py)."""
-    hostile = sys.modules.get("hostile")
-    line = hostile.summary_line() if hostile is not None else None
-    if line is None:
+    """What the suite checked, when those tests ran: the hostile-input counts (tests/hostile.py) and the faults
+    injected (tests/faults.py), printed, and written as JSON to the file LINES_CHECKED_JSON names (read by
+    benchmarks/what_is_checked.py)."""
+    modules = {key: sys.modules.get(name) for key, name in (("hostile_inputs", "hostile"), ("faults_injected", "faults"))}
+    lines = [m.summary_line() for m in modules.values() if m is not None]
+    lines = [line for line in lines if line]
+    if not lines:
         return
     terminalreporter.write_sep("-", "what was checked")
-    terminalreporter.write_line(line)
-    if os.environ.get(hostile.COUNTS_ENV):
-        hostile.write_counts(os.environ[hostile.COUNTS_ENV])
-        terminalreporter.write_line(f"counts written to {os.environ[hostile.COUNTS_ENV]}")
+    for line in lines:
+        terminalreporter.write_line(line)
+    target = os.environ.get("LINES_CHECKED_JSON")
+    if target:
+        from lines.atomic import write_json
+
+        counts = {"hostile_inputs": {}, "faults_injected": {}}
+        if modules["hostile_inputs"] is not None:
+            counts["hostile_inputs"] = {c: dict(v) for c, v in sorted(modules["hostile_inputs"].COUNTS.items())}
+        if modules["faults_injected"] is not None:
+            counts["faults_injected"] = {c: dict(v) for c, v in sorted(modules["faults_injected"].FAULTS.items())}
+        write_json(Path(target), counts)
+        terminalreporter.write_line(f"counts written to {target}")

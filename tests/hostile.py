@@ -120,10 +120,3 @@ def summary_line() -> str | None:
     parts = ", ".join(f"{c} {n}" for c, n in sorted(tried.items()))
     return (f"hostile inputs: {total} tried ({parts}); {refused} refused with one error line, {accepted} accepted "
             f"as valid, {violations} tracebacks or other violations")
-
-
-def write_counts(path: str | os.PathLike) -> None:
-    from lines.atomic import write_json
-
-    write_json(Path(path), {"hostile_inputs": {c: dict(v) for c, v in sorted(COUNTS.items())}})
-

@@ -17,6 +17,7 @@ import yaml
 
 import sweep_fixtures as sf
 import tiny
+from faults import record_kills
 from launch_helpers import REPO, phase_span, run, run_killed_after, timed
 from lines.fingerprints import fingerprint
 from train_helpers import TINY_LLAMA, tiny_config, write_config
@@ -87,6 +88,7 @@ def test_a_killed_merge_leaves_no_output_and_its_rerun_writes_the_uninterrupted_
     assert final.returncode == 0, final.stderr[-3000:]
     assert fingerprint(out) == expected
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "reference").iterdir())
+    record_kills("lines merge", cut)
 
 
 # -- the sweep -----------------------------------------------------------------------------------------------------
@@ -110,6 +112,7 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_points_and_report(tmp_path)
     for name in ("sweep/points.jsonl", "sweep/plan.json", "report/points.csv"):
         assert produced(tmp_path / "resumed", name) == produced(tmp_path / "reference", name), name
     assert unreadable_records(tmp_path / "resumed" / "runs") == []
+    record_kills("sweep", cut)
 
 
 # -- the training stage --------------------------------------------------------------------------------------------
@@ -144,3 +147,4 @@ def test_a_killed_training_stage_resumes_to_the_uninterrupted_theta0_and_policie
     assert unreadable_records(tmp_path / "resumed" / "runs") == []
     base_eval = lambda root: json.loads((root / "runs" / "t" / "base_eval.json").read_text())["summary"]
     assert base_eval(tmp_path / "resumed") == base_eval(tmp_path / "reference")
+    record_kills("training (SFT θ0 and DPO policies)", cut)
