@@ -68,6 +68,24 @@ def _build_deepspeed_comm_op_one_rank_at_a_time() -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def leave_process_group(wait: bool) -> None:
+    """End of a launched script: leave the process group, if one was made. A process that exits still holding a gloo
+    group can abort in its teardown ("terminate called without an active exception") while another rank is still
+    talking to it, so on success every rank first waits for the others (`wait`; skipped after an error, when a rank
+    may be gone). One process without a launcher has no group: nothing to do."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # never imported: no group (and no torch import for a config error)
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     return process_state().is_main_process
 

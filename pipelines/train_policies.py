@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from lines.errors import UserError, report_user_error
+    from pipelines.distributed import leave_process_group
     from pipelines.training import check_environment, load_config, train_all
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         policies = train_all(config)
     except UserError as err:
-        return report_user_error(err)
+        code = report_user_error(err)
+        leave_process_group(wait=False)
+        return code
     from pipelines.distributed import is_main_process
 
     if is_main_process():
@@ -55,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             numbers = (f"{own}: θ0 {base['mean']:.4f} ± {base['stderr']:.4f} → {policy['mean']:.4f} ± "
                        f"{policy['stderr']:.4f} (n={policy['n']})") if base and policy else ""
             print(f"policy {name} [{info.kind}, {status}] {info.path}  {numbers}")
+    leave_process_group(wait=True)
     return 0
 
 
