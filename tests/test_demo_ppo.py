@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.merge_policies import main
 from pipelines.run_config import load_run_config
+from test_demo_pipeline import REDUCED as DEMO_REDUCED
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -19,19 +20,10 @@ def test_demo_ppo_is_the_demo_but_for_how_its_policies_are_trained():
     assert ppo == demo  # same θ0 recipe, rewards, metrics, prompts, sweep and report: the fronts are comparable
 
 
-# The reduced demo of tests/test_demo_pipeline.py, with PPO's own sizes.
-REDUCED = [
-    "training.base.sft.training.max_steps=30", "training.base.sft.data.n=600",
-    "training.prompts.n_train=16", "training.prompts.n_eval=8",
+# The reduced demo of tests/test_demo_pipeline.py, with PPO's own training sizes.
+REDUCED = [s for s in DEMO_REDUCED if not s.startswith("training.training.")] + [
     "training.training.max_steps=2", "training.training.per_device_batch_size=8",
-    "training.training.rl.max_new_tokens=16", "training.evaluation.max_new_tokens=16",
-    "training.evaluation.samples_per_prompt=1",
-    "prompts.n_validation=6", "prompts.n_eval=12", "generation.max_new_tokens=16",
-    "sweep.points=3", "sweep.validation_points=null", "sweep.variants=[{name: soup, method: linear}, "
-    "{name: lines, method: linear, lines: {alpha: auto, beta_grid: [0.5, 1.0]}}]",
-    "sweep.uniform_control.lambda_grid=[1.25, 1.5]",
-    "forgetting.gamma_grid=[0.0, 1.0]", "bootstrap.samples=50",
-]
+    "training.training.rl.max_new_tokens=16"]
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ import sys
 import textwrap
 
 import pytest
-import yaml
 
 import tiny
 from launch_helpers import run, two_cpu_processes
@@ -18,19 +17,9 @@ def files(directory):
 
 
 def test_two_processes_split_the_shards_and_write_the_one_process_bytes(tmp_path):
-    # TIES: whole tensors per block, and α auto needs a full pass over the inputs on every process.
-    method, parameters = "ties", {"density": 0.5}
-    base = tiny.tiny_model("llama", seed=0)
-    tiny.save(base, tmp_path / "base")
-    tiny.tiny_tokenizer(tmp_path / "base")
-    for i in range(2):
-        tiny.save(tiny.perturbed_copy(base, seed=i + 1), tmp_path / f"p{i}")
-    recipe = tmp_path / "recipe.yaml"
-    # Small shards, so each process has several; α auto needs the full pass on every process.
-    recipe.write_text(yaml.safe_dump({
-        "base_model": str(tmp_path / "base"), "method": method, "parameters": parameters,
-        "models": [{"model": str(tmp_path / "p0"), "weight": 0.3}, {"model": str(tmp_path / "p1"), "weight": 0.7}],
-        "lines": {"alpha": "auto", "beta": 0.6}, "max_shard_size": "20KB"}))
+    # TIES: whole tensors per block, and α auto needs a full pass over the inputs on every process. Small shards,
+    # so each process has several.
+    recipe = tiny.ties_recipe_on_two_policies(tmp_path, "20KB")
     one = run([sys.executable, "-m", "lines.cli", "merge", str(recipe), str(tmp_path / "one"), "--quiet"])
     assert one.returncode == 0, one.stderr[-3000:]
     two = run(two_cpu_processes(["-m", "lines.cli", "merge", str(recipe), str(tmp_path / "two"), "--quiet"]))

@@ -13,7 +13,6 @@ import shutil
 import sys
 
 import pytest
-import yaml
 
 import sweep_fixtures as sf
 import tiny
@@ -61,16 +60,8 @@ def unreadable_records(directory) -> list[str]:
 # -- lines merge ---------------------------------------------------------------------------------------------------
 
 def test_a_killed_merge_leaves_no_output_and_its_rerun_writes_the_uninterrupted_bytes(tmp_path):
-    base = tiny.tiny_model("llama", seed=0, hidden_size=512, intermediate_size=1024, num_hidden_layers=4)
-    tiny.save(base, tmp_path / "base")
-    tiny.tiny_tokenizer(tmp_path / "base")
-    for i in range(2):
-        tiny.save(tiny.perturbed_copy(base, seed=i + 1), tmp_path / f"p{i}")
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "base_model": str(tmp_path / "base"), "method": "ties", "parameters": {"density": 0.5},
-        "models": [{"model": str(tmp_path / "p0"), "weight": 0.3}, {"model": str(tmp_path / "p1"), "weight": 0.7}],
-        "lines": {"alpha": "auto", "beta": 0.6}, "max_shard_size": "4MB"}))
+    recipe = tiny.ties_recipe_on_two_policies(tmp_path, "4MB", hidden_size=512, intermediate_size=1024,
+                                              num_hidden_layers=4)
     merge = lambda out: [sys.executable, "-m", "lines.cli", "merge", str(recipe), str(out), "--quiet"]
     # The kills land while the output is being written: from its temporary directory's appearance to the end.
     writing = lambda out: lambda: any(tmp_path.glob(f".{out}.tmp-*")) or (tmp_path / out).exists()

@@ -121,3 +121,23 @@ def tiny_reward_model_dir(path: Path, family: str = "llama", num_labels: int = 1
         with_chat_template(tokenizer)
     tokenizer.save_pretrained(str(path))
     return Path(path)
+
+
+def ties_recipe_on_two_policies(root: Path, max_shard_size: str, **model_kwargs) -> Path:
+    """θ0 and two perturbed policies saved under `root`, and a recipe merging them by TIES (density 0.5, weights 0.3
+    and 0.7) with LiNeS (α auto, β 0.6) into shards of at most `max_shard_size`: a merge with every pass (α auto's
+    full pass, whole tensors per block) for the tests of how a merge is written."""
+    import yaml
+
+    root = Path(root)
+    base = tiny_model("llama", seed=0, **model_kwargs)
+    save(base, root / "base")
+    tiny_tokenizer(root / "base")
+    for i in range(2):
+        save(perturbed_copy(base, seed=i + 1), root / f"p{i}")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "base_model": str(root / "base"), "method": "ties", "parameters": {"density": 0.5},
+        "models": [{"model": str(root / "p0"), "weight": 0.3}, {"model": str(root / "p1"), "weight": 0.7}],
+        "lines": {"alpha": "auto", "beta": 0.6}, "max_shard_size": max_shard_size}))
+    return recipe
