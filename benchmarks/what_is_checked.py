@@ -51,52 +51,46 @@ CATEGORIES = {
 
 def hostile_input_rows(counts: dict[str, dict[str, int]]) -> list[str]:
     """Markdown table rows (header first) for the hostile-input counts, one row per category and a total."""
-    rows = ["| bad inputs | tried | refused with one `error:` line | accepted as valid | tracebacks |",
-            "|---|---:|---:|---:|---:|"]
-    totals = {"tried": 0, "refused": 0, "accepted": 0, "violation": 0}
     order = [c for c in CATEGORIES if c in counts] + sorted(c for c in counts if c not in CATEGORIES)
+    items = []
     for category in order:
-        c = counts[category]
-        tried = c.get("refused", 0) + c.get("accepted", 0) + c.get("violation", 0)
-        for key, value in (("tried", tried), ("refused", c.get("refused", 0)), ("accepted", c.get("accepted", 0)),
-                           ("violation", c.get("violation", 0))):
-            totals[key] += value
-        rows.append(f"| {CATEGORIES.get(category, category)} | {tried} | {c.get('refused', 0)} | "
-                    f"{c.get('accepted', 0)} | {c.get('violation', 0)} |")
-    rows.append(f"| **all** | **{totals['tried']}** | **{totals['refused']}** | **{totals['accepted']}** | "
-                f"**{totals['violation']}** |")
-    return rows
+        outcomes = [counts[category].get(key, 0) for key in ("refused", "accepted", "violation")]
+        items.append((CATEGORIES.get(category, category), [sum(outcomes), *outcomes]))
+    return _count_table(["bad inputs", "tried", "refused with one `error:` line", "accepted as valid", "tracebacks"],
+                        items)
 
 
 def fault_rows(faults: dict[str, dict[str, int]]) -> list[str]:
     """Markdown table rows (header first) for the faults injected: kills per stage and their outcome."""
-    rows = ["| stage killed with SIGKILL at seeded moments | kills | cut short, then resumed to the uninterrupted "
-            "results | finished before the kill |", "|---|---:|---:|---:|"]
-    total = {"kills": 0, "cut": 0, "first": 0}
+    items = []
     for stage, c in faults.items():
         cut, first = c.get("cut", 0), c.get("finished first", 0)
-        total["kills"] += cut + first
-        total["cut"] += cut
-        total["first"] += first
-        rows.append(f"| {stage} | {cut + first} | {cut} | {first} |")
-    rows.append(f"| **all** | **{total['kills']}** | **{total['cut']}** | **{total['first']}** |")
-    return rows
+        items.append((stage, [cut + first, cut, first]))
+    return _count_table(["stage killed with SIGKILL at seeded moments", "kills",
+                         "cut short, then resumed to the uninterrupted results", "finished before the kill"], items)
 
 
 def mutation_rows(results: dict) -> list[str]:
     """Markdown table rows (header first) for the mutation score per module and in total. A mutant counts as
     killed when the tests failed or timed out with it; one no test reaches counts as surviving."""
-    rows = ["| module | mutants | killed | timed out | survived | score |", "|---|---:|---:|---:|---:|---:|"]
-    total = {"mutants": 0, "killed": 0, "timeout": 0, "survived": 0}
-    for module in results["modules"].values():
-        survived = module["survived"] + module.get("no_tests", 0)
-        for key, value in (("mutants", module["mutants"]), ("killed", module["killed"]),
-                           ("timeout", module.get("timeout", 0)), ("survived", survived)):
-            total[key] += value
-        rows.append(f"| `{module['file']}` | {module['mutants']} | {module['killed']} | {module.get('timeout', 0)} | "
-                    f"{survived} | {_score(module['killed'] + module.get('timeout', 0), survived)} |")
-    rows.append(f"| **all** | **{total['mutants']}** | **{total['killed']}** | **{total['timeout']}** | "
-                f"**{total['survived']}** | **{_score(total['killed'] + total['timeout'], total['survived'])}** |")
+    items = [(f"`{m['file']}`", [m["mutants"], m["killed"], m.get("timeout", 0), m["survived"] + m.get("no_tests", 0)])
+             for m in results["modules"].values()]
+    return _count_table(["module", "mutants", "killed", "timed out", "survived", "score"], items,
+                        derived=lambda v: _score(v[1] + v[2], v[3]))
+
+
+def _count_table(header: list[str], items: list[tuple[str, list[int]]], derived=None) -> list[str]:
+    """A Markdown table of counts: a row per (label, counts), then their column sums in bold; `derived` adds a last
+    cell computed from a row's counts (and from the sums)."""
+    width = len(header) - 1 - (derived is not None)
+    totals = [sum(values[i] for _, values in items) for i in range(width)]
+
+    def cells(values: list[int]) -> list[str]:
+        return [str(v) for v in values] + ([derived(values)] if derived else [])
+
+    rows = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    rows += [f"| {label} | " + " | ".join(cells(values)) + " |" for label, values in items]
+    rows.append("| **all** | " + " | ".join(f"**{c}**" for c in cells(totals)) + " |")
     return rows
 
 
