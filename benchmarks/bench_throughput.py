@@ -47,12 +47,7 @@ def time_generation(base: Path, prompts, batch_size: int, max_new_tokens: int, r
     from pipelines.generation.backend_choice import make_generator
 
     generator = make_generator(str(base), gen_config(batch_size, max_new_tokens))
-    generator.generate(prompts[:2])  # first-call costs (kernels, caches) are paid once, outside the timing
-    walls, rows = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rows = generator.generate(prompts)
-        walls.append(time.perf_counter() - start)
+    walls, rows = demo_model.timed_generations(generator, prompts, repeats, warmup=2)
     tokens = sum(r.response_tokens for r in rows)
     wall = statistics.median(walls)
     return {"batch_size": batch_size, "prompts": len(prompts), "generated_tokens": tokens, "wall_s": wall,

@@ -108,12 +108,7 @@ def time_swaps(load, points) -> dict:
 
 
 def time_generation(generator, prompts) -> dict:
-    generator.generate(prompts[:4])
-    walls, rows = [], None
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        rows = generator.generate(prompts)
-        walls.append(time.perf_counter() - start)
+    walls, rows = demo_model.timed_generations(generator, prompts, REPEATS, warmup=4)
     tokens = sum(r.response_tokens for r in rows)
     wall = statistics.median(walls)
     return {"tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "runs_s": [round(w, 3) for w in walls]}

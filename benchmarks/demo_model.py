@@ -106,3 +106,17 @@ def describe(root: Path) -> dict:
     info = json.loads((Path(root) / "built.json").read_text())
     return {**{k: v for k, v in CONFIG.items()}, "tokenizer_vocab": info["tokenizer_vocab"],
             "parameters": info["parameters"], "dtype": "float32", "policy_noise": POLICY_NOISE}
+
+
+def timed_generations(generator, prompts, repeats: int, warmup: int) -> tuple[list[float], list]:
+    """Wall seconds of `repeats` calls of generator.generate(prompts), after one call on the first `warmup` prompts
+    (first-call costs — kernels, caches — paid outside the timing), and the rows of the last call."""
+    import time
+
+    generator.generate(prompts[:warmup])
+    walls, rows = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rows = generator.generate(prompts)
+        walls.append(time.perf_counter() - start)
+    return walls, rows
