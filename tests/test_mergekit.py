@@ -160,6 +160,17 @@ def write_config(config: dict, path: Path) -> Path:
     return path
 
 
+def assert_within_one_bf16_spacing(name: str, bf16, ours_dir, theirs_dir):
+    """This project's merge and mergekit's hold the same tensors, each within one bf16 spacing of the other at the
+    inputs' scale; returns (ours, inputs) for further checks."""
+    ours, theirs = load(ours_dir), load(theirs_dir)
+    inputs = [load(bf16[k]) for k in ("B", "P0", "P1", "P2")]
+    assert set(ours) == set(theirs)
+    worst = max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours)
+    assert worst <= 1.0, f"{name}: {worst:.2f} bf16 spacings apart"
+    return ours, inputs
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_config_merges_as_mergekit_does(bf16, name, tmp_path):
     config = {**CONFIGS[name](bf16), "dtype": "float32", "out_dtype": "bfloat16"}
@@ -167,11 +178,7 @@ def test_config_merges_as_mergekit_does(bf16, name, tmp_path):
     assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
     mergekit_merge(config, tmp_path / "mergekit")
 
-    ours, theirs = load(tmp_path / "lines"), load(tmp_path / "mergekit")
-    inputs = [load(bf16[k]) for k in ("B", "P0", "P1", "P2")]
-    assert set(ours) == set(theirs)
-    worst = max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours)
-    assert worst <= 1.0, f"{name}: {worst:.2f} bf16 spacings apart"
+    ours, inputs = assert_within_one_bf16_spacing(name, bf16, tmp_path / "lines", tmp_path / "mergekit")
     moved = max(float((ours[n].float() - inputs[0][n].float()).abs().max()) for n in ours)
     assert moved > 1e-2  # a merge that returned θ0 would not pass for want of a difference
 
@@ -431,11 +438,7 @@ def test_exported_config_reproduces_the_recipe(bf16, name, tmp_path):
     assert "lines" not in exported and exported["out_dtype"] == "bfloat16"
     mergekit_merge(exported, tmp_path / "mergekit")
 
-    ours, theirs = load(tmp_path / "lines"), load(tmp_path / "mergekit")
-    inputs = [load(bf16[k]) for k in ("B", "P0", "P1", "P2")]
-    assert set(ours) == set(theirs)
-    worst = max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours)
-    assert worst <= 1.0, f"{name}: {worst:.2f} bf16 spacings apart"
+    assert_within_one_bf16_spacing(name, bf16, tmp_path / "lines", tmp_path / "mergekit")
 
 
 def test_a_lines_soup_exports_as_two_anchor_gradients(bf16, tmp_path):
