@@ -39,18 +39,10 @@ class LaunchRanks:
         self.close(wait=exc_type is None)
 
     def close(self, wait: bool = True) -> None:
-        """Leave the process group this object joined. A process that exits still holding it can abort in gloo's
-        teardown ("terminate called without an active exception") while another rank is still talking to it, so
-        every rank first waits for the others (`wait`; skipped after an error, when a rank may be gone)."""
-        if not self._owns_group:
-            return
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            if wait:
-                dist.barrier()
-            dist.destroy_process_group()
-        self._owns_group = False
+        """Leave the process group this object joined (`leave_process_group`)."""
+        if self._owns_group:
+            leave_process_group(wait)
+            self._owns_group = False
 
     @property
     def is_main(self) -> bool:
@@ -87,15 +79,46 @@ def together(fn: Callable[[], T], what: str, rank: int, world: int) -> T:
         result = fn()
     except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
         error = exc
-        status = ("user", str(exc)) if isinstance(exc, UserError) else ("bug", f"{type(exc).__name__}: {exc}")
+        status = failure_status(exc)
     statuses: list = [None] * world
     dist.all_gather_object(statuses, status)
     if error is not None:
         raise error
     failed = next(((index, s) for index, s in enumerate(statuses) if s is not None), None)
     if failed is not None:
-        index, (kind, message) = failed
-        if kind == "user":
-            raise UserError(message)
-        raise RankFailed(f"process {index} failed while {what}: {message}")
+        index, failure = failed
+        raise_failure(failure, lambda message: RankFailed(f"process {index} failed while {what}: {message}"))
     return result
+
+
+def failure_status(exc: BaseException) -> tuple[str, str]:
+    """How a process's error travels to the others: ("user", its one line) or ("bug", type and message)."""
+    if isinstance(exc, UserError):
+        return "user", str(exc)
+    return "bug", f"{type(exc).__name__}: {exc}"
+
+
+def raise_failure(failure: tuple[str, str], bug: Callable[[str], Exception]) -> None:
+    """On a process that did not fail itself: the same one-line user error, or `bug(message)` for a bug."""
+    kind, message = failure
+    if kind == "user":
+        raise UserError(message)
+    raise bug(message)
+
+
+def leave_process_group(wait: bool) -> None:
+    """End of a launched process: leave the default process group, if one was made. A process that exits still
+    holding a gloo group can abort in its teardown ("terminate called without an active exception") while another
+    rank is still talking to it, so on success every rank first waits for the others (`wait`; skipped after an
+    error, when a rank may be gone). One process without a launcher has no group: nothing to do."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # never imported: no group (and no torch import for a config error)
+        return
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from lines.atomic import write_json
-from lines.errors import UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,24 +67,6 @@ def _build_deepspeed_comm_op_one_rank_at_a_time() -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def leave_process_group(wait: bool) -> None:
-    """End of a launched script: leave the process group, if one was made. A process that exits still holding a gloo
-    group can abort in its teardown ("terminate called without an active exception") while another rank is still
-    talking to it, so on success every rank first waits for the others (`wait`; skipped after an error, when a rank
-    may be gone). One process without a launcher has no group: nothing to do."""
-    import sys
-
-    if "torch.distributed" not in sys.modules:  # never imported: no group (and no torch import for a config error)
-        return
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_initialized():
-        return
-    if wait:
-        dist.barrier()
-    dist.destroy_process_group()
-
-
 def is_main_process() -> bool:
     return process_state().is_main_process
 
@@ -115,6 +96,8 @@ def on_main(fn: Callable[[], R], what: str) -> R:
         return fn()
     import torch.distributed as dist
 
+    from lines.ranks import failure_status, raise_failure
+
     outcome: list = [None]
     error: BaseException | None = None
     if state.is_main_process:
@@ -122,16 +105,13 @@ def on_main(fn: Callable[[], R], what: str) -> R:
             outcome[0] = ("ok", fn())
         except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others have been told
             error = exc
-            user = isinstance(exc, UserError)
-            outcome[0] = ("user" if user else "bug", str(exc) if user else f"{type(exc).__name__}: {exc}")
+            outcome[0] = failure_status(exc)
     dist.broadcast_object_list(outcome, src=0)
     if error is not None:
         raise error
     status, value = outcome[0]
-    if status == "user":
-        raise UserError(value)
-    if status == "bug":
-        raise MainProcessFailed(f"the main process failed while {what}: {value}")
+    if status != "ok":
+        raise_failure(outcome[0], lambda message: MainProcessFailed(f"the main process failed while {what}: {message}"))
     return value
 
 

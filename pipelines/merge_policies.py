@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lines.atomic import write_text  # noqa: E402
 from lines.errors import UserError, report_user_error  # noqa: E402
-from pipelines.distributed import leave_process_group  # noqa: E402
+from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.run_config import check_machine, load_run_config  # noqa: E402
 
 log = logging.getLogger("merge_policies")

@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from lines.errors import UserError, report_user_error
-    from pipelines.distributed import leave_process_group
+    from lines.ranks import leave_process_group
     from pipelines.training import check_environment, load_config, train_all
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
