@@ -19,11 +19,8 @@ def _interval(row: dict, digits: int = 3) -> str:
 
 
 def _verdict(row: dict) -> str:
-    if row["low"] > 0:
-        return "LiNeS better"
-    if row["high"] < 0:
-        return "LiNeS worse"
-    return "no clear difference"
+    """The study's own verdict (its `direction`, the project's one significance rule), in the README's words."""
+    return {1: "LiNeS better", -1: "LiNeS worse", 0: "no clear difference"}[row["direction"]]
 
 
 def hypervolume_rows(pooled: dict) -> list[str]:

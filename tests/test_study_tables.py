@@ -10,11 +10,12 @@ spec.loader.exec_module(study_tables)
 POOLED = {
     "seeds": [0, 1], "level": 0.95,
     "hypervolume": [
-        {"a": "lines", "b": "soup", "per_seed": {"0": 0.2, "1": 0.1}, "estimate": 0.15, "low": 0.01, "high": 0.3},
+        {"a": "lines", "b": "soup", "per_seed": {"0": 0.2, "1": 0.1}, "estimate": 0.15, "low": 0.01, "high": 0.3,
+         "direction": 1},
         {"a": "lines", "b": "uniform", "per_seed": {"0": -0.2, "1": 0.05}, "estimate": -0.075, "low": -0.3,
-         "high": 0.1},
+         "high": 0.1, "direction": 0},
         {"a": "lines", "b": "matched[lines]", "per_seed": {"0": -0.2, "1": -0.1}, "estimate": -0.15, "low": -0.25,
-         "high": -0.02},
+         "high": -0.02, "direction": -1},
     ],
     "metrics": [
         {"a": "lines", "b": "soup", "metric": "ppl_control", "estimate": 0.0123, "low": -0.001, "high": 0.02},
