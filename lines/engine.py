@@ -2,8 +2,9 @@
 
     θ = θ0 + λ(ℓ) · merge_method(τ_1 … τ_N; weights)        τ_i = θ_i − θ0, computed in fp32 (or fp64)
 
-`TensorMerger` computes merged tensors; `merge_to_directory` writes them as a sharded checkpoint and
-`merge_into_model` copies them into the parameters of a loaded model (no disk round trip, for sweeps).
+`TensorMerger` computes merged tensors, on the CPU or on a GPU (`device`); `lines.merge.merge` writes them as a sharded
+checkpoint and `lines.merge.merge_into_model` copies them into the parameters of a loaded model (no disk round trip,
+for sweeps).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .task_vectors import COMPUTE_DTYPES, MergeInputs
 # flat as models grow, and a block small enough to stay in the CPU cache makes the several passes over it
 # nearly free. Methods with per-tensor statistics (TIES top-k, DARE masks, SLERP angles) see whole tensors.
 BLOCK_ELEMENTS = 1 << 18
+WHOLE_TENSORS = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -47,22 +49,50 @@ class TensorSettings:
     coefficients: torch.Tensor | None  # τ_merged = Σ_i c_i τ_i, for methods linear in the task vectors
 
     @classmethod
-    def of(cls, spec: MergeSpec, method: MergeMethod, dtype: torch.dtype) -> "TensorSettings":
+    def of(cls, spec: MergeSpec, method: MergeMethod, dtype: torch.dtype,
+           device: torch.device = torch.device("cpu")) -> "TensorSettings":
         weights = torch.tensor(spec.weights, dtype=dtype)
         params = method.resolved_parameters(spec.weights, spec.parameters)
-        return cls(spec, weights, params, method.linear_coefficients(weights, params))
+        return cls(spec, weights.to(device), params, method.linear_coefficients(weights, params))
+
+
+def compute_device(device: str | torch.device | None) -> torch.device:
+    """Where a merge computes: the CPU (None) or a GPU that is there; anything else is one line."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LinesError(f"device {device!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LinesError(f"device {device!r}: no CUDA GPU is visible to this process; use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise LinesError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s); use an "
+                             "index below that")
+    elif resolved.type != "cpu":
+        raise LinesError(f"device {device!r}: merges compute on cpu or cuda; use one of them")
+    return resolved
 
 
 class TensorMerger:
-    def __init__(self, spec: MergeSpec, inputs: MergeInputs, block_elements: int = BLOCK_ELEMENTS):
+    """`device`: where the merge computes (None: the CPU). Inputs are read on the host and moved there block by
+    block; merged blocks are yielded on that device. A GPU takes whole tensors (row blocks exist to fit the CPU's
+    cache, and on a GPU they would only add launches)."""
+
+    def __init__(self, spec: MergeSpec, inputs: MergeInputs, block_elements: int | None = None,
+                 device: str | torch.device | None = None):
         if len(spec.weights) != len(inputs.policies):
             raise LinesError(f"{len(spec.weights)} weights for {len(inputs.policies)} policies")
         self.spec = spec
         self.inputs = inputs
+        self.device = compute_device(device)
         self.dtype = COMPUTE_DTYPES[spec.compute_dtype]
+        if block_elements is None:
+            block_elements = BLOCK_ELEMENTS if self.device.type == "cpu" else WHOLE_TENSORS
         self.block_elements = block_elements
         self.method = get_method(spec.method)
-        default = TensorSettings.of(spec, self.method, self.dtype)
+        default = TensorSettings.of(spec, self.method, self.dtype, self.device)
         self.weights, self.params, self.coefficients = default.weights, default.params, default.coefficients
         self._settings = {name: default for name in inputs.names}
         if spec.varying:
@@ -79,7 +109,7 @@ class TensorMerger:
             resolved = self.spec.at(name, depth(self.inputs.roles[name], self.inputs.num_layers))
             key = json.dumps(resolved.model_dump(mode="json"), sort_keys=True)
             if key not in shared:
-                shared[key] = TensorSettings.of(resolved, self.method, self.dtype)
+                shared[key] = TensorSettings.of(resolved, self.method, self.dtype, self.device)
             self._settings[name] = shared[key]
         self.coefficients = None
 
@@ -87,6 +117,12 @@ class TensorMerger:
         return self._settings[name]
 
     # -- per tensor ---------------------------------------------------------------------------------------
+    def on_device(self, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A block read on the host, moved to where the merge computes."""
+        if self.device.type == "cpu":
+            return raw
+        return [tensor.to(self.device, non_blocking=True) for tensor in raw]
+
     def row_blocks(self, name: str) -> list[tuple[int, int] | None]:
         """[None] for a whole tensor, else consecutive row ranges of its first dimension."""
         info = self.inputs.base.info(name)
@@ -118,6 +154,7 @@ class TensorMerger:
         total = sum(inputs.base.info(n).nbytes for n in inputs.names if only is None or n in only)
         with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress, leave=False) as bar:
             for (name, rows), raw in prefetched(self.blocks(only), lambda item: inputs.read_block(*item)):
+                raw = self.on_device(raw)
                 info = inputs.base.info(name)
                 if not info.dtype.is_floating_point:
                     yield name, rows, inputs.identical_non_float(name, raw)

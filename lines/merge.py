@@ -37,7 +37,7 @@ def _version() -> str:
 
 def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, force: bool = False,
           allow_pickle: bool = False, progress: bool = True, threads: int | None = 1,
-          ranks: LaunchRanks | None = None) -> Path:
+          ranks: LaunchRanks | None = None, device: str | None = None) -> Path:
     """Merge as the recipe says and write a loadable checkpoint to `out_dir`; returns its path.
 
     Output goes to a temporary directory beside `out_dir`, renamed into place only on success, so a failed
@@ -49,6 +49,9 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
 
     `threads`: torch compute threads during the merge. One is fastest: blocks are cache-sized, and the reading
     and writing threads need the other cores. None leaves torch's setting alone.
+
+    `device`: where the merge computes (None: the CPU; `cuda`, `cuda:N`: a GPU). Reading and writing stay on the
+    host; merged tensors come back to it to be written.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
@@ -58,7 +61,7 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
         raise LinesError(f"{out_dir}: output directory already exists; choose another path or pass --force")
     with MergeInputs(recipe.base_model, [m.model for m in recipe.models], allow_pickle) as inputs, \
             compute_threads(threads):
-        merger = TensorMerger(recipe.spec(), inputs)
+        merger = TensorMerger(recipe.spec(), inputs, device=device)
         lines = merger.resolve_lines(progress)
         if recipe.output == "adapter":
             from .lora_soup import write_adapter_soup
@@ -81,7 +84,7 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             write = BackgroundCalls(writer.write)  # writes overlap the next blocks' compute
             try:
                 for name, _, block in merger.iter_merged(lines, out_dtype, progress, only=writer.tensor_names()):
-                    write(name, block)
+                    write(name, block.cpu())
             finally:
                 write.close()
             writer.close(write_index=ranks.is_main)
@@ -126,16 +129,20 @@ def compute_threads(threads: int | None):
 
 def merge_into_model(model: torch.nn.Module, inputs: MergeInputs, spec: MergeSpec, *,
                      progress: bool = False, lines: ResolvedLines | None | str = "resolve",
-                     threads: int | None = 1) -> ResolvedLines | None:
+                     threads: int | None = 1, device: str | torch.device | None = "model") -> ResolvedLines | None:
     """Write the merge of `inputs` under `spec` straight into `model`'s parameters, in place.
 
     `model` must hold the same tensors as θ0 (a model loaded from θ0 or any policy). Nothing is written to disk
     and nothing is reloaded, so a sweep can reuse one live (e.g. generation) model for every point. Pass
     `lines` to reuse an already resolved schedule (skips the `alpha: auto` pass); returns the one applied.
     `threads`: torch compute threads during the merge (see `merge`), restored afterwards.
+    `device`: where the merge computes; "model" (the default) is where the model's first tensor lives, so a model on
+    a GPU is merged on that GPU and each merged tensor is copied in place there; None is the CPU.
     """
-    merger = TensorMerger(spec, inputs)
     targets = module_tensors(model, inputs)
+    if device == "model":
+        device = next(iter(targets.values())).device if targets else None
+    merger = TensorMerger(spec, inputs, device=device)
     with torch.no_grad(), compute_threads(threads):
         resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
         for name, rows, block in merger.iter_merged(resolved, {n: t.dtype for n, t in targets.items()},
@@ -152,7 +159,7 @@ def iter_merged_tensors(inputs: MergeInputs, spec: MergeSpec, *, lines: Resolved
     engine's in-place weight loader takes (e.g. vLLM's). Memory holds one tensor at a time. `block_elements`:
     the row-block size of elementwise methods (default: cache-sized blocks for the CPU; a GPU wants whole
     tensors)."""
-    merger = TensorMerger(spec, inputs) if block_elements is None else TensorMerger(spec, inputs, block_elements)
+    merger = TensorMerger(spec, inputs, block_elements)
     resolved = merger.resolve_lines(progress) if lines == "resolve" else lines
     pending_name, parts = None, []
     for name, rows, block in merger.iter_merged(resolved, progress=progress):

@@ -78,11 +78,12 @@ def merge_profile(merger, progress: bool = False) -> MergeProfile:
     items = [(n, r) for n, r in merger.blocks() if inputs.base.info(n).dtype.is_floating_point]
     loaded = prefetched(items, lambda item: inputs.read_block(*item))
     for (name, _), raw in tqdm(loaded, total=len(items), desc="merge profile", disable=not progress, leave=False):
-        base, tvs = inputs.task_vectors(name, raw, merger.dtype)
+        base, tvs = inputs.task_vectors(name, merger.on_device(raw), merger.dtype)
         group = group_of(inputs.roles[name])
         settings = merger.settings(name)
         if id(settings) not in mean_weights:
-            mean_weights[id(settings)] = torch.tensor(normalised_weights(settings.spec.weights), dtype=merger.dtype)
+            mean_weights[id(settings)] = torch.tensor(normalised_weights(settings.spec.weights), dtype=merger.dtype,
+                                                       device=merger.device)
         weights = mean_weights[id(settings)]
         update = merger.merged_update(name, tvs, base)
         merged[group] = merged.get(group, 0.0) + float(update.abs().sum(dtype=torch.float64))

@@ -21,10 +21,9 @@ from typing import Iterator
 import torch
 
 from lines import MergeInputs, MergeSpec, iter_merged_tensors
+from lines.engine import WHOLE_TENSORS
 
 SOURCES = ("disk", "host", "device")
-# On a GPU a merge runs on whole tensors: row blocks sized for a CPU cache would only add kernel launches.
-WHOLE_TENSORS = 1 << 62
 
 
 def merge_message(base: str, policies: list[str], spec: MergeSpec, key: str, source: str) -> dict:
