@@ -116,6 +116,8 @@ def main() -> int:
                              "the transformers backend, bf16 training, the demo's sweep")
     parser.add_argument("--budget", type=float, default=420.0, metavar="S",
                         help="with --no-vllm: seconds the run may take; optional steps are left out past it")
+    parser.add_argument("--only", action="append", choices=["merge", "generation", "training", "demo-sweep"],
+                        help="with --no-vllm: run only these steps (repeatable)")
     parser.add_argument("--demo-run", help="with --no-vllm: a finished `make demo` run directory (runs/demo), whose "
                                            "θ0 and policies the greedy-parity and sweep checks use")
     args = parser.parse_args()
@@ -124,7 +126,7 @@ def main() -> int:
 
         out = args.out if args.out != parser.get_default("out") else str(ROOT / "benchmarks" / "work" /
                                                                          "gpu_check_no_vllm.json")
-        return without_vllm(out, args.demo_run, args.skip_1b, args.budget)
+        return without_vllm(out, args.demo_run, args.skip_1b, args.budget, args.only)
     preflight()
     if args.isolation_probe:
         return isolation_probe()

@@ -366,7 +366,11 @@ def check_demo_sweep(report: Report, work: Path, demo_run: Path | None, seconds_
                  seconds_cpu_same_machine=round(seconds.get("cpu", float("nan")), 1))
 
 
-def main(out: str, demo_run: str | None, skip_1b: bool, budget_s: float = 420.0) -> int:
+STEPS = ("merge", "generation", "training", "demo-sweep")
+
+
+def main(out: str, demo_run: str | None, skip_1b: bool, budget_s: float = 420.0, only: list[str] | None = None
+         ) -> int:
     if not torch.cuda.is_available() and not DRY:
         print("error: gpu_check --no-vllm needs a CUDA GPU (torch.cuda.is_available() is False); run it on a GPU "
               "machine", file=sys.stderr)
@@ -376,12 +380,16 @@ def main(out: str, demo_run: str | None, skip_1b: bool, budget_s: float = 420.0)
     demo = Path(demo_run).resolve() if demo_run else None
     started = time.perf_counter()
     one_b = None
-    if not skip_1b:
+    only = set(only or STEPS)
+    if not skip_1b and only & {"merge", "generation"}:
         seconds, one_b = timed(lambda: build_models(work / "one_b", ONE_B, torch.bfloat16, scale=0.01))
         report.figure("build_1b_seconds", round(seconds, 1))
-    for step in (lambda: check_merge(report, work, one_b), lambda: check_generation(report, work, one_b, demo),
-                 lambda: check_training(report, work, demo),
-                 lambda: check_demo_sweep(report, work, demo, lambda: budget_s - (time.perf_counter() - started))):
+    steps = {"merge": lambda: check_merge(report, work, one_b),
+             "generation": lambda: check_generation(report, work, one_b, demo),
+             "training": lambda: check_training(report, work, demo),
+             "demo-sweep": lambda: check_demo_sweep(report, work, demo,
+                                                    lambda: budget_s - (time.perf_counter() - started))}
+    for step in [steps[name] for name in STEPS if name in only]:
         try:
             step()
         except Exception as exc:  # one failing step must not hide the others' results
