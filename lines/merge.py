@@ -10,13 +10,14 @@ from typing import Iterator
 
 import torch
 
-from .atomic import replace_directory, temporary_directory_beside
+from .atomic import output_directory_beside, replace_directory
 from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .model_card import render_model_card
 from .prefetch import BackgroundCalls
-from .recipe import MergeSpec, Recipe, load_recipe
+from .recipe import MergeSpec, Recipe
+from .recipe_file import load_recipe
 from .ranks import LaunchRanks
 from .safetensors_writer import OutputTensor, StreamingSafetensorsWriter, plan_shards
 from .task_vectors import MergeInputs
@@ -101,16 +102,6 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
-
-
-def output_directory_beside(out_dir: Path) -> Path:
-    """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
-    file in the path, no permission, a read-only file system) is one line, not a traceback."""
-    try:
-        return temporary_directory_beside(out_dir)
-    except OSError as exc:
-        raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
-                         "another path") from None
 
 
 @contextmanager

@@ -28,7 +28,8 @@ import yaml
 from .engine import TensorMerger
 from .errors import LinesError
 from .layer_map import BLOCK
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe
+from .recipe_file import load_recipe
 from .settings import Condition, depth, evaluate, evaluate_value
 from .task_vectors import MergeInputs
 

@@ -19,7 +19,6 @@ Relative paths are resolved against the current directory, as for any command-li
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,7 +27,7 @@ from .errors import LinesError
 from .method_registry import MethodName, get_method
 from .safetensors_writer import parse_size
 from .settings import VaryingValue, evaluate
-from .validation import describe_validation_error, first_error, read_yaml_mapping
+from .validation import describe_validation_error, first_error
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -196,13 +195,3 @@ def parse_recipe(data: object, source: str = "recipe") -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as exc:
         raise LinesError(describe_validation_error(exc, source)) from None
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """A recipe file, or a mergekit config (it has `merge_method`) read as the recipe that merges as it does."""
-    from .mergekit_config import is_mergekit_config, recipe_from_mergekit
-
-    data = read_yaml_mapping(path, LinesError, "recipe")
-    if is_mergekit_config(data):
-        return recipe_from_mergekit(data, str(path))
-    return parse_recipe(data, str(path))
