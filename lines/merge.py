@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +15,7 @@ from .atomic import output_directory_beside, replace_directory
 from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
+from .lora_soup import write_adapter_soup
 from .model_card import render_model_card
 from .prefetch import BackgroundCalls
 from .recipe import MergeSpec, Recipe
@@ -29,8 +31,6 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("lines-soups")
     except Exception:
         return "unknown"
@@ -62,8 +62,6 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
         merger = TensorMerger(recipe.spec(), inputs)
         lines = merger.resolve_lines(progress)
         if recipe.output == "adapter":
-            from .lora_soup import write_adapter_soup
-
             card = render_model_card(recipe, inputs, lines, _version())
             # An adapter is small: the main process writes it while the others wait.
             ranks.together(lambda: ranks.is_main and write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card),

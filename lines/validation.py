@@ -5,6 +5,9 @@ through this, so messages read the same everywhere.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from pydantic import ValidationError
 
 
@@ -36,10 +39,6 @@ def describe_validation_error(exc: ValidationError, source: str, setting: str = 
 
 def read_yaml_mapping(path, error: type[Exception], what: str = "config") -> dict:
     """A YAML file that must hold a mapping; a missing file, bad syntax or another shape is one `error` line."""
-    from pathlib import Path
-
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} file '{path}' does not exist; give the path of a YAML file")
@@ -60,8 +59,6 @@ def read_yaml_mapping(path, error: type[Exception], what: str = "config") -> dic
 
 def read_utf8(path, error: type[Exception]) -> str:
     """A text file's content; bytes that are not UTF-8 are one `error` line naming the file, line and column."""
-    from pathlib import Path
-
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8")

@@ -34,6 +34,7 @@ def read_located_records(path: str | Path, error=RewardError) -> tuple[list[dict
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
+            # deferred: pyarrow is optional (it comes with datasets) and heavy; only Parquet files need it
             import pyarrow.parquet as pq
 
             rows = pq.read_table(path).to_pylist()
