@@ -7,7 +7,7 @@ from pathlib import Path
 from .errors import LinesError
 from .mergekit_config import is_mergekit_config, recipe_from_mergekit
 from .recipe import Recipe, parse_recipe
-from .validation import read_yaml_mapping
+from .user_files import read_yaml_mapping
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -29,13 +29,14 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, field_validator,
+from pydantic import (BaseModel, Field, PlainSerializer, PlainValidator, ValidationError, field_validator,
                       model_validator)
 
+from lines.config_errors import describe_validation_error
 from lines.fingerprints import fingerprint
 from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
 from lines.safe_paths import check_path_component
-from lines.validation import describe_validation_error
+from lines.schema import StrictModel
 
 from .base import Reward
 from .callable_reward import CallableReward, import_target
@@ -60,21 +61,19 @@ def reward_type(cls: type["RewardSpec"]) -> type["RewardSpec"]:
     return cls
 
 
-class NormalizeSpec(BaseModel):
+class NormalizeSpec(StrictModel):
     """z-score statistics come from `reference` (a file of prompt/response rows) or, without one, from
     the reference responses the pipeline passes to `fit_normalizers` (θ0's samples)."""
 
-    model_config = ConfigDict(extra="forbid")
     method: Literal["raw", "zscore"] = "zscore"
     reference: str | None = None
     prompt_field: str = "prompt"
     response_field: str = "response"
 
 
-class RewardSpec(BaseModel):
+class RewardSpec(StrictModel):
     """Fields every reward type has. Subclasses add `type: Literal[...]`, their settings and `build`."""
 
-    model_config = ConfigDict(extra="forbid")
     is_metric: ClassVar[bool] = False
 
     type: str
@@ -394,7 +393,8 @@ class HeldOutKLSpec(_OnTexts, _AgainstThetaZero):
 # -- validation ------------------------------------------------------------------------------------------------
 
 class _TypeTag(BaseModel):
-    """Only the `type` field, so an unknown or missing type is reported at `<entry>.type`."""
+    """Only the `type` field, so an unknown or missing type is reported at `<entry>.type`. Not strict: the entry's
+    other fields are checked by its type's own schema."""
 
     type: str
 

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from lines.validation import read_utf8
+from lines.user_files import read_utf8
 
 from .errors import RewardError
 
