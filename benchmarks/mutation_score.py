@@ -38,7 +38,7 @@ REPORT = REPO / "benchmarks" / "MUTATION.md"
 MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "merge_methods": ("lines/merge_methods.py", ["tests/test_merge_methods.py"], None),
     "schedule": ("lines/schedule.py", ["tests/test_schedule.py"], None),
-    "profile": ("lines/profile.py", ["tests/test_schedule.py", "tests/test_lines_alpha.py"], None),
+    "update_norms": ("lines/update_norms.py", ["tests/test_schedule.py", "tests/test_lines_alpha.py"], None),
     "pareto": ("pipelines/pareto.py", ["tests/test_pareto.py", "tests/test_bootstrap.py"], None),
     "summary": ("pipelines/summary.py", ["tests/test_bootstrap.py"], None),
     "study": ("pipelines/report/study.py", ["tests/test_bootstrap.py"],

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import LinesError
+
 
 def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
@@ -41,6 +43,16 @@ def temporary_directory_beside(target: str | Path) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
+def output_directory_beside(out_dir: Path) -> Path:
+    """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
+    file in the path, no permission, a read-only file system) is one line, not a traceback."""
+    try:
+        return temporary_directory_beside(out_dir)
+    except OSError as exc:
+        raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
+                         "another path") from None
 
 
 def replace_directory(new: str | Path, target: str | Path) -> Path:

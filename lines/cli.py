@@ -13,15 +13,16 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .atomic import write_text
 from .errors import LinesError, UserError, report_user_error
+from .merge import merge
+from .mergekit_export import export_mergekit, to_yaml
+from .ranks import LaunchRanks
 
 COMMAND_GROUP = "lines.commands"
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .merge import merge
-    from .ranks import LaunchRanks
-
     # Under `accelerate launch` or `torchrun` the processes share the merge's shards; with `--device cuda` each
     # computes on its own GPU (the launcher's LOCAL_RANK).
     device = args.device
@@ -36,9 +37,6 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _export_mergekit(args: argparse.Namespace) -> int:
-    from .atomic import write_text
-    from .mergekit_export import export_mergekit, to_yaml
-
     if args.output and Path(args.output).exists() and not args.force:
         raise LinesError(f"{args.output}: already exists; choose another path or pass --force")
     config, notes = export_mergekit(args.recipe, allow_pickle=args.allow_pickle)

@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 from .errors import LinesError
 from .method_registry import MergeContext, MergeMethod, get_method
 from .prefetch import prefetched
-from .profile import MergeProfile, merge_profile, normalised_weights
 from .recipe import MergeSpec
 from .schedule import LinesSchedule
-from .settings import depth
 from .task_vectors import COMPUTE_DTYPES, MergeInputs
+from .tensor_values import depth
+from .update_norms import MergeProfile, merge_profile, normalised_weights
 
 # Elementwise methods stream large tensors in row blocks of at most this many elements per model: memory stays
 # flat as models grow, and a block small enough to stay in the CPU cache makes the several passes over it
@@ -187,7 +187,7 @@ class TensorMerger:
                              cfg.alpha == "auto")
 
     def auto_alpha(self, progress: bool = True, profile: MergeProfile | None = None) -> float:
-        """α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged‖₁ over all parameters, w̄ = w / Σw (see lines/profile.py).
+        """α(w) = ‖Σ_i w̄_i τ_i‖₁ / ‖τ_merged‖₁ over all parameters, w̄ = w / Σw (the norms: lines/update_norms.py).
 
         A method whose merge is k·Σ_i w̄_i τ_i (a linear soup: k = 1; task arithmetic: k = Σw) has α = 1/k exactly,
         with no pass over the inputs; other methods need the norms of one pass."""

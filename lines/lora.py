@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from .checkpoint import Checkpoint, TensorInfo, read_safetensors_header
 from .errors import LinesError
@@ -151,8 +152,6 @@ class LoraAdapter:
                              f"re-save with safe_serialization=True)")
         self.weights_file = weights
         read_safetensors_header(weights)  # rejects a corrupt or truncated file with a clear message
-        from safetensors.torch import load_file
-
         state = load_file(weights)
         self.modules: dict[str, LoraModule] = {}
         self.full_tensors: dict[str, torch.Tensor] = {}  # modules_to_save, as whole base tensors

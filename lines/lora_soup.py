@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .atomic import publish_directory, replace_directory
+from .atomic import output_directory_beside, publish_directory, replace_directory
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, AdapterCheckpoint
@@ -91,8 +91,6 @@ def write_adapter_soup(inputs: MergeInputs, spec: MergeSpec, out_dir: Path, line
     process meanwhile) is kept and this copy discarded, rather than replaced through a moment without it."""
     state, ranks, modules_to_save = adapter_soup_tensors(inputs, spec, lines)
     config = soup_adapter_config(inputs, ranks, modules_to_save)
-    from .merge import output_directory_beside
-
     tmp = output_directory_beside(out_dir)
     try:
         save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})

@@ -5,18 +5,21 @@ import json
 import os
 import shutil
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from .atomic import replace_directory, temporary_directory_beside
+from .atomic import output_directory_beside, replace_directory
 from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
+from .lora_soup import write_adapter_soup
 from .model_card import render_model_card
 from .prefetch import BackgroundCalls
-from .recipe import MergeSpec, Recipe, load_recipe
+from .recipe import MergeSpec, Recipe
+from .recipe_file import load_recipe
 from .ranks import LaunchRanks
 from .safetensors_writer import OutputTensor, StreamingSafetensorsWriter, plan_shards
 from .task_vectors import MergeInputs
@@ -28,8 +31,6 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("lines-soups")
     except Exception:
         return "unknown"
@@ -64,8 +65,6 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
         merger = TensorMerger(recipe.spec(), inputs, device=device)
         lines = merger.resolve_lines(progress)
         if recipe.output == "adapter":
-            from .lora_soup import write_adapter_soup
-
             card = render_model_card(recipe, inputs, lines, _version())
             # An adapter is small: the main process writes it while the others wait.
             ranks.together(lambda: ranks.is_main and write_adapter_soup(inputs, recipe.spec(), out_dir, lines, card),
@@ -104,16 +103,6 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
-
-
-def output_directory_beside(out_dir: Path) -> Path:
-    """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
-    file in the path, no permission, a read-only file system) is one line, not a traceback."""
-    try:
-        return temporary_directory_beside(out_dir)
-    except OSError as exc:
-        raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
-                         "another path") from None
 
 
 @contextmanager

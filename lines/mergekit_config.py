@@ -9,9 +9,9 @@ A config is a mergekit config when it has `merge_method`. Its keys map onto a re
     models[].model        the policies (a local directory; θ0 itself when listed is the base, or, for linear, an
                           input whose task vector is zero)
     models[].parameters   weight, density: per model; a number, a per-layer gradient list or a list of
-    parameters            {filter, value} conditions, evaluated per tensor exactly as mergekit does (lines/settings.py);
-                          the top-level `parameters` are the fallback for every model and hold the method's own
-                          settings (normalize, rescale, lambda, int8_mask, t)
+    parameters            {filter, value} conditions, evaluated per tensor exactly as mergekit does
+                          (lines/tensor_values.py); the top-level `parameters` are the fallback for every model and
+                          hold the method's own settings (normalize, rescale, lambda, int8_mask, t)
     dtype, out_dtype      mergekit computes in `dtype` and writes `out_dtype` (default `dtype`); here the arithmetic is
                           fp32 (fp64 for dtype: float64) and the output dtype is out_dtype, else dtype, else θ0's
     tokenizer_source      base (or θ0's path): θ0's tokenizer files are copied, as mergekit does for `base`
@@ -27,10 +27,10 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from .config_errors import first_error
 from .errors import LinesError
 from .recipe import MergeSpec, ModelEntry, Recipe
-from .settings import Condition, VaryingValue, evaluate_value
-from .validation import first_error
+from .tensor_values import Condition, VaryingValue, evaluate_value
 
 REQUIRED = object()
 SHARED, INPUT, NON_BASE = "shared", "input", "non_base"  # mergekit's ParameterScope

@@ -28,9 +28,10 @@ import yaml
 from .engine import TensorMerger
 from .errors import LinesError
 from .layer_map import BLOCK
-from .recipe import Recipe, load_recipe
-from .settings import Condition, depth, evaluate, evaluate_value
+from .recipe import Recipe
+from .recipe_file import load_recipe
 from .task_vectors import MergeInputs
+from .tensor_values import Condition, depth, evaluate, evaluate_value
 
 LINEAR = ("linear", "task_arithmetic", "mergekit_task_arithmetic")
 OWN = ("ties", "dare_linear", "dare_ties", "slerp")  # this project's methods with a mergekit namesake

@@ -26,7 +26,8 @@ import torch
 from pydantic import Field
 
 from .merge_methods import dare_keep_mask, dare_seed
-from .method_registry import MergeContext, MergeMethod, StrictParams, register_method
+from .method_registry import MergeContext, MergeMethod, register_method
+from .schema import StrictModel
 
 Density = Annotated[float, Field(ge=0)]
 # Absolute and L1 thresholds of mergekit (generalized_task_arithmetic.py, sparsify.py, slerp.py).
@@ -146,7 +147,7 @@ def slerp_of_weights(base: torch.Tensor, tv: torch.Tensor, t: float) -> torch.Te
 
 # -- declarations ---------------------------------------------------------------------------------------------
 
-class MergekitLinearParams(StrictParams):
+class MergekitLinearParams(StrictModel):
     normalize: bool = True
 
 
@@ -162,7 +163,7 @@ register_method(MergeMethod(
     elementwise=True, check=_linear_check, needs_base=True, normalize_needs_positive_weights=False))
 
 
-class MergekitTaskArithmeticParams(StrictParams):
+class MergekitTaskArithmeticParams(StrictModel):
     normalize: bool = False
     lambda_: float = 1.0
 
@@ -180,8 +181,8 @@ register_method(MergeMethod(
     elementwise=True, coefficients=_task_arithmetic_coefficients, normalize_needs_positive_weights=False))
 
 
-def _gta_params(default_normalize: bool, default_rescale: bool) -> type[StrictParams]:
-    class Params(StrictParams):
+def _gta_params(default_normalize: bool, default_rescale: bool) -> type[StrictModel]:
+    class Params(StrictModel):
         density: list[Density] | Density = 1.0  # one per policy, or one for all
         normalize: bool = default_normalize
         rescale: bool = default_rescale
@@ -217,7 +218,7 @@ for _name, _sparsification, _consensus, _normalize, _rescale in [
         resolve=_densities, seeded=_sparsification == "random", normalize_needs_positive_weights=False))
 
 
-class MergekitSlerpParams(StrictParams):
+class MergekitSlerpParams(StrictModel):
     t: float
 
 

@@ -1,12 +1,14 @@
-"""The merge methods, each declared once: name, parameter schema, maths, and the facts the rest of lines needs.
+"""The merge-method registry: what a method declares (`MergeMethod`), and where methods are registered and looked up.
 
 Recipes validate method names and parameters here, the engine dispatches here (and streams row blocks only
 for elementwise methods), LoRA soups and the engine's fused pass use the linear coefficients, and sweep caches
-use the canonical form. A new method is one `register_method(MergeMethod(...))` call; the maths stays a
-pure function on tensors in `merge_methods`.
+use the canonical form. The methods themselves are declared in `native_methods` (this project's) and
+`mergekit_methods` (mergekit's namesakes), which register into this module; `lines/__init__.py` imports both, so
+every method is registered before anything of `lines` is used. A new method is one
+`register_method(MergeMethod(...))` call; the maths stays a pure function on tensors in `merge_methods`.
 
     register_method(MergeMethod(
-        name="scaled_sum", params=ScaledSumParams,          # a StrictParams subclass (extra="forbid")
+        name="scaled_sum", params=ScaledSumParams,          # a StrictModel subclass (extra="forbid")
         merge=lambda tvs, weights, p, ctx: p["scale"] * mm.task_arithmetic(tvs, weights),
         elementwise=True))
 """
@@ -16,16 +18,9 @@ from dataclasses import dataclass
 from typing import Annotated, Callable
 
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel
 
-from . import merge_methods as mm
 from .errors import LinesError
-
-
-class StrictParams(BaseModel):
-    """Base of parameter schemas: a misspelt parameter is an error, not a silently ignored key."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,7 @@ def register_method(method: MergeMethod, replace: bool = False) -> MergeMethod:
         raise ValueError(f"merge method {method.name!r} is already registered; pass replace=True to redefine it")
     if method.params.model_config.get("extra") != "forbid":
         raise ValueError(f"parameters of merge method {method.name!r} must forbid extra fields "
-                         f"(subclass StrictParams)")
+                         f"(subclass StrictModel)")
     _REGISTRY[method.name] = method
     return method
 
@@ -136,97 +131,3 @@ def _known(name: str) -> str:
 # A config field naming a merge method, checked against the registry when validated (a Literal would freeze
 # the names at import time).
 MethodName = Annotated[str, AfterValidator(_known)]
-
-
-# -- built-in methods ------------------------------------------------------------------------------------
-
-class LinearParams(StrictParams):
-    normalize: bool = True
-
-
-def _linear_coefficients(weights: torch.Tensor, p: dict) -> torch.Tensor:
-    return mm.normalized(weights) if p["normalize"] else weights
-
-
-register_method(MergeMethod(
-    "linear", LinearParams, lambda tvs, w, p, ctx: mm.linear(tvs, w, p["normalize"]),
-    elementwise=True, coefficients=_linear_coefficients))
-
-
-class TaskArithmeticParams(StrictParams):
-    pass
-
-
-register_method(MergeMethod(
-    "task_arithmetic", TaskArithmeticParams, lambda tvs, w, p, ctx: mm.task_arithmetic(tvs, w),
-    elementwise=True, coefficients=lambda w, p: w))
-
-
-class TiesParams(StrictParams):
-    density: float = Field(gt=0.0, le=1.0)
-    normalize: bool = True
-
-
-register_method(MergeMethod(
-    "ties", TiesParams, lambda tvs, w, p, ctx: mm.ties(tvs, w, p["density"], p["normalize"])))
-
-
-class DareParams(StrictParams):
-    density: float = Field(gt=0.0, le=1.0)
-    normalize: bool = True
-
-
-def _dare(fn: Callable) -> MergeFn:
-    def merge(tvs: torch.Tensor, weights: torch.Tensor, p: dict, ctx: MergeContext) -> torch.Tensor:
-        # One seed per (recipe seed, tensor, model): independent of tensor order, sharding and row blocks.
-        seeds = [mm.dare_seed(ctx.seed, ctx.tensor_name, i) for i in range(len(weights))]
-        return fn(tvs, weights, p["density"], seeds, p["normalize"])
-    return merge
-
-
-register_method(MergeMethod("dare_linear", DareParams, _dare(mm.dare_linear), seeded=True))
-register_method(MergeMethod("dare_ties", DareParams, _dare(mm.dare_ties), seeded=True))
-
-
-class ConsensusParams(StrictParams):
-    k: int = Field(default=2, ge=1)
-    tall_lambda: float = Field(default=1.0, gt=0.0)
-    normalize: bool = False
-
-
-def _consensus_check(weights: list[float], p: dict) -> None:
-    if p["k"] > len(weights):
-        raise ValueError(f"consensus k={p['k']} exceeds the number of policies ({len(weights)})")
-
-
-register_method(MergeMethod(
-    "consensus", ConsensusParams,
-    lambda tvs, w, p, ctx: mm.consensus(tvs, w, p["k"], p["tall_lambda"], p["normalize"]),
-    elementwise=True, check=_consensus_check))
-
-
-class SlerpParams(StrictParams):
-    t: float | None = Field(default=None, ge=0.0, le=1.0)
-
-
-def _slerp_check(weights: list[float], p: dict) -> None:
-    if len(weights) != 2:
-        raise ValueError(f"slerp merges exactly two policies, got {len(weights)}")
-    if p["t"] is None and (min(weights) < 0 or sum(weights) <= 0):
-        raise ValueError("slerp without parameters.t needs non-negative weights with a positive sum "
-                         "(t = w2 / (w1 + w2))")
-
-
-def _slerp_resolve(weights: list[float], p: dict) -> dict:
-    # t from the weights in Python floats (fp64), whatever the compute dtype.
-    return {**p, "t": p["t"] if p["t"] is not None else weights[1] / (weights[0] + weights[1])}
-
-
-register_method(MergeMethod(
-    "slerp", SlerpParams, lambda tvs, w, p, ctx: mm.slerp(tvs, p["t"]),
-    check=_slerp_check, resolve=_slerp_resolve))
-
-
-# mergekit's semantics for the methods both tools name alike (mergekit_linear, mergekit_ties, ...): what a mergekit
-# config read by `lines merge` is merged with.
-from . import mergekit_methods  # noqa: E402,F401  (registers on import)

@@ -58,6 +58,7 @@ MISSING_OFFLINE = ("is not a local path, and as a hub id it is not in the hub ca
 
 def hub_id_problem(repo_id: str) -> str | None:
     """Why `repo_id` cannot be a hub id (huggingface_hub's own rule), or None when it is well formed."""
+    # deferred: huggingface_hub comes with transformers, an optional dependency of lines (only hub ids need it)
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
@@ -91,6 +92,7 @@ def first_missing_path(models: list[tuple[str, str | None]], files: list[tuple[s
 def hub_reachable(repo_id: str) -> bool:
     """Whether a hub id can be loaded here: the hub is online (the fetch itself says more), or the id is in the
     hub cache (a model or an adapter)."""
+    # deferred: huggingface_hub comes with transformers, an optional dependency of lines (only hub ids need it)
     from huggingface_hub import constants, try_to_load_from_cache
 
     if not constants.HF_HUB_OFFLINE:
@@ -112,6 +114,7 @@ def resolve_local(path_or_id: str | Path, what: str) -> Path:
     if not looks_like_hub_id(text):
         raise LinesError(f"{what} '{text}' does not exist; give a local checkpoint directory or a hub id like org/name")
     try:
+        # deferred: huggingface_hub comes with transformers, an optional dependency of lines (only hub ids need it)
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(text, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model",
@@ -162,6 +165,7 @@ def refuse_pickle_only(directory: str | Path, what: str) -> None:
 def load_causal_lm(path: str | Path, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                    what: str = "model"):
     """A causal LM in eval mode on `device` in `dtype` (names as in configs, or torch objects)."""
+    # deferred: transformers is heavy and optional for lines; only loading a model needs it
     from transformers import AutoModelForCausalLM
 
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -185,6 +189,7 @@ def load_policy_model(policy: str | Path, base: str | Path, device: str | torch.
     """A policy as a plain causal LM: a full checkpoint as it is, a LoRA adapter folded into θ0 (θ0 + B·A)."""
     if not is_adapter_dir(policy):
         return load_causal_lm(policy, device, dtype, what)
+    # deferred: peft is heavy and optional for lines; only folding a LoRA policy into θ0 needs it
     from peft import PeftModel
 
     # Folded on the CPU in fp32 (exact B·A), then moved and cast like any other model.

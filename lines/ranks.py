@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Callable, TypeVar
 
+import torch.distributed as dist
+
 from .errors import UserError
 
 T = TypeVar("T")
@@ -26,8 +28,6 @@ class LaunchRanks:
         self.rank = 0 if alone else int(os.environ.get("RANK", "0"))
         self._owns_group = False
         if self.world > 1:
-            import torch.distributed as dist
-
             if not dist.is_initialized():
                 dist.init_process_group(backend="gloo")
                 self._owns_group = True
@@ -52,8 +52,6 @@ class LaunchRanks:
         """Rank 0's `value` on every rank."""
         if self.world == 1:
             return value
-        import torch.distributed as dist
-
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
@@ -72,8 +70,6 @@ def together(fn: Callable[[], T], what: str, rank: int, world: int) -> T:
     rank raises its own error; the others raise the same one-line user error, or `RankFailed` for a bug."""
     if world == 1:
         return fn()
-    import torch.distributed as dist
-
     error, result, status = None, None, None
     try:
         result = fn()
@@ -111,12 +107,6 @@ def leave_process_group(wait: bool) -> None:
     holding a gloo group can abort in its teardown ("terminate called without an active exception") while another
     rank is still talking to it, so on success every rank first waits for the others (`wait`; skipped after an
     error, when a rank may be gone). One process without a launcher has no group: nothing to do."""
-    import sys
-
-    if "torch.distributed" not in sys.modules:  # never imported: no group (and no torch import for a config error)
-        return
-    import torch.distributed as dist
-
     if not dist.is_available() or not dist.is_initialized():
         return
     if wait:

@@ -19,25 +19,21 @@ Relative paths are resolved against the current directory, as for any command-li
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .config_errors import describe_validation_error, first_error
 from .errors import LinesError
 from .method_registry import MethodName, get_method
 from .safetensors_writer import parse_size
-from .settings import VaryingValue, evaluate
-from .validation import describe_validation_error, first_error, read_yaml_mapping
+from .schema import StrictModel
+from .tensor_values import VaryingValue, evaluate
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelEntry(_Strict):
+class ModelEntry(StrictModel):
     model: str
     weight: float = 1.0
 
@@ -49,7 +45,7 @@ class ModelEntry(_Strict):
         return v
 
 
-class LinesConfig(_Strict):
+class LinesConfig(StrictModel):
     """LiNeS: λ(ℓ) = α + β·ℓ/(L−1) ("increasing", the paper's), or α + β·(ℓ/(L−1) − ½) ("centered": the mean over
     the blocks stays α, shallow blocks below it, deep ones above). `gamma` is the single-task form (α = γ, β = 1 − γ).
     `alpha: auto` is ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ with w̄ = w / Σw (the paper's rule at equal weights)."""
@@ -74,7 +70,7 @@ class LinesConfig(_Strict):
         return self
 
 
-class MergeSpec(_Strict):
+class MergeSpec(StrictModel):
     """What to compute from the task vectors: method, weights and LiNeS. Shared by disk and in-memory merges."""
 
     method: MethodName = "linear"
@@ -117,8 +113,8 @@ class MergeSpec(_Strict):
         raise ValueError(f"varying value {key!r} names no weight or parameter of method {self.method}")
 
     def at(self, tensor_name: str, t: float) -> "MergeSpec":
-        """The spec with every varying value resolved for one tensor at depth t (see lines.settings.depth); the spec
-        itself when nothing varies. Raises LinesError naming the tensor when the resolved values do not fit."""
+        """The spec with every varying value resolved for one tensor at depth t (see lines.tensor_values.depth); the
+        spec itself when nothing varies. Raises LinesError naming the tensor when the resolved values do not fit."""
         if not self.varying:
             return self
         resolved = self.model_copy(deep=True, update={"varying": {}, "lines": None})
@@ -153,7 +149,7 @@ def canonical_merge(spec: MergeSpec) -> dict:
     return out
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     base_model: str
     models: list[ModelEntry] = Field(min_length=1)
     method: MethodName = "linear"
@@ -196,13 +192,3 @@ def parse_recipe(data: object, source: str = "recipe") -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as exc:
         raise LinesError(describe_validation_error(exc, source)) from None
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """A recipe file, or a mergekit config (it has `merge_method`) read as the recipe that merges as it does."""
-    from .mergekit_config import is_mergekit_config, recipe_from_mergekit
-
-    data = read_yaml_mapping(path, LinesError, "recipe")
-    if is_mergekit_config(data):
-        return recipe_from_mergekit(data, str(path))
-    return parse_recipe(data, str(path))

@@ -63,7 +63,7 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 def read_config(path: str | Path, error: type[Exception] = PipelineError, _chain: tuple[Path, ...] = ()) -> dict:
     """A YAML config mapping with its `extends:` chain resolved (see the module docstring)."""
-    from lines.validation import read_yaml_mapping
+    from lines.user_files import read_yaml_mapping
 
     path = Path(path)
     data = read_yaml_mapping(path, error)

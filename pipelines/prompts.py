@@ -23,8 +23,8 @@ from typing import Annotated, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
                       model_validator)
 
+from lines.config_errors import describe_validation_error
 from lines.errors import first_line
-from lines.validation import describe_validation_error
 from reward_models.records import column, read_located_records
 
 from .errors import PipelineError

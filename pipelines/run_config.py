@@ -34,11 +34,11 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lines.config_errors import describe_validation_error, first_error
 from lines.method_registry import MethodName
 from lines.models import first_missing_path
 from lines.recipe import MergeSpec
 from lines.safe_paths import check_path_component, check_run_dir
-from lines.validation import describe_validation_error, first_error
 from reward_models import RewardSpecField
 
 from .errors import PipelineError

@@ -29,17 +29,23 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Sequence, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError, field_validator,
+from pydantic import (BaseModel, Field, PlainSerializer, PlainValidator, ValidationError, field_validator,
                       model_validator)
 
+from lines.config_errors import describe_validation_error
 from lines.fingerprints import fingerprint
 from lines.models import looks_like_hub_id, resolve_device, resolve_dtype
 from lines.safe_paths import check_path_component
-from lines.validation import describe_validation_error
+from lines.schema import StrictModel
 
 from .base import Reward
+from .callable_reward import CallableReward, import_target
 from .errors import RewardError
+from .hf_reward_model import HFRewardModel
+from .policy_metrics import HeldOutKL, HeldOutPerplexity, KLToBase
+from .records import column, read_records
 from .rm_formats import DEFAULT_FORMAT, format_names, format_settings, known_model
+from .rules import CharLength, Conciseness, KeywordPresence, LexicalDiversity, Readability, VaderSentiment
 
 log = logging.getLogger(__name__)
 Label = Union[int, str]
@@ -55,21 +61,19 @@ def reward_type(cls: type["RewardSpec"]) -> type["RewardSpec"]:
     return cls
 
 
-class NormalizeSpec(BaseModel):
+class NormalizeSpec(StrictModel):
     """z-score statistics come from `reference` (a file of prompt/response rows) or, without one, from
     the reference responses the pipeline passes to `fit_normalizers` (θ0's samples)."""
 
-    model_config = ConfigDict(extra="forbid")
     method: Literal["raw", "zscore"] = "zscore"
     reference: str | None = None
     prompt_field: str = "prompt"
     response_field: str = "response"
 
 
-class RewardSpec(BaseModel):
+class RewardSpec(StrictModel):
     """Fields every reward type has. Subclasses add `type: Literal[...]`, their settings and `build`."""
 
-    model_config = ConfigDict(extra="forbid")
     is_metric: ClassVar[bool] = False
 
     type: str
@@ -113,8 +117,6 @@ class VaderSpec(RewardSpec):
     type: Literal["vader"]
 
     def build(self, base_model=None) -> Reward:
-        from .rules import VaderSentiment
-
         return VaderSentiment(self.name)
 
 
@@ -124,8 +126,6 @@ class LengthSpec(RewardSpec):
     min_words: int = Field(2, ge=0)
 
     def build(self, base_model=None) -> Reward:
-        from .rules import CharLength
-
         return CharLength(self.name, min_words=self.min_words)
 
 
@@ -135,8 +135,6 @@ class ConcisenessSpec(RewardSpec):
     form: Literal["negative", "inverse"] = "negative"
 
     def build(self, base_model=None) -> Reward:
-        from .rules import Conciseness
-
         return Conciseness(self.name, form=self.form)
 
 
@@ -147,8 +145,6 @@ class DiversitySpec(RewardSpec):
     mtld_threshold: float = Field(0.72, gt=0, lt=1)
 
     def build(self, base_model=None) -> Reward:
-        from .rules import LexicalDiversity
-
         return LexicalDiversity(self.name, method=self.method, mtld_threshold=self.mtld_threshold)
 
 
@@ -158,8 +154,6 @@ class ReadabilitySpec(RewardSpec):
     lang: str = "en_US"
 
     def build(self, base_model=None) -> Reward:
-        from .rules import Readability
-
         return Readability(self.name, lang=self.lang)
 
 
@@ -171,8 +165,6 @@ class KeywordsSpec(RewardSpec):
     case_sensitive: bool = False
 
     def build(self, base_model=None) -> Reward:
-        from .rules import KeywordPresence
-
         return KeywordPresence(self.keywords, self.name, mode=self.mode, case_sensitive=self.case_sensitive)
 
 
@@ -279,8 +271,6 @@ class HFSpec(RewardSpec):
         resolve_dtype(self.dtype, resolve_device(self.device))
 
     def build(self, base_model=None) -> Reward:
-        from .hf_reward_model import HFRewardModel
-
         if self.uses_default_format:
             log.warning("reward '%s': input format: %s; set `format` or input_format/prompt_template/"
                         "response_template to the format the model was trained with", self.name,
@@ -308,13 +298,9 @@ class CallableSpec(RewardSpec):
     batch_size: int | None = Field(None, gt=0)
 
     def check_available(self) -> None:
-        from .callable_reward import import_target
-
         import_target(self.target)
 
     def build(self, base_model=None) -> Reward:
-        from .callable_reward import CallableReward
-
         return CallableReward(self.target, self.name, self.higher_is_better, self.batch_size)
 
     def content_files(self) -> list[str]:
@@ -378,8 +364,6 @@ class KLSpec(_AgainstThetaZero):
     max_length: int | None = Field(None, gt=0)
 
     def build(self, base_model=None) -> Reward:
-        from .policy_metrics import KLToBase
-
         return KLToBase(self.theta_zero(base_model), self.base, self.name, self.batch_size, self.device, self.dtype,
                         self.max_length)
 
@@ -391,8 +375,6 @@ class PerplexitySpec(_OnTexts):
     type: Literal["perplexity"]
 
     def build(self, base_model=None) -> Reward:
-        from .policy_metrics import HeldOutPerplexity
-
         return HeldOutPerplexity(path=self.texts, field=self.field, name=self.name, batch_size=self.batch_size,
                                  max_length=self.max_length)
 
@@ -404,8 +386,6 @@ class HeldOutKLSpec(_OnTexts, _AgainstThetaZero):
     type: Literal["heldout_kl"]
 
     def build(self, base_model=None) -> Reward:
-        from .policy_metrics import HeldOutKL
-
         return HeldOutKL(self.theta_zero(base_model), self.base, self.device, self.dtype, path=self.texts,
                          field=self.field, name=self.name, batch_size=self.batch_size, max_length=self.max_length)
 
@@ -413,7 +393,8 @@ class HeldOutKLSpec(_OnTexts, _AgainstThetaZero):
 # -- validation ------------------------------------------------------------------------------------------------
 
 class _TypeTag(BaseModel):
-    """Only the `type` field, so an unknown or missing type is reported at `<entry>.type`."""
+    """Only the `type` field, so an unknown or missing type is reported at `<entry>.type`. Not strict: the entry's
+    other fields are checked by its type's own schema."""
 
     type: str
 
@@ -491,8 +472,6 @@ def _set_up_normalizer(reward: Reward, spec: NormalizeSpec, where: str) -> None:
         if reward.needs_policy:
             raise RewardError(f"{where}: a reference file cannot fit z-scores of '{reward.name}', which needs the "
                               "policy; drop normalize.reference and let the pipeline fit it on θ0's samples")
-        from .records import column, read_records
-
         rows = read_records(spec.reference)
         prompts = column(rows, spec.prompt_field, spec.reference)
         responses = column(rows, spec.response_field, spec.reference)

@@ -44,6 +44,7 @@ Mode = Literal["single", "label", "diff"]
 def load_sequence_classifier(path: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool,
                              reward_name: str):
     """Model and tokenizer from a local directory (or a hub id for users with hub access), as one line on failure."""
+    # deferred: transformers is heavy and only the HF reward model needs it
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if not looks_like_hub_id(path):

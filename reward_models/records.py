@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from lines.validation import read_utf8
+from lines.user_files import read_utf8
 
 from .errors import RewardError
 
@@ -34,6 +34,7 @@ def read_located_records(path: str | Path, error=RewardError) -> tuple[list[dict
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
+            # deferred: pyarrow is optional (it comes with datasets) and heavy; only Parquet files need it
             import pyarrow.parquet as pq
 
             rows = pq.read_table(path).to_pylist()

@@ -29,6 +29,7 @@ class VaderSentiment(Reward):
 
     @cached_property
     def _analyzer(self):
+        # deferred: vaderSentiment is an optional dependency (the pipeline extra); only the vader reward needs it
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
         return SentimentIntensityAnalyzer()
@@ -127,6 +128,7 @@ class Readability(Reward):
 
     @cached_property
     def _hyphenator(self):
+        # deferred: pyphen is an optional dependency (the pipeline extra); only the readability reward needs it
         import pyphen
 
         return pyphen.Pyphen(lang=self.lang)

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 import tiny
 from lines import LinesError, MergeInputs
 from lines.engine import TensorMerger
-from lines.profile import merge_profile
 from lines.recipe import MergeSpec
+from lines.update_norms import merge_profile
 from reference_merge import depth_scale, merged_update
 
 METHODS = [("linear", {}), ("task_arithmetic", {}), ("ties", {"density": 0.4}), ("dare_linear", {"density": 0.6}),

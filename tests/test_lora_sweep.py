@@ -42,6 +42,7 @@ def run(tmp_path, paths, route):
     return points, samples, sweep
 
 
+@pytest.mark.slow  # two sweeps end to end
 def test_adapter_route_agrees_with_dense_route(lora_inputs, tmp_path):
     root, paths = lora_inputs
     dense_points, dense_samples, _ = run(tmp_path, paths, "dense")

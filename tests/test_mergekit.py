@@ -183,6 +183,7 @@ def test_config_merges_as_mergekit_does(bf16, name, tmp_path):
     assert moved > 1e-2  # a merge that returned θ0 would not pass for want of a difference
 
 
+@pytest.mark.slow  # runs mergekit-yaml in a fresh interpreter
 def test_mergekit_yaml_executable_agrees(bf16, tmp_path):
     """The same comparison through the `mergekit-yaml` command line for one config with gradients and filters."""
     config = {**CONFIGS["ties"](bf16), "dtype": "float32", "out_dtype": "bfloat16"}

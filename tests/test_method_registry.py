@@ -11,15 +11,16 @@ from safetensors.torch import load_file
 import lines
 import tiny
 from lines import merge_methods as mm
-from lines.method_registry import (MergeContext, MergeMethod, StrictParams, get_method, method_names,
-                                   register_method, unregister_method)
+from lines.method_registry import (MergeContext, MergeMethod, get_method, method_names, register_method,
+                                   unregister_method)
 from lines.recipe import MergeSpec, canonical_merge
+from lines.schema import StrictModel
 from reference_merge import depth_scale
 
 # -- a new method, declared once inside the test ----------------------------------------------------------
 
 
-class MaxAbsParams(StrictParams):
+class MaxAbsParams(StrictModel):
     scale: float = Field(default=1.0, gt=0.0)
 
 

@@ -81,6 +81,7 @@ def test_each_bad_config_is_one_line_exit_2_and_nothing_runs(what, args, message
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter imports the whole job
 def test_the_command_line_exits_2_and_writes_nothing(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, str(REPO / "pipelines" / "merge_policies.py"), "--config", DEMO,

@@ -8,8 +8,8 @@ import pytest
 
 from lines.errors import LinesError
 from lines.layer_map import BLOCK, EMBEDDING, FINAL, HEAD, ParamRole
-from lines.profile import MergeProfile, group_of, normalised_weights, role_of
 from lines.schedule import LinesSchedule
+from lines.update_norms import MergeProfile, group_of, normalised_weights, role_of
 
 
 def exact_scales(alpha, beta, layers, profile="increasing"):

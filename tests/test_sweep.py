@@ -46,6 +46,7 @@ def test_plan_counts(inputs, tmp_path):
     assert uniform.merge["lines"] == {"alpha": 1.5, "beta": 0.0}
 
 
+@pytest.mark.slow  # three sweeps end to end
 def test_sweep_caches_resumes_and_recomputes_only_what_changed(inputs, tmp_path):
     root, paths = inputs
     config = sf.sweep_config(tmp_path, paths)
@@ -86,6 +87,7 @@ def test_sweep_caches_resumes_and_recomputes_only_what_changed(inputs, tmp_path)
     assert len(new_scores) == len(after)  # one new score file per generation set (only `long` changed)
 
 
+@pytest.mark.slow  # a sweep and its report end to end
 def test_report_numbers_equal_points_csv(inputs, tmp_path):
     root, paths = inputs
     assert main(["--config", str(sf.sweep_config(tmp_path, paths)), "--quiet"]) == 0
@@ -193,6 +195,7 @@ def test_two_processes_give_the_one_process_results(inputs, tmp_path):
     assert samples(tmp_path / "two") == samples(tmp_path / "one")
 
 
+@pytest.mark.slow  # three sweeps end to end
 def test_scores_follow_the_content_of_the_files_they_read(inputs, tmp_path):
     """Perplexity texts and a z-score reference rewritten in place (same paths): exactly the scores that read
     them are recomputed, nothing is regenerated."""
@@ -270,6 +273,7 @@ def test_reference_policies_are_rows_with_their_reward_weights_in_the_right_colu
     assert "| reference[morl] | reference | morl | 0.75 | 0.25 |" in md
 
 
+@pytest.mark.slow  # a sweep per seed end to end
 def test_a_replicated_study_pools_every_seed(inputs, tmp_path):
     """Given checkpoints, seeds redraw the sweep's samples; the study report pools them and keeps each seed's."""
     root, paths = inputs
@@ -316,6 +320,7 @@ def test_pooled_intervals_come_from_seeds_and_their_replicates():
     assert est == pytest.approx(0.1) and low < single[0] - 0.02 and high > single[1] + 0.02
 
 
+@pytest.mark.slow  # a sweep end to end
 def test_three_rewards_are_drawn_on_the_weight_simplex(inputs, tmp_path):
     root, paths = inputs
     base = tiny.tiny_model("llama", seed=0)

@@ -24,6 +24,7 @@ def full_run(tiny_base, tmp_path_factory):
     return config, train_all(config)
 
 
+@pytest.mark.slow  # DPO trains two policies (module fixture)
 def test_full_policies_change_weights_and_record_complete_manifests(full_run, tiny_base):
     config, infos = full_run
     assert set(infos) == {"positive", "long"}
@@ -58,6 +59,7 @@ def test_full_policies_change_weights_and_record_complete_manifests(full_run, ti
     assert not (config.run_dir / "work").exists() or not any((config.run_dir / "work").iterdir())
 
 
+@pytest.mark.slow  # shares the DPO training fixture, trains again
 def test_rerun_reuses_finished_policies_and_retrains_changed_ones(full_run):
     config, infos = full_run
     stamp = (infos["long"].path / "model.safetensors").stat().st_mtime_ns
@@ -73,6 +75,7 @@ def test_rerun_reuses_finished_policies_and_retrains_changed_ones(full_run):
     assert not retrained.reused and len(retrained.manifest["training_curve"]) == 2
 
 
+@pytest.mark.slow  # shares the DPO training fixture
 def test_trained_policies_merge_with_lines(full_run, tiny_base, tmp_path):
     from lines import merge, parse_recipe
 
@@ -259,6 +262,7 @@ def test_a_lora_round_without_a_frozen_previous_adapter_is_refused(tiny_base, tm
     _check_lora_reference(trainer, job, tmp_path / "round0" / "policy")
 
 
+@pytest.mark.slow  # a DPO training run
 def test_morl_baseline_trains_on_the_z_scored_weighted_sum(tiny_base, tmp_path):
     config = parse_config(tiny_config(tmp_path, tiny_base, policies=[{"reward": "long"}],
                                       morl={"name": "morl", "weights": {"positive": 0.5, "long": 0.5}}), "morl.yaml")
@@ -274,6 +278,7 @@ def test_morl_baseline_trains_on_the_z_scored_weighted_sum(tiny_base, tmp_path):
     assert max_weight_change(infos["morl"].path, tiny_base) > 1e-4
 
 
+@pytest.mark.slow  # shares the DPO training fixture
 def test_loaded_policies_are_validated_and_recorded_without_copying(full_run, tiny_base, tmp_path):
     _, trained = full_run
     adapter_run = parse_config(tiny_config(tmp_path / "a", tiny_base, training={

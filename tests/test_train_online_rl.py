@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from safetensors.torch import load_file
 
@@ -65,6 +66,7 @@ class CompletionRecorder:
         return float(advantages @ change)
 
 
+@pytest.mark.slow  # an RLOO training run
 def test_rloo_full_fine_tuning_trains_on_the_reward(tiny_base, tmp_path, monkeypatch):
     recorder = CompletionRecorder(monkeypatch)
     config = parse_config(tiny_config(tmp_path, tiny_base, training=rl_training("rloo")), "rloo.yaml")

@@ -47,12 +47,14 @@ def held_out(info, reward: str) -> tuple[dict, dict]:
     return evaluation["base"][reward], evaluation["policy"][reward]
 
 
+@pytest.mark.slow  # PPO trains two policies (module fixture, ~30 s)
 def test_ppo_policy_improves_its_own_reward_on_held_out_prompts(up_and_down):
     base, policy = held_out(up_and_down["up"], "up")
     assert policy["mean"] - base["mean"] > base["stderr"]
     assert up_and_down["up"].manifest["evaluation"]["difference"]["up"]["significant"]
 
 
+@pytest.mark.slow  # shares the PPO training fixture
 def test_a_reward_with_its_sign_flipped_moves_the_policy_the_other_way(up_and_down):
     base, policy = held_out(up_and_down["down"], "up")
     assert base["mean"] - policy["mean"] > base["stderr"]
@@ -60,6 +62,7 @@ def test_a_reward_with_its_sign_flipped_moves_the_policy_the_other_way(up_and_do
     assert policy["mean"] - base["mean"] > base["stderr"]
 
 
+@pytest.mark.slow  # shares the PPO training fixture
 def test_ppo_manifest_records_the_algorithm_and_its_learning_curve(up_and_down):
     manifest = up_and_down["up"].manifest
     assert manifest["algorithm"] == "ppo" and manifest["hyperparameters"]["ppo"]["num_ppo_epochs"] == 4
@@ -71,6 +74,7 @@ def test_ppo_manifest_records_the_algorithm_and_its_learning_curve(up_and_down):
     assert manifest["evaluation"]["policy"]["kl_to_base"]["mean"] > 0
 
 
+@pytest.mark.slow  # shares the PPO training fixture
 def test_the_saved_policy_is_theta0_s_architecture_without_the_value_model(up_and_down, tiny_base):
     info = up_and_down["up"]
     assert info.kind == "full" and info.checkpoint == info.path
@@ -80,6 +84,7 @@ def test_the_saved_policy_is_theta0_s_architecture_without_the_value_model(up_an
     assert json.loads((info.path / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
 
 
+@pytest.mark.slow  # a PPO training run
 def test_ppo_lora_on_a_reward_model_with_its_own_tokenizer(tiny_base, tmp_path):
     """LoRA policy, reference = θ0 with the adapter off; the reward is an `hf` classifier reading text in its own
     tokenizer (it never sees the policy's token ids)."""
@@ -170,6 +175,7 @@ def test_fewer_training_prompts_than_one_rollout_batch_is_refused(tmp_path):
         check_environment(config)
 
 
+@pytest.mark.slow  # two PPO training runs
 def test_the_same_config_trains_the_same_ppo_policy_whatever_ran_before(tiny_base, tmp_path):
     """trl's PPOTrainer does not seed as transformers' Trainer does; the stage seeds it, so the value head and the
     samples do not depend on what the process did earlier."""

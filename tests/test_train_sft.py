@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pipelines.training import parse_config, prepare_base
 from pipelines.training.checkpoints import load_tokenizer
 from lines.fingerprints import fingerprint as checkpoint_fingerprint
@@ -18,6 +20,7 @@ def sft_config(tmp_path, **training):
     return parse_config(data, "sft.yaml")
 
 
+@pytest.mark.slow  # an SFT run, then a rerun
 def test_sft_builds_theta0_with_tokenizer_and_lower_loss_then_reuses_it(tmp_path):
     config = sft_config(tmp_path)
     base = prepare_base(config)

@@ -114,12 +114,14 @@ def base_request(models, policies) -> MergeRequest:
     return request(models, policies, MergeSpec(method="task_arithmetic", weights=[0.0] * len(policies)), "theta0")
 
 
+@pytest.mark.slow  # starts a vLLM engine (module fixture, ~25 s)
 def test_greedy_outputs_equal_transformers_in_fp32(engine, reference):
     rows = engine.generate(PROMPTS)
     assert rows == reference.generate(PROMPTS)  # text, token counts (EOS included), prompt lengths, seeds
     assert sum(r.response_tokens for r in rows) > len(PROMPTS)  # something was generated
 
 
+@pytest.mark.slow  # uses the vLLM engine fixture
 def test_per_sample_seeds_reproduce_alone_and_in_any_batch(engine):
     engine.config = engine.config.model_copy(update={"temperature": 1.0, "top_p": 0.9, "n": 2})
     try:
@@ -140,6 +142,7 @@ def test_per_sample_seeds_reproduce_alone_and_in_any_batch(engine):
     assert [r.response for r in reseeded] != [r.response for r in everything]
 
 
+@pytest.mark.slow  # uses the vLLM engine fixture
 @pytest.mark.parametrize("source", ["disk", "host"])
 def test_a_dense_point_built_in_the_engine_equals_transformers_and_theta0_comes_back(engine, reference, models,
                                                                                       source):
@@ -176,6 +179,7 @@ def soup_adapters(models, weights_list, tmp_dir) -> tuple[list[AdapterRef], list
     return refs, requests
 
 
+@pytest.mark.slow  # uses the vLLM engine fixture
 def test_lora_soups_in_one_call_equal_the_dense_route(engine, models, tmp_path):
     refs, dense = soup_adapters(models, [(1.0, 0.0), (0.5, 0.5), (0.2, 0.8)], tmp_path)
     theta0 = engine.generate(PROMPTS)
@@ -209,6 +213,7 @@ def test_the_engine_serves_the_ranks_and_dtypes_vllm_declares():
     assert installed_build().tested
 
 
+@pytest.mark.slow  # starts a vLLM engine process
 def test_the_default_multiprocess_engine_builds_merges_in_its_own_process(models):
     """vLLM's default mode: the engine core is a separate process and tensors would not survive its RPC channel;
     the control message does, and the worker's merge equals the transformers reference (an untied LM head here)."""

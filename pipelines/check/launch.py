@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lines.validation import read_yaml_mapping
+from lines.user_files import read_yaml_mapping
 
 from ..errors import PipelineError
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lines.validation import describe_validation_error
+from lines.config_errors import describe_validation_error
 
 from ..errors import PipelineError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lines.validation import read_yaml_mapping
+from lines.user_files import read_yaml_mapping
 
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front

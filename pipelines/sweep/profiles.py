@@ -1,4 +1,4 @@
-"""Merge profiles of sweep points (lines/profile.py), computed once per merge and kept in the sweep's cache.
+"""Merge profiles of sweep points (lines/update_norms.py), computed once per merge and kept in the sweep's cache.
 
 A profile depends on the inputs and the merge (method, weights, parameters) but not on LiNeS: one pass per weight
 serves every β, every profile shape, α(w) and the norm-matched uniform control.
@@ -11,8 +11,8 @@ from pathlib import Path
 from lines import MergeInputs
 from lines.atomic import write_json
 from lines.engine import TensorMerger
-from lines.profile import MergeProfile, merge_profile
 from lines.recipe import MergeSpec
+from lines.update_norms import MergeProfile, merge_profile
 
 from .cache import merge_key
 

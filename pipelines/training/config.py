@@ -33,10 +33,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
                       model_validator)
 
-from lines.validation import describe_validation_error, read_yaml_mapping
+from lines.config_errors import describe_validation_error
 from lines.fingerprints import run_memo
 from lines.models import first_missing_path
 from lines.safe_paths import check_path_component, check_run_dir
+from lines.user_files import read_yaml_mapping
 from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
 
 from ..overrides import apply_overrides

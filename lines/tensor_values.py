@@ -14,29 +14,30 @@ from __future__ import annotations
 
 from typing import Union
 
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import ConfigDict, StrictBool
 
 from .layer_map import BLOCK, ParamRole
+from .schema import StrictModel
 
 # StrictBool: YAML's 1 stays the number 1.0, never True.
 Scalar = Union[StrictBool, float]
 Value = Union[Scalar, list[Scalar]]
 
 
-class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Condition(StrictModel):
+    model_config = ConfigDict(frozen=True)
 
     filter: str | None = None
     value: Value
 
 
-class VaryingValue(BaseModel):
+class VaryingValue(StrictModel):
     """One value (a policy's weight, or a method parameter) that differs between tensors.
 
     `required`: a tensor that no condition matches is an error (mergekit's "missing required parameter"); otherwise
     such a tensor takes the value of the spec's static field."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     conditions: list[Condition]
     required: bool = False
