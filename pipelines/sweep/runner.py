@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -51,7 +52,7 @@ class Sweep:
     ranks: Ranks
     progress: bool
     cache: SweepCache
-    memo: dict
+    memo: Path  # where the run memoises file digests
     backend: GenerationBackend
     metric_device: str
     objectives: list[Objective]
@@ -66,7 +67,8 @@ class Sweep:
             policy_copy_factory=lambda: load_causal_lm(base, self.metric_device, generation.dtype, "θ0"),
             adapter_dir=self.cache.dir / "adapters", lora_route=self.cfg.sweep.lora_route)
 
-    def evaluate_phase(self, evaluator: PointEvaluator, points: list[Point], split: str, desc: str) -> list[dict]:
+    def evaluate_across_ranks(self, evaluator: PointEvaluator, points: list[Point], split: str, desc: str
+                              ) -> list[dict]:
         """Every rank evaluates its share of `points` on the `split` prompts; every rank returns all results."""
         prompts = self.prompt_split[split]
         ranks = self.ranks
@@ -136,7 +138,7 @@ def validation_phase(sweep: Sweep, evaluator: PointEvaluator) -> tuple[list[dict
     val_points = validation_points(sweep.cfg)
     if not val_points:
         return [], {}
-    val_results = sweep.evaluate_phase(evaluator, val_points, VALIDATION, "validation sweep")
+    val_results = sweep.evaluate_across_ranks(evaluator, val_points, VALIDATION, "validation sweep")
     return val_results, select_candidates(val_results, sweep.cfg.reward_names)
 
 
@@ -145,7 +147,7 @@ def evaluation_phase(sweep: Sweep, evaluator: PointEvaluator, selection: dict) -
     on the evaluation prompts."""
     chosen = {variant: s["chosen"] for variant, s in selection.items()}
     planned = evaluation_points(sweep.cfg, chosen)
-    return planned, sweep.evaluate_phase(evaluator, planned, EVALUATION, "evaluation sweep")
+    return planned, sweep.evaluate_across_ranks(evaluator, planned, EVALUATION, "evaluation sweep")
 
 
 def matched_phase(sweep: Sweep, evaluator: PointEvaluator, planned: list[Point]) -> list[dict]:
@@ -157,7 +159,8 @@ def matched_phase(sweep: Sweep, evaluator: PointEvaluator, planned: list[Point])
     ranks.together(lambda: [evaluator.profiles.matched_lambda(point.merge_spec())  # each rank its share
                             for point in ranks.share(lines_points)], "matching the uniform controls")
     lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]
-    return sweep.evaluate_phase(evaluator, matched_points(lines_points, lambdas), EVALUATION, "matched controls")
+    controls = matched_points(lines_points, lambdas)
+    return sweep.evaluate_across_ranks(evaluator, controls, EVALUATION, "matched controls")
 
 
 def reference_phase(sweep: Sweep, references: list[ReferencePolicy]) -> list[dict]:
