@@ -6,21 +6,27 @@ processes (`run_sharded`, `Ranks.share`) or done by the main process while the o
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.state import AcceleratorState
+
 from lines.atomic import write_json
+from lines.ranks import failure_status, raise_failure, together
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def process_state():
-    import torch
-    from accelerate import PartialState
 
     # Without CUDA, accelerate sees the processes of a launch only when told to run on the CPU.
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -35,13 +41,11 @@ def process_state():
 
 
 def _init_process_group() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         return
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        import deepspeed
-        from deepspeed.accelerator import get_accelerator
+        import deepspeed  # deferred: deepspeed is optional
+        from deepspeed.accelerator import get_accelerator  # deferred: deepspeed is optional
 
         _build_deepspeed_comm_op_one_rank_at_a_time()
         deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(),
@@ -54,10 +58,7 @@ def _build_deepspeed_comm_op_one_rank_at_a_time() -> None:
     """DeepSpeed on CPU compiles its shared-memory comm op on first use (and again for a new install path).
     Every rank compiles it at once, and a rank can load the library while another is still writing it, which
     crashes that rank. Under an exclusive file lock the first rank builds and the others load the result."""
-    import fcntl
-    import tempfile
-
-    from deepspeed.comm.torch import build_shm_op
+    from deepspeed.comm.torch import build_shm_op  # deferred: deepspeed is optional
 
     with open(Path(tempfile.gettempdir()) / "lines-soups-deepspeed-op-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -94,10 +95,6 @@ def on_main(fn: Callable[[], R], what: str) -> R:
     state = process_state()
     if state.num_processes == 1:
         return fn()
-    import torch.distributed as dist
-
-    from lines.ranks import failure_status, raise_failure
-
     outcome: list = [None]
     error: BaseException | None = None
     if state.is_main_process:
@@ -132,8 +129,6 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
         shutil.rmtree(shard_dir, ignore_errors=True)
         shard_dir.mkdir(parents=True)
     state.wait_for_everyone()
-    from lines.ranks import together
-
     # A process whose share fails stops the others instead of leaving them waiting for its file.
     together(lambda: write_json(shard_dir / f"{rank}.json", fn(list(items[bounds[rank]:bounds[rank + 1]])),
                                 indent=None), f"computing its share of {tag}", rank, count)
@@ -148,8 +143,6 @@ def run_sharded(items: Sequence[T], fn: Callable[[list[T]], list[R]], workdir: P
 
 def describe() -> dict:
     """How this run is distributed, for manifests: backend type, process count, DeepSpeed ZeRO stage."""
-    from accelerate.state import AcceleratorState
-
     state = process_state()
     out = {"type": str(state.distributed_type).rsplit(".", 1)[-1], "processes": state.num_processes,
            "device": str(state.device)}
@@ -182,6 +175,4 @@ class Ranks:
     def together(self, fn: Callable[[], R], what: str) -> R:
         """fn() on every process, then a barrier that an error on any one of them turns into an error on all
         (lines.ranks.together): a process never waits for ever for one that failed."""
-        from lines.ranks import together
-
         return together(fn, what, self.rank, self.world)

@@ -27,16 +27,12 @@ from lines.config_errors import describe_validation_error
 from lines.errors import first_line
 from reward_models.records import column, read_located_records
 
+from .demo.data import demo_prompts
 from .errors import PipelineError
+from .prompt_record import Prompt
 
 
 VALIDATION, EVALUATION = "validation", "evaluation"  # the two prompt sets of a sweep
-
-
-@dataclass(frozen=True)
-class Prompt:
-    prompt_id: str
-    prompt: str
 
 
 @dataclass
@@ -73,7 +69,7 @@ class PromptsConfig(BaseModel):
 
 
 class DemoPromptsConfig(BaseModel):
-    """The embedded demo's held-out prompts (pipelines/demo_data.py), disjoint from its training prompts."""
+    """The embedded demo's held-out prompts (pipelines/demo/data.py), disjoint from its training prompts."""
 
     model_config = ConfigDict(extra="forbid")
     source: Literal["demo"]
@@ -99,8 +95,6 @@ def prompt_split(config: PromptsConfig | DemoPromptsConfig) -> dict[str, list[Pr
     """{"validation": prompts to choose β / λ on, "evaluation": prompts the fronts are measured on}: disjoint
     and fixed by seed."""
     if isinstance(config, DemoPromptsConfig):
-        from .demo_data import demo_prompts
-
         return {VALIDATION: demo_prompts("validation", config.n_validation, config.seed),
                 EVALUATION: demo_prompts("test", config.n_eval, config.seed)}
     prompt_set = load_prompt_set(config)
@@ -118,7 +112,7 @@ def parse_prompts_config(config: dict | PromptsConfig) -> PromptsConfig:
 
 def _dataset_rows(config: PromptsConfig) -> list[dict]:
     try:
-        import datasets
+        import datasets  # deferred: optional (the pipeline extra), and only a `dataset:` source reads it
     except ImportError:
         raise PipelineError("prompts.dataset needs the `datasets` package (pipeline extra)") from None
     try:

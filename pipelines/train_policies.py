@@ -17,7 +17,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (accelerate launch / python path/to/file.py)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# Before tokenizers is imported (by the training stage below): its thread pool and a later fork (data loader
+# workers) would make it warn and turn its parallelism off.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lines.errors import UserError, report_user_error  # noqa: E402
+from lines.ranks import leave_process_group  # noqa: E402
+from pipelines.distributed import is_main_process  # noqa: E402
+from pipelines.training import check_environment, load_config, train_all  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,10 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from lines.errors import UserError, report_user_error
-    from lines.ranks import leave_process_group
-    from pipelines.training import check_environment, load_config, train_all
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config, args.overrides)
@@ -47,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         code = report_user_error(err)
         leave_process_group(wait=False)
         return code
-    from pipelines.distributed import is_main_process
-
     if is_main_process():
         for name, info in policies.items():
             evaluation = info.evaluation

@@ -241,7 +241,8 @@ def test_scores_follow_the_content_of_the_files_they_read(inputs, tmp_path):
 def test_reference_policies_are_rows_with_their_reward_weights_in_the_right_columns(inputs, tmp_path):
     from pipelines.prompts import prompt_split
     from pipelines.report import build_report
-    from pipelines.sweep.runner import ReferencePolicy, run_sweep
+    from pipelines.sweep.plan import ReferencePolicy
+    from pipelines.sweep.runner import run_sweep
 
     root, paths = inputs
     base = tiny.tiny_model("llama", seed=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.demo_data import NEGATIVE, POSITIVE, demo_corpus, demo_prompts, demo_reviews, prompt_splits
+from pipelines.demo.data import NEGATIVE, POSITIVE, demo_corpus, demo_prompts, demo_reviews, prompt_splits
 from reward_models import CharLength, VaderSentiment
 
 
@@ -40,7 +40,7 @@ def test_positive_sentences_are_short_and_complaints_long():
 
 
 def test_held_out_texts_of_the_demo():
-    from pipelines.demo_data import control_texts, demo_corpus, demo_prompts, heldout_reviews
+    from pipelines.demo.data import control_texts, demo_corpus, demo_prompts, heldout_reviews
 
     prompts = [p.prompt for p in demo_prompts("test", 64)]
     reviews = heldout_reviews(64)

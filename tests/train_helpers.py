@@ -21,7 +21,7 @@ def build_tiny_base(path: Path, seed: int = 0) -> Path:
     """A random tiny Llama with a BPE trained on the demo corpus, saved like θ0 (weights + tokenizer)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from pipelines.demo_data import demo_corpus
+    from pipelines.demo.data import demo_corpus
     from pipelines.training.tokenizer_train import train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(demo_corpus(400, seed), vocab_size=400, model_max_length=128)

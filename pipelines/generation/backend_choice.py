@@ -12,6 +12,9 @@ import torch
 
 from ..errors import PipelineError
 from .config import GenerationConfig, parse_generation_config
+from .transformers_backend import TransformersGenerator
+from .vllm_backend import VLLMGenerator
+from .vllm_support import installed_build
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,6 @@ def vllm_importable() -> bool:
 
 
 def vllm_build():
-    from .vllm_support import installed_build
-
     return installed_build()
 
 
@@ -63,11 +64,7 @@ def make_generator(model_path: str | None = None, config: GenerationConfig | dic
         raise PipelineError("the vllm backend needs the base checkpoint path (model_path), not a loaded model")
     log.info("generation backend: %s (%s)", backend, reason)
     if backend == "vllm":
-        from .vllm_backend import VLLMGenerator
-
         return VLLMGenerator(model_path, config, tokenizer=tokenizer)
-    from .transformers_backend import TransformersGenerator
-
     if model is not None and tokenizer is not None:
         return TransformersGenerator(model, tokenizer, config)
     if model_path is None:

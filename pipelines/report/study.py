@@ -21,10 +21,13 @@ import numpy as np
 
 from lines.atomic import write_text
 
-from ..summary import direction
 from ..errors import PipelineError
+from ..summary import direction
 from ..sweep.selection import normalisation
+from .build import package_versions
 from .data import RunData, hypervolume_analysis, load_run, shown_points, verdict
+from .html import render_html
+from .plots import forest_figure
 
 
 def pooled_interval(estimates: list[float], draws: list[np.ndarray], n_boot: int, level: float, seed: int
@@ -63,10 +66,6 @@ def metric_difference(data: RunData, a: str, b: str, metric: str, n_boot: int, s
 
 def build_study_report(study_dir: Path, seed_dirs: dict[int, Path]) -> Path:
     """study/report.md, report.html, pooled.json and forest.png from the seeds' finished runs."""
-    from .build import package_versions
-    from .html import render_html
-    from .plots import forest_figure
-
     runs = {s: load_run(d) for s, d in seed_dirs.items()}
     first = runs[min(runs)]
     # One box for every seed, so that the seeds' hypervolumes are fractions of the same box and can be averaged.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lines import MergeInputs
+from lines.engine import TensorMerger
+from lines.lora_soup import write_adapter_soup
 from lines.recipe import MergeSpec
 
 from ..generation.protocol import AdapterRef, GenerationBackend, MergeRequest
@@ -39,9 +41,6 @@ class PointGenerator:
     def adapter(self, point: Point) -> AdapterRef:
         """The point's soup adapter on disk, written once: its directory and name are the merge's content key,
         so a name never stands for other weights and both prompt sets share it."""
-        from lines.engine import TensorMerger
-        from lines.lora_soup import write_adapter_soup
-
         spec = point.merge_spec()
         key = self.request(spec).key
         path = self.adapter_dir / key

@@ -1,4 +1,5 @@
-"""Which points a sweep evaluates: every variant's front, the uniform control, references, forgetting study."""
+"""Which points a sweep evaluates: every variant's front, its controls, θ0 and the single policies, the reference
+policies and the forgetting study."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,17 +8,16 @@ from typing import TYPE_CHECKING
 from lines.recipe import MergeSpec
 
 from ..prompts import EVALUATION, VALIDATION
+from .variants import BASE, FORGET_LINES, FORGET_MATCHED, FORGET_UNIFORM, MATCHED, POLICY, REFERENCE, UNIFORM
 from .weights import one_hot, simplex_grid
 
 if TYPE_CHECKING:
     from ..run_config import RunConfig
 
-UNIFORM, MATCHED = "uniform", "matched"
-
 
 @dataclass(frozen=True)
 class Point:
-    variant: str  # a configured variant, "uniform", "base", "policy", "forget_lines" or "forget_uniform"
+    variant: str  # a configured variant's name or one of the kinds in variants.py
     candidate: str  # "" or e.g. "beta=0.5" / "lambda=1.25" / "gamma=0.5"
     split: str
     weights: tuple[float, ...]
@@ -122,7 +122,7 @@ def matched_points(points: list[Point], lambdas: list[float]) -> list[Point]:
     is `matched[<variant>]`; the forgetting study's is `forget_matched`."""
     out = []
     for point, lam in zip(points, lambdas):
-        variant, candidate = ("forget_matched", point.candidate) if point.variant == "forget_lines" \
+        variant, candidate = (FORGET_MATCHED, point.candidate) if point.variant == FORGET_LINES \
             else (MATCHED, point.variant)
         out.append(Point(variant, candidate, point.split, point.weights,
                          {**point.merge, "lines": {"alpha": lam, "beta": 0.0}}))
@@ -132,7 +132,7 @@ def matched_points(points: list[Point], lambdas: list[float]) -> list[Point]:
 def needs_matching(point: Point) -> bool:
     """LiNeS points with a depth profile (β ≠ 0) of a swept variant or of the forgetting study."""
     lines = point.merge.get("lines")
-    return bool(lines) and lines.get("beta", 0) != 0 and point.variant not in (UNIFORM, MATCHED, "forget_uniform")
+    return bool(lines) and lines.get("beta", 0) != 0 and point.variant not in (UNIFORM, MATCHED, FORGET_UNIFORM)
 
 
 def evaluation_points(cfg: RunConfig, chosen: dict[str, str]) -> list[Point]:
@@ -143,19 +143,37 @@ def evaluation_points(cfg: RunConfig, chosen: dict[str, str]) -> list[Point]:
         label, lines = next(c for c in cands if c[0] == chosen.get(variant, cands[0][0]))
         points += front_points(cfg, variant, label, lines, EVALUATION)
     zero = tuple(0.0 for _ in range(n))
-    points.append(Point("base", "", EVALUATION, zero,
+    points.append(Point(BASE, "", EVALUATION, zero,
                         {"method": "task_arithmetic", "weights": list(zero), "parameters": {}, "lines": None}))
     for i in range(n):
         w = one_hot(n, i)
-        points.append(Point("policy", cfg.reward_names[i], EVALUATION, w,
+        points.append(Point(POLICY, cfg.reward_names[i], EVALUATION, w,
                             {"method": "task_arithmetic", "weights": list(w), "parameters": {}, "lines": None}))
     if cfg.forgetting is not None:
         for i in range(n):
             w = one_hot(n, i)
             for gamma in cfg.forgetting.gamma_grid:
-                for variant, lines in [("forget_lines", {"alpha": gamma, "beta": 1.0 - gamma}),
-                                       ("forget_uniform", {"alpha": gamma, "beta": 0.0})]:
+                for variant, lines in [(FORGET_LINES, {"alpha": gamma, "beta": 1.0 - gamma}),
+                                       (FORGET_UNIFORM, {"alpha": gamma, "beta": 0.0})]:
                     points.append(Point(variant, f"{cfg.reward_names[i]}:gamma={gamma:g}", EVALUATION, w,
                                         {"method": "task_arithmetic", "weights": list(w), "parameters": {},
                                          "lines": lines}))
     return points
+
+
+@dataclass(frozen=True)
+class ReferencePolicy:
+    """A policy shown beside the fronts but not merged (e.g. the MORL baseline), evaluated as it is.
+    `reward_weights`: the mixture of rewards it was trained on, when it has one (its row's weight columns)."""
+
+    name: str
+    path: str
+    reward_weights: dict[str, float] | None = None
+
+
+def reference_point(reference: ReferencePolicy, rewards: list[str]) -> Point:
+    """θ0 + the reference's own task vector. Its `weights` are the reward mixture it was trained on (aligned with
+    the rewards, so its row's weight columns mean what they mean for the soups), or empty when it has none."""
+    weights = tuple(float(reference.reward_weights.get(r, 0.0)) for r in rewards) if reference.reward_weights else ()
+    return Point(REFERENCE, reference.name, EVALUATION, weights,
+                 {"method": "task_arithmetic", "weights": [1.0], "parameters": {}, "lines": None})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from lines import MergeInputs
+from lines.lora_soup import soup_rank
 from lines.method_registry import get_method
 from lines.recipe import MergeSpec
 
@@ -53,8 +54,6 @@ class Router:
     @property
     def soup_rank(self) -> int:
         if self._soup_rank is None:
-            from lines.lora_soup import soup_rank
-
             self._soup_rank = soup_rank(self.inputs)
         return self._soup_rank
 

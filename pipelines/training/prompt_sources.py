@@ -6,7 +6,7 @@ stage's `split_prompts` (held-out prompts first, by hash of seed and prompt id).
 """
 from __future__ import annotations
 
-from ..demo_data import demo_prompts
+from ..demo.data import demo_prompts
 from ..errors import PipelineError
 from ..prompts import Prompt, PromptsConfig, load_prompts, split_prompts
 from .config import PromptSource

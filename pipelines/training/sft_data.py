@@ -5,7 +5,7 @@ import json
 
 from reward_models.records import read_records
 
-from ..demo_data import demo_corpus
+from ..demo.data import demo_corpus
 from .config import SFTData
 from .errors import TrainingError
 

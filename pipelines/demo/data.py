@@ -11,7 +11,7 @@ Everything is a pure function of the seed:
 
     demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint sets
     demo_corpus(n, seed=0, review_share=1.0) -> list[str]   SFT corpus: reviews (train-split openings) and, with
-                                                 review_share < 1, texts of the other domains (demo_domains.py)
+                                                 review_share < 1, texts of the other domains (domains.py)
     demo_reviews(prompts, seed) -> list[str]     one review continuing each prompt
     heldout_reviews(n), control_texts(n)         held-out texts of the reward domain and of the control domain
 """
@@ -22,8 +22,8 @@ import itertools
 import random
 from typing import Literal
 
-from .demo_domains import broad_texts, unseen_texts
-from .prompts import Prompt
+from ..prompt_record import Prompt
+from .domains import broad_texts, unseen_texts
 
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
@@ -135,7 +135,7 @@ def demo_reviews(prompts: list[str], seed: int = 0) -> list[str]:
 
 def demo_corpus(n: int, seed: int = 0, review_share: float = 1.0) -> list[str]:
     """`n` texts for SFT: reviews opening only with train-split prompts (held-out openings stay unseen) and, for
-    `review_share` < 1, texts of the other demo domains (demo_domains.py) in a seeded order."""
+    `review_share` < 1, texts of the other demo domains (domains.py) in a seeded order."""
     rng = random.Random(f"corpus/{seed}")
     openings = prompt_splits(seed)["train"]
     reviews = round(n * review_share)

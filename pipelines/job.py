@@ -1,0 +1,118 @@
+"""The main job end to end: one run, or a study of the run over several seeds.
+
+    run(cfg)     write config.yaml → resolve_checkpoints (train θ0 and the policies, or take them as given)
+                 → resolve_metric_texts (the held-out texts of the demo's metrics) → resolve_prompts
+                 → run_sweep (plan → every point merged, generated, scored → points.jsonl; sweep/runner.py)
+                 → build_report
+    study(cfg)   run() once per seed (each under runs/<name>/seed-<s>/), then build_study_report
+
+Every stage reads and writes plain artifacts under runs/<run_name>/, so a re-run or a resumed run redoes nothing that
+is done. Under `accelerate launch` every process runs the job: the main process writes shared files, the sweep's
+points are split across ranks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from lines.atomic import write_jsonl, write_text
+
+from .demo.data import control_texts, demo_corpus, heldout_reviews
+from .distributed import Ranks, on_main
+from .prompts import EVALUATION, VALIDATION, Prompt, prompt_split
+from .report import build_report
+from .report.study import build_study_report
+from .run_config import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
+from .sweep.plan import ReferencePolicy
+from .sweep.runner import run_sweep
+from .training import train_all
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: RunConfig, progress: bool = True) -> None:
+    """The job once: checkpoints, held-out texts and prompts resolved, the sweep, the report."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ranks = Ranks()
+    write_resolved_config(cfg)
+    base, policies, references = resolve_checkpoints(cfg)
+    # The main process writes the held-out texts; every rank reads them once they are there (or stops with it).
+    on_main(lambda: resolve_metric_texts(cfg, write=True) and None, "writing the held-out texts")
+    cfg = resolve_metric_texts(cfg, write=False)
+    prompts = resolve_prompts(cfg, ranks)
+    run_sweep(cfg, base, policies, prompts, ranks, progress=progress, references=references)
+    if ranks.is_main:
+        report = build_report(cfg.run_dir)
+        print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
+
+
+def study(cfg: RunConfig, progress: bool = True) -> None:
+    """The whole job once per seed, then the pooled study report (every seed's verdicts and the pooled answer)."""
+    ranks = Ranks()
+    write_resolved_config(cfg)
+    seed_dirs = {}
+    for seed in cfg.seeds:
+        seed_cfg = cfg.for_seed(seed)
+        log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_cfg.run_dir)
+        run(seed_cfg, progress=progress)
+        seed_dirs[seed] = seed_cfg.run_dir
+    if ranks.is_main:
+        report = build_study_report(cfg.run_dir / "study", seed_dirs)
+        print(f"study report: {report / 'report.html'} (also report.md, pooled.json, forest.png)")
+
+
+def write_resolved_config(cfg: RunConfig) -> None:
+    """runs/<name>/config.yaml: the config as resolved (defaults, overrides), written by the main process."""
+    on_main(lambda: write_text(cfg.run_dir / "config.yaml", cfg.to_yaml()), "writing config.yaml")
+
+
+def resolve_checkpoints(cfg: RunConfig) -> tuple[str, list[str], list[ReferencePolicy]]:
+    """θ0, one policy per reward (in reward order), and reference policies (MORL): trained here or given."""
+    if cfg.train_config is None:
+        return cfg.base_model, [cfg.policies[name] for name in cfg.reward_names], []
+    infos = train_all(cfg.train_config)
+    policies = [str(infos[name].path) for name in cfg.reward_names]
+    base = str(infos[cfg.reward_names[0]].base_path)
+    references = [ReferencePolicy(name, str(info.path), info.reward if isinstance(info.reward, dict) else None)
+                  for name, info in infos.items() if name not in cfg.reward_names]
+    for name in cfg.reward_names:
+        evaluation = infos[name].manifest.get("evaluation", {})
+        log.info("policy %s: %s", name, json.dumps(evaluation.get("difference", evaluation))[:300])
+    return base, policies, references
+
+
+def resolve_metric_texts(cfg: RunConfig, write: bool) -> RunConfig:
+    """`texts: demo` / `texts: demo-control` → held-out text files under the run directory (reviews, and texts of
+    the control domains), written by the process that `write`s (the others read them after a barrier)."""
+    sources = {DEMO_HELD_OUT: ("held_out_reviews.jsonl", heldout_reviews),
+               DEMO_CONTROL: ("held_out_control.jsonl", lambda: control_texts(pretraining=demo_pretraining(cfg)))}
+    metrics = []
+    for spec in cfg.metrics:
+        placeholder = getattr(spec, "texts", None)
+        if placeholder in sources:
+            name, make = sources[placeholder]
+            path = cfg.run_dir / name
+            if write and not path.exists():
+                write_jsonl(path, [{"text": t} for t in make()])
+            spec = spec.model_copy(update={"texts": str(path)})
+        metrics.append(spec)
+    return cfg.model_copy(update={"metrics": metrics})
+
+
+def demo_pretraining(cfg: RunConfig) -> set[str]:
+    """The texts θ0 is pretrained on when this run trains it on the demo's corpus (else none are known)."""
+    sft = cfg.train_config.base.sft if cfg.train_config is not None else None
+    if sft is None or sft.data.source != "demo":
+        return set()
+    return set(demo_corpus(sft.data.n, cfg.seed, sft.data.review_share))
+
+
+def resolve_prompts(cfg: RunConfig, ranks: Ranks) -> dict[str, list[Prompt]]:
+    """The sweep's two prompt sets: validation (to choose β / λ on) and evaluation (to measure the fronts on)."""
+    prompts = prompt_split(cfg.prompts)
+    if ranks.is_main:
+        log.info("prompts: %d evaluation, %d validation", len(prompts[EVALUATION]), len(prompts[VALIDATION]))
+    return prompts
