@@ -245,7 +245,7 @@ def check_generation(report: Report, work: Path, one_b: dict | None, demo_run: P
 
 
 def demo_prompts() -> list[str]:
-    from pipelines.demo_data import demo_prompts as prompts_of
+    from pipelines.demo.data import demo_prompts as prompts_of
 
     return [p.prompt for p in prompts_of("test", 16, 0)]
 
@@ -256,7 +256,7 @@ def smollm2_shaped(root: Path, demo_run: Path | None) -> str:
     """A random model of SmolLM2-135M-Instruct's shape with a BPE padded to its 49,152-token vocabulary."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from pipelines.demo_data import demo_corpus
+    from pipelines.demo.data import demo_corpus
     from pipelines.training.tokenizer_train import train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(demo_corpus(2000, 0), vocab_size=1024, model_max_length=512)
