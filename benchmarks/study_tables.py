@@ -1,13 +1,24 @@
-"""The README's tables of a replicated study, printed as Markdown from its pooled.json (what `make study` writes to
-runs/<name>/study/pooled.json), so that the numbers in the README are the run's own.
+"""The tables of a replicated study, as Markdown from its pooled.json (what `make study` writes to
+runs/<name>/study/pooled.json), so that the numbers in docs/results.md are the run's own.
 
-    python benchmarks/study_tables.py runs/demo/study/pooled.json
+    python benchmarks/study_tables.py runs/demo/study/pooled.json                           # prints the tables
+    python benchmarks/study_tables.py runs/demo/study/pooled.json --write docs/results.md   # rewrites their regions
+
+With --write, the page's regions `study-hypervolume` and `study-closeness` (between `<!-- begin: NAME -->` and
+`<!-- end: NAME -->`) are replaced and the rest of the page is left as it is.
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from marked_regions import write_regions  # noqa: E402
+
 CLOSENESS = ["kl", "ppl_reviews", "ppl_control", "kl_control"]
+# The column each closeness metric of the demo gets, in the words of docs/study.md.
+CLOSENESS_LABELS = {"kl": "KL of the responses", "ppl_reviews": "perplexity, reviews",
+                    "ppl_control": "perplexity, control", "kl_control": "per-token KL, control"}
 
 
 def _signed(x: float, digits: int = 3) -> str:
@@ -19,7 +30,7 @@ def _interval(row: dict, digits: int = 3) -> str:
 
 
 def _verdict(row: dict) -> str:
-    """The study's own verdict (its `direction`, the project's one significance rule), in the README's words."""
+    """The study's own verdict (its `direction`, the project's one significance rule), in the docs' words."""
     return {1: "LiNeS better", -1: "LiNeS worse", 0: "no clear difference"}[row["direction"]]
 
 
@@ -37,14 +48,39 @@ def closeness_rows(pooled: dict, metrics=CLOSENESS) -> list[str]:
     return [f"| {a} − {b} | " + " | ".join(row.get(m, "") for m in metrics) + " |" for (a, b), row in cells.items()]
 
 
+def hypervolume_table(pooled: dict) -> list[str]:
+    """The hypervolume table, header first: one column per seed, the pooled estimate, its interval, the verdict."""
+    header = ["comparison", *(f"seed {s}" for s in pooled["seeds"]), "pooled", f"{pooled['level']:.0%} interval",
+              "verdict"]
+    return _header(header) + hypervolume_rows(pooled)
+
+
+def closeness_table(pooled: dict, metrics=CLOSENESS) -> list[str]:
+    """The closeness table, header first: one column per metric, each cell the estimate and its interval."""
+    return _header(["comparison", *(CLOSENESS_LABELS.get(m, m) for m in metrics)]) + closeness_rows(pooled, metrics)
+
+
+def _header(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pooled", type=Path)
+    parser.add_argument("--write", type=Path, metavar="PAGE",
+                        help="replace the study's regions of this Markdown page (e.g. docs/results.md)")
     args = parser.parse_args(argv)
     pooled = json.loads(args.pooled.read_text())
-    print("\n".join(hypervolume_rows(pooled)))
-    print()
-    print("\n".join(closeness_rows(pooled)))
+    tables = {"study-hypervolume": "\n".join(hypervolume_table(pooled)),
+              "study-closeness": "\n".join(closeness_table(pooled))}
+    if args.write:
+        try:
+            write_regions(args.write, tables)
+        except ValueError as error:
+            sys.exit(f"error: {args.write}: {error}")
+        print(f"wrote {', '.join(tables)} in {args.write}")
+    else:
+        print("\n\n".join(tables.values()))
 
 
 if __name__ == "__main__":

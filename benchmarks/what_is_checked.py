@@ -1,8 +1,12 @@
-"""The numbers of the README's "What is checked" section, measured by the test suite and the mutation run, never
-typed by hand.
+"""The numbers of what is checked (docs/checks.md), measured by the test suite and the mutation run, never typed
+by hand: the tables in docs/results.md are this script's output.
 
     python benchmarks/what_is_checked.py                 # runs the hostile-input and kill tests, prints the tables
     python benchmarks/what_is_checked.py --counts FILE   # tables from counts a suite run already wrote
+    python benchmarks/what_is_checked.py --counts FILE --write docs/results.md   # rewrites the page's regions
+
+With --write, the page's regions `hostile-inputs`, `faults-injected` and `mutation-score` (between
+`<!-- begin: NAME -->` and `<!-- end: NAME -->`) are replaced and the rest of the page is left as it is.
 
 The hostile-input tests (tests/test_hostile_*.py) count every bad input they try and its outcome, and the kill tests
 (tests/test_resume_after_kill.py) every SIGKILL they inject; with the environment variable LINES_CHECKED_JSON naming
@@ -20,13 +24,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from marked_regions import write_regions  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS_ENV = "LINES_CHECKED_JSON"
 CHECKING_TESTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_hostile_*.py")) + [
     "tests/test_resume_after_kill.py"]
 MUTATION_RESULTS = ROOT / "benchmarks" / "mutation_results.json"
 
-# What each category's inputs are, as the README's reader needs it.
+# What each category's inputs are, as the docs' reader needs it.
 CATEGORIES = {
     "recipes": "merge recipes (`lines merge`): valid recipes mutated by hypothesis — wrong types, missing and "
                "unknown keys, out-of-range and huge numbers, NaN/inf, unicode, damaged bytes",
@@ -113,11 +120,21 @@ def measure_counts() -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", help="a JSON file written by a suite run with LINES_CHECKED_JSON set")
+    parser.add_argument("--write", metavar="PAGE",
+                        help="replace the tables' regions of this Markdown page (e.g. docs/results.md)")
     args = parser.parse_args(argv)
     counts = json.loads(Path(args.counts).read_text()) if args.counts else measure_counts()
-    tables = [hostile_input_rows(counts["hostile_inputs"]), fault_rows(counts.get("faults_injected", {})),
-              mutation_rows(json.loads(MUTATION_RESULTS.read_text()))]
-    print("\n\n".join("\n".join(rows) for rows in tables))
+    tables = {"hostile-inputs": hostile_input_rows(counts["hostile_inputs"]),
+              "faults-injected": fault_rows(counts.get("faults_injected", {})),
+              "mutation-score": mutation_rows(json.loads(MUTATION_RESULTS.read_text()))}
+    if args.write:
+        try:
+            write_regions(args.write, {name: "\n".join(rows) for name, rows in tables.items()})
+        except ValueError as error:
+            sys.exit(f"error: {args.write}: {error}")
+        print(f"wrote {', '.join(tables)} in {args.write}")
+    else:
+        print("\n\n".join("\n".join(rows) for rows in tables.values()))
     return 0
 
 

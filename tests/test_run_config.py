@@ -1,6 +1,6 @@
 """The main job's config: every class of bad config is one line, exit 2, before anything runs or is written.
 
-The classes and their exact lines are the table in README.md ("Config errors"); every row is run here against
+The classes and their exact lines are the table in docs/config.md ("Config errors"); every row is run here against
 configs/demo.yaml, which has a training section, so a check that came late would start training.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ CPU_MACHINE = (not torch.cuda.is_available() and vllm_importable() and installed
 NO_VLLM = not vllm_importable()
 
 
-def readme_rows() -> list[tuple[str, list[str], str]]:
-    text = (REPO / "README.md").read_text()
+def documented_rows() -> list[tuple[str, list[str], str]]:
+    text = (REPO / "docs" / "config.md").read_text()
     block = text.split("<!-- config errors")[1].split("<!-- end config errors -->")[0]
     rows = []
     for line in block.splitlines():
@@ -45,7 +45,7 @@ def readme_rows() -> list[tuple[str, list[str], str]]:
     return rows
 
 
-ROWS = readme_rows()
+ROWS = documented_rows()
 
 
 def test_the_table_covers_the_classes_the_job_must_refuse():

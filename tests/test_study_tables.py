@@ -1,8 +1,16 @@
-"""benchmarks/study_tables.py prints the README's study tables from a pooled.json, values and verdicts unchanged."""
+"""benchmarks/study_tables.py writes the study's tables into docs/results.md from a pooled.json, values and verdicts
+unchanged."""
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_tables.py"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "study_tables.py"
+sys.path.insert(0, str(SCRIPT.parent))
+from marked_regions import region  # noqa: E402
 spec = importlib.util.spec_from_file_location("study_tables", SCRIPT)
 study_tables = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(study_tables)
@@ -35,3 +43,47 @@ def test_hypervolume_rows_carry_each_seed_the_pooled_estimate_and_the_interval_s
 def test_closeness_rows_put_each_metric_in_its_column():
     assert study_tables.closeness_rows(POOLED) == [
         "| lines − soup | −1.23 (−2.00 … −0.50) |  | +0.012 (−0.001 … +0.020) |  |"]
+
+
+def test_the_tables_start_with_a_header_naming_each_seed_and_metric():
+    assert study_tables.hypervolume_table(POOLED)[:2] == [
+        "| comparison | seed 0 | seed 1 | pooled | 95% interval | verdict |", "|---|---|---|---|---|---|"]
+    assert study_tables.closeness_table(POOLED)[:2] == [
+        "| comparison | KL of the responses | perplexity, reviews | perplexity, control | per-token KL, control |",
+        "|---|---|---|---|---|"]
+
+
+def test_write_replaces_the_study_regions_of_the_page_and_nothing_else(tmp_path):
+    pooled = tmp_path / "pooled.json"
+    pooled.write_text(json.dumps(POOLED))
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\nintro\n<!-- begin: study-hypervolume -->\nold\n<!-- end: study-hypervolume -->\n"
+                    "between\n<!-- begin: study-closeness -->\n<!-- end: study-closeness -->\nafter\n")
+    study_tables.main([str(pooled), "--write", str(page)])
+    assert page.read_text() == (
+        "# Results\n\nintro\n<!-- begin: study-hypervolume -->\n"
+        + "\n".join(study_tables.hypervolume_table(POOLED)) + "\n<!-- end: study-hypervolume -->\nbetween\n"
+        "<!-- begin: study-closeness -->\n" + "\n".join(study_tables.closeness_table(POOLED))
+        + "\n<!-- end: study-closeness -->\nafter\n")
+
+
+def test_write_refuses_a_page_without_the_regions(tmp_path):
+    pooled = tmp_path / "pooled.json"
+    pooled.write_text(json.dumps(POOLED))
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n<!-- begin: study-hypervolume -->\n<!-- end: study-hypervolume -->\n")
+    with pytest.raises(SystemExit, match="region 'study-closeness' is marked 0 times"):
+        study_tables.main([str(pooled), "--write", str(page)])
+    assert page.read_text().endswith("<!-- end: study-hypervolume -->\n")
+
+
+def test_the_results_page_has_the_study_tables_as_the_script_writes_them():
+    """The study's tables in docs/results.md have the script's header and row format (the pooled.json they came
+    from is a run's output, not in the tree)."""
+    text = (ROOT / "docs" / "results.md").read_text()
+    hypervolume = region(text, "study-hypervolume").splitlines()
+    closeness = region(text, "study-closeness").splitlines()
+    seeds = [c.removeprefix("seed ") for c in hypervolume[0].strip("| ").split(" | ") if c.startswith("seed ")]
+    assert hypervolume[:2] == study_tables.hypervolume_table({"seeds": seeds, "level": 0.95, "hypervolume": []})
+    assert closeness[:2] == study_tables.closeness_table({"metrics": []})
+    assert len(hypervolume) > 2 and len(closeness) > 2
