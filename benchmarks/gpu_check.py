@@ -116,7 +116,8 @@ def main() -> int:
                              "the transformers backend, bf16 training, the demo's sweep")
     parser.add_argument("--budget", type=float, default=420.0, metavar="S",
                         help="with --no-vllm: seconds the run may take; optional steps are left out past it")
-    parser.add_argument("--only", action="append", choices=["merge", "generation", "training", "demo-sweep"],
+    parser.add_argument("--only", action="append",
+                        choices=["merge", "generation", "training", "demo-sweep", "demo-sweep-cpu"],
                         help="with --no-vllm: run only these steps (repeatable)")
     parser.add_argument("--demo-run", help="with --no-vllm: a finished `make demo` run directory (runs/demo), whose "
                                            "θ0 and policies the greedy-parity and sweep checks use")

@@ -12,8 +12,8 @@ step (a run cut short keeps what it measured):
   3. a bf16 LoRA DPO run and a short LoRA PPO run of a model shaped like SmolLM2-135M-Instruct (30 blocks, hidden
      576, vocabulary 49,152, tied embeddings; random weights) through the training stage, each with its CUDA memory
      peak beside `--check`'s estimate for the same config;
-  4. the demo's sweep (`backend: transformers`) on the GPU from the demo's θ0 and policies, its time against the same
-     sweep on this machine's CPU.
+  4. the demo's sweep (`backend: transformers`) on the GPU from the demo's θ0 and policies (`demo-sweep`); the same
+     command with the GPU hidden (`demo-sweep-cpu`, which also runs on a machine without a GPU) is its CPU reference.
 Exit 0 when every check passes, 1 when one fails, 2 (one `error:` line) without CUDA.
 """
 from __future__ import annotations
@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402  (after the environment above)
+from machine_load import LoadProbe  # noqa: E402
 
 SMALL = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
              num_key_value_heads=4, max_position_embeddings=512, vocab_size=320)
@@ -61,12 +62,22 @@ PROMPTS = ["the food was", "we waited an hour", "a lovely place with", "the staf
            "our waiter", "a table by the river", "the service"]
 
 
+def cpu_model() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
 class Report:
     """Checks and figures, written to disk after every step."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.data = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({cpu_model()}, " \
+            f"{os.cpu_count()} cores)"
+        self.data = {"device": device, "torch": torch.__version__,
                      "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                      "checks": {}, "figures": {}, "notes": []}
         import transformers
@@ -330,48 +341,47 @@ def check_training(report: Report, work: Path, demo_run: Path | None) -> None:
 
 # -- 4. the demo's sweep on the GPU ------------------------------------------------------------------------------
 
-def check_demo_sweep(report: Report, work: Path, demo_run: Path | None, seconds_left) -> None:
-    """The demo's main job from its finished θ0 and policies (training reused), sweep and report redone, on the
-    GPU; then, when the time left allows, the same with the GPU hidden (this machine's CPU)."""
+def time_demo_sweep(report: Report, work: Path, demo_run: Path | None, where: str, limit: float) -> float | None:
+    """Seconds of the demo's main job from its finished θ0 and policies (training reused; sweep and report redone)
+    with `backend: transformers`, on the GPU (`where` = gpu) or with the GPU hidden (cpu); None if not run."""
     if demo_run is None or not (demo_run / "policies").is_dir():
         report.data["notes"].append("demo sweep not timed: no --demo-run with θ0 and policies")
-        return
-    seconds = {}
-    for where, env in (("gpu", {}), ("cpu", {"CUDA_VISIBLE_DEVICES": ""})):
-        limit = seconds_left() - 20
-        if where == "cpu" and limit < 120:
-            report.data["notes"].append(f"demo sweep on this machine's CPU not run: {seconds_left():.0f} s left")
-            break
-        runs = work / f"demo_{where}"
-        shutil.copytree(demo_run, runs / "demo", ignore=shutil.ignore_patterns("sweep", "report", "seed-*", "study"))
-        start = time.perf_counter()
-        try:
-            run = subprocess.run([sys.executable, "pipelines/merge_policies.py", "--config", "configs/demo.yaml",
-                                  "--set", f"output_dir={runs}", "--set", "generation.backend=transformers"],
-                                 cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
-                                 timeout=max(limit, 1))
-        except subprocess.TimeoutExpired:
-            report.figure(f"demo_sweep_{where}_seconds", f"more than {limit:.0f} (cut short)")
-            break
-        seconds[where] = time.perf_counter() - start
-        log = run.stdout + run.stderr
-        if run.returncode:
-            report.check(f"demo_sweep_{where}", False, stderr=log[-1500:])
-            return
-        reused = log.count("reusing")
-        (report.path.parent / f"demo_{where}.log").write_text(log[-20000:])
-        shutil.copy(runs / "demo" / "report" / "points.csv", report.path.parent / f"demo_points_{where}.csv")
-        report.figure(f"demo_sweep_{where}", {"seconds": round(seconds[where], 1), "reused": reused})
-    report.check("demo_sweep_gpu", "gpu" in seconds, seconds_gpu=round(seconds.get("gpu", float("nan")), 1),
-                 seconds_cpu_same_machine=round(seconds.get("cpu", float("nan")), 1))
+        return None
+    if limit < 120:
+        report.data["notes"].append(f"demo sweep on the {where} not run: {limit:.0f} s left")
+        return None
+    runs = work / f"demo_{where}"
+    shutil.copytree(demo_run, runs / "demo", ignore=shutil.ignore_patterns("sweep", "report", "seed-*", "study"))
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if where == "cpu" else {})}
+    probe = LoadProbe()
+    try:
+        run = subprocess.run([sys.executable, "pipelines/merge_policies.py", "--config", "configs/demo.yaml",
+                              "--set", f"output_dir={runs}", "--set", "generation.backend=transformers"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        report.figure(f"demo_sweep_{where}", {"seconds": f"more than {limit:.0f} (cut short)"})
+        return None
+    load = probe.stop()
+    log = run.stdout + run.stderr
+    if run.returncode:
+        report.check(f"demo_sweep_{where}", False, stderr=log[-1500:])
+        return None
+    (report.path.parent / f"demo_{where}.log").write_text(log[-20000:])
+    shutil.copy(runs / "demo" / "report" / "points.csv", report.path.parent / f"demo_points_{where}.csv")
+    report.check(f"demo_sweep_{where}", log.count("reusing") == 3, seconds=round(load["wall_s"], 1),
+                 stages_reused=log.count("reusing"), load=load)
+    return load["wall_s"]
 
 
-STEPS = ("merge", "generation", "training", "demo-sweep")
+STEPS = ("merge", "generation", "training", "demo-sweep", "demo-sweep-cpu")
+# The CPU reference of the demo's sweep needs no GPU: it can be measured on any machine with the same command.
+CPU_ONLY = {"demo-sweep-cpu"}
 
 
 def main(out: str, demo_run: str | None, skip_1b: bool, budget_s: float = 420.0, only: list[str] | None = None
          ) -> int:
-    if not torch.cuda.is_available() and not DRY:
+    only = set(only or STEPS)
+    if not torch.cuda.is_available() and not DRY and not only <= CPU_ONLY:
         print("error: gpu_check --no-vllm needs a CUDA GPU (torch.cuda.is_available() is False); run it on a GPU "
               "machine", file=sys.stderr)
         return 2
@@ -379,16 +389,16 @@ def main(out: str, demo_run: str | None, skip_1b: bool, budget_s: float = 420.0,
     work = Path(tempfile.mkdtemp(prefix="gpu_check_no_vllm_"))
     demo = Path(demo_run).resolve() if demo_run else None
     started = time.perf_counter()
+    left = lambda: budget_s - (time.perf_counter() - started)  # noqa: E731
     one_b = None
-    only = set(only or STEPS)
     if not skip_1b and only & {"merge", "generation"}:
         seconds, one_b = timed(lambda: build_models(work / "one_b", ONE_B, torch.bfloat16, scale=0.01))
         report.figure("build_1b_seconds", round(seconds, 1))
     steps = {"merge": lambda: check_merge(report, work, one_b),
              "generation": lambda: check_generation(report, work, one_b, demo),
              "training": lambda: check_training(report, work, demo),
-             "demo-sweep": lambda: check_demo_sweep(report, work, demo,
-                                                    lambda: budget_s - (time.perf_counter() - started))}
+             "demo-sweep": lambda: time_demo_sweep(report, work, demo, "gpu", left() - 20),
+             "demo-sweep-cpu": lambda: time_demo_sweep(report, work, demo, "cpu", left() - 20)}
     for step in [steps[name] for name in STEPS if name in only]:
         try:
             step()

@@ -267,7 +267,7 @@ def throughput_section(results: dict) -> list[str]:
                        f"| {t['generate_tokens_per_s']:.0f} | {ms(t['merge_into_model_s'])} "
                        f"({', '.join(str(round(1000 * x)) for x in t['merge_runs_s'])} ms) |")
     out += ["", "On a GPU, `benchmarks/gpu_check.py` reports generated tokens/s for the vLLM backend and for the "
-                "transformers backend on the same GPU (see the README's GPU check section).", ""]
+                "transformers backend on the same GPU; part 6 has what has run on one.", ""]
     return out
 
 
@@ -325,7 +325,17 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=HERE / "work")
     parser.add_argument("--parts", default=",".join(map(str, PARTS)),
                         help="comma-separated parts to run, e.g. 3,4 (default: all)")
+    parser.add_argument("--gpu-report", action="append", type=Path, default=[], metavar="JSON",
+                        help="a report of `gpu_check.py --no-vllm` (run on a GPU machine, or its CPU reference "
+                             "`--only demo-sweep-cpu`) for part 6; with it alone, nothing else is run and RESULTS.md "
+                             "is rendered again")
     args = parser.parse_args(argv)
+    if args.gpu_report:
+        results = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").exists() else {}
+        results.setdefault("machine", machine_description())
+        results["gpu"] = gpu_results(args.gpu_report, results.get("gpu"))
+        render(results)
+        return
     try:
         parts = {int(p) for p in args.parts.split(",") if p.strip()}
     except ValueError:
@@ -361,6 +371,110 @@ def main(argv=None) -> None:
     render(results)
 
 
+def gpu_results(paths: list[Path], previous: dict | None) -> dict:
+    """Part 6's reports by the steps they ran (a later report of a step replaces an earlier one)."""
+    reports = dict((previous or {}).get("reports", {}))
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            sys.exit(f"error: --gpu-report {path}: not a readable JSON report ({exc}); give the file "
+                     "gpu_check.py --no-vllm wrote")
+        if not isinstance(report, dict) or "checks" not in report:
+            sys.exit(f"error: --gpu-report {path}: no 'checks' in it; give the file gpu_check.py --no-vllm wrote")
+        on_gpu = not str(report.get("device", "")).startswith("CPU only")
+        for name in report["checks"]:
+            reports[name] = {"ok": report["checks"][name], "figures": report["figures"].get(name, {}),
+                             "device": report["device"], "date": report["date"], "on_gpu": on_gpu,
+                             "versions": {k: report.get(k) for k in ("torch", "cuda", "transformers")}}
+    return {"reports": reports}
+
+
+def gpu_section(gpu: dict) -> list[str]:
+    """Part 6: what `benchmarks/gpu_check.py --no-vllm` measured on a GPU, beside its CPU references."""
+    r = gpu["reports"]
+    on_gpu = [v for v in r.values() if v["on_gpu"]]
+    if not on_gpu:
+        return []
+    first = on_gpu[0]
+    dates = sorted({v["date"] for v in on_gpu})
+    failed = [k for k, v in r.items() if not v["ok"]]
+    versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items() if v)
+    out = ["## 6. CUDA paths on a GPU (`gpu_check.py --no-vllm`)", "",
+           f"Measured {' and '.join(dates)} on {first['device']} ({versions}) by `python benchmarks/gpu_check.py "
+           "--no-vllm --demo-run runs/demo` on a lent GPU machine (16 CPU cores beside the GPU), not by `make bench`; "
+           "its JSON reports rendered by `run_all.py --gpu-report`. vLLM's CUDA build was not there: the vLLM route on "
+           "a GPU is `gpu_check.py` without `--no-vllm`, not run yet. "
+           + (f"Checks that failed: {', '.join(failed)}." if failed else f"All {len(r)} checks passed."), ""]
+    merges = [(k, v["figures"]) for k, v in r.items() if k.startswith("merge_") and v["figures"].get("seconds_gpu")]
+    if merges:
+        out += ["`lines merge --device cuda` against the CPU merge of the same files (θ0 + two policies, weights 0.3 / "
+                "0.7, LiNeS α auto, β 0.5 except DARE-TIES; small model fp32, ~1B model bf16; seconds of "
+                "`lines.merge.merge` with reading and writing; the CPU merge on one thread, the default):", "",
+                "| merge | parameters | GPU | CPU, 1 thread | elements identical | max distance (spacings of the dtype) |",
+                "|---|---|---|---|---|---|"]
+        for name, f in merges:
+            method = next(label for key, label in (("linear_lines", "linear + LiNeS"), ("ties_lines", "TIES + LiNeS, "
+                          "density 0.5"), ("dare_ties", "DARE-TIES, density 0.5")) if name.endswith(key))
+            cpu = f"{f['seconds_cpu_one_thread']:.2f} s" if "seconds_cpu_one_thread" in f else "not run (minutes)"
+            same = f"{100 * f['identical_fraction']:.4g}%" if "identical_fraction" in f else "—"
+            apart = f"{f['max_spacings_apart']:g}" if "max_spacings_apart" in f else "—"
+            out.append(f"| {method}, {'bf16' if '_1b_' in name else 'fp32'} | {f['parameters'] / 1e6:,.0f}M | {f['seconds_gpu']:.2f} s | "
+                       f"{cpu} | {same} | {apart} |")
+        out.append("")
+    greedy = r.get("greedy_fp32_cuda_equals_cpu", {}).get("figures")
+    swap = r.get("swap_1b_in_place", {}).get("figures")
+    tokens = r.get("tokens_per_s_1b_bf16_batch64", {}).get("figures")
+    if greedy or swap or tokens:
+        out += ["The transformers backend on CUDA:", ""]
+        if greedy:
+            out.append(f"- greedy decoding in fp32 of {greedy['model']}: {greedy['identical']} of {greedy['prompts']} "
+                       "responses identical to the CPU's (32 new tokens);")
+        if swap:
+            out.append(f"- in-place dense swap of a {swap['parameters'] / 1e9:.2f}B-parameter Llama in bf16 (linear soup "
+                       f"+ LiNeS α auto, read from disk): {swap['seconds_per_swap_merge_on_gpu']:.2f} s per swap with "
+                       f"the merge on the GPU (`merge_into_model`'s default for a model there), "
+                       f"{swap['seconds_per_swap_merge_on_cpu']:.2f} s with the merge on the CPU; "
+                       f"`load_merge` {swap['seconds_load_merge']:.2f} s;")
+        if tokens:
+            out.append(f"- generation with the same model in bf16, 64 prompts at batch 64, 64 new tokens, temperature "
+                       f"1: {tokens['tokens_per_s']:,} generated tokens/s ({tokens['tokens']} tokens in "
+                       f"{tokens['seconds']} s).")
+        out.append("")
+    training = [(k, v["figures"]) for k, v in r.items() if k.startswith("train_")]
+    if training:
+        out += ["Training on CUDA in bf16 through the training stage: a model of SmolLM2-135M-Instruct's shape (30 "
+                "blocks, hidden 576, vocabulary 49,152, tied embeddings; random weights: the package's weights are too "
+                "large to carry to the GPU machine), LoRA r = 8 on every linear layer, two policies of 3 steps × 8 "
+                "sequences (DPO: pairs sampled from θ0, 4 per prompt; PPO: a value model trained in full), 32 new "
+                "tokens; peak = `torch.cuda.max_memory_allocated` over the stage (sampling, training, evaluation); "
+                "estimate = `--check`'s memory line for the same config (weights and optimizer states; activations "
+                "and the KV cache come on top):", "",
+                "| algorithm | seconds (2 policies) | CUDA peak | `--check` estimate | precision | device |",
+                "|---|---|---|---|---|---|"]
+        for name, f in training:
+            estimate = f["check_estimate"][0][0] if f.get("check_estimate") else "—"
+            out.append(f"| {name.split('_')[1].upper()} | {f['seconds_two_policies']} | {f['peak_gb']:.2f} GB | "
+                       f"{estimate} | {', '.join(sorted(set(f['precision'])))} | "
+                       f"{', '.join(sorted({d['device'] for d in f['devices']}))} |")
+        out.append("")
+    sweeps = [(k, v) for k, v in r.items() if k.startswith("demo_sweep_")]
+    if sweeps:
+        out += ["The demo's main job from its trained θ0 and policies (training reused; validation sweep, evaluation "
+                "sweep, matched controls, forgetting study and report redone; `backend: transformers`, the demo's "
+                "`threads: 1`):", "", "| where | seconds | machine | load |", "|---|---|---|---|"]
+        for name, v in sweeps:
+            f = v["figures"]
+            load = f.get("load", {})
+            described = f"load average {load.get('loadavg_1m_start', '?')} at the start" if load else "—"
+            seconds = f.get("seconds", f.get("seconds_gpu"))  # reports before 2026-12-04 17:00 named it seconds_gpu
+            out.append(f"| {'GPU' if name.endswith('gpu') else 'CPU'} | {seconds} | {v['device']} | "
+                       f"{described} |")
+        out += ["", "The demo's ~0.8M-parameter model keeps a GPU idle: its sweep is bound by Python and kernel "
+                    "launches, not by arithmetic.", ""]
+    return out
+
+
 def render(results: dict) -> None:
     """RESULTS.md and results.json from the results of every part measured so far."""
     dates = []
@@ -369,6 +483,8 @@ def render(results: dict) -> None:
     for part, key in [(3, "sweep"), (4, "throughput"), (5, "vllm")]:
         if key in results:
             dates.append(f"part {part} on {results[key]['date']}")
+    if "gpu" in results:
+        dates.append("part 6 from the GPU check's reports (`--gpu-report`)")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}.", "",
              f"Produced by `make bench` (benchmarks/run_all.py): {'; '.join(dates)}.", ""]
     if "side_by_side" in results:
@@ -380,6 +496,8 @@ def render(results: dict) -> None:
         lines += throughput_section(results["throughput"])
     if "vllm" in results:
         lines += vllm_section(results["vllm"])
+    if "gpu" in results:
+        lines += gpu_section(results["gpu"])
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {HERE / 'RESULTS.md'}")
