@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lines.atomic import write_text  # noqa: E402
 from lines.errors import UserError, report_user_error  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
-from pipelines.run_config import check_machine, load_run_config  # noqa: E402
+from pipelines.config.checks import check_machine  # noqa: E402
+from pipelines.config.load import config_for_seed, load_run_config  # noqa: E402
 
 log = logging.getLogger("merge_policies")
 
@@ -104,7 +105,7 @@ def study(cfg, progress: bool = True) -> None:
     on_main(lambda: write_text(cfg.run_dir / "config.yaml", cfg.to_yaml()), "writing config.yaml")
     seed_dirs = {}
     for seed in cfg.seeds:
-        seed_cfg = cfg.for_seed(seed)
+        seed_cfg = config_for_seed(cfg, seed)
         log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_cfg.run_dir)
         run(seed_cfg, progress=progress)
         seed_dirs[seed] = seed_cfg.run_dir

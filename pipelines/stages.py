@@ -6,7 +6,7 @@ import logging
 
 from lines.atomic import write_jsonl
 
-from .run_config import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
+from .config.run import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
 from .sweep.runner import ReferencePolicy
 
 log = logging.getLogger(__name__)

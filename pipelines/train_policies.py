@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from lines.errors import UserError, report_user_error
     from lines.ranks import leave_process_group
-    from pipelines.training import check_environment, load_config, train_all
+    from pipelines.config.checks import check_environment
+    from pipelines.config.load import load_config
+    from pipelines.training import train_all
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from lines.fingerprints import fingerprint as checkpoint_fingerprint
-from pipelines.training import TrainingError, parse_config, train_all
+from pipelines.config.load import parse_config
+from pipelines.training import TrainingError, train_all
 from pipelines.training.checkpoints import load_tokenizer
 from pipelines.training.environment import check_environment
 from pipelines.training.ppo import RewardModelView

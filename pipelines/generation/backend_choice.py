@@ -11,7 +11,7 @@ import logging
 import torch
 
 from ..errors import PipelineError
-from .config import GenerationConfig, parse_generation_config
+from ..config.generation import GenerationConfig, parse_generation_config
 
 log = logging.getLogger(__name__)
 

