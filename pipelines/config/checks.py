@@ -33,8 +33,8 @@ from ..generation.backend_choice import choose_backend
 from ..generation.vllm_support import check_vllm_settings, installed_build
 from ..prompts import prompt_split
 from ..sweep.plan import validation_grid, validation_points, weight_grid
-from ..training.batching import for_processes
 from ..training import environment  # (its functions looked up when called: tests stand in for a GPU there)
+from ..training.batching import for_processes
 from ..training.errors import TrainingError
 from ..training.prompt_sources import training_prompts
 from ..training.trainer_args import check_trainer
@@ -397,11 +397,6 @@ def _check_training_paths(config: TrainConfig, hub_ids: str = "reachable") -> No
 def check_training(settings: PolicyTraining, where: str) -> None:
     environment.resolve_precision(settings.precision, where)
     check_integrations(settings.trainer, where)
-
-
-def launch_processes() -> int:
-    """How many processes this launch runs (accelerate and torchrun set WORLD_SIZE; none means one)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def check_batches(config: TrainConfig, processes: int) -> None:
