@@ -11,5 +11,7 @@ takes.
     checks.py       the rules across sections and what this machine can do, checked before any work
     load.py         file → overrides → schema → checks: `load_run_config`, `load_config` (training stage)
 
-Schemas (sampling, generation, prompts, training, run) import no stage: the stages import them.
+The schemas (sampling, generation, prompts, training, run) import no stage module, only the error types the stages
+raise (pipelines/errors.py, pipelines/training/errors.py): the stages import them. checks.py sits above both: it asks
+the stages' own checks (trl's trainer fields, prompt files, batch splits, the generation backend).
 """
