@@ -116,6 +116,7 @@ class DPOSpec(StrictModel):
     # three in a trial); trl adds the losses with `loss_weights` (1.0 each by default).
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"], min_length=1)
     loss_weights: list[float] | None = None
+    # How the pairs' candidates are sampled (the sampling fields' one declaration: sampling.py).
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
     max_new_tokens: MaxNewTokens = 48
@@ -134,7 +135,8 @@ class DPOSpec(StrictModel):
 
 
 class RLSpec(StrictModel):
-    """Online RL (RLOO, GRPO, PPO): completions per prompt and sampling during training."""
+    """Online RL (RLOO, GRPO, PPO): completions per prompt and sampling during training (the sampling fields' one
+    declaration: sampling.py)."""
 
     num_generations: SamplesPerGroup = 4
     max_new_tokens: MaxNewTokens = 48
@@ -267,6 +269,9 @@ class BaseSpec(StrictModel):
 
 
 class EvaluationSpec(StrictModel):
+    """The held-out evaluation of θ0 and each policy: samples per prompt and how they are drawn (the sampling
+    fields' one declaration: sampling.py)."""
+
     samples_per_prompt: SamplesPerPrompt = 2
     max_new_tokens: MaxNewTokens = 48
     temperature: Temperature = 1.0
