@@ -278,6 +278,9 @@ def check_machine(cfg: RunConfig) -> None:
                 raise PipelineError(f"{cfg.source}: {section}[{index}] ({spec.name}): {err}") from None
 
 
+# `--check` of a config written for GPUs (bf16 training, the vLLM backend, `cuda` devices) on a machine without
+# one: `check_machine` refuses it, as a run here must be; checked before going to the GPUs, the GPU-only settings are
+# set aside (listed, not checked) and everything else this machine can check is.
 GPU_PRECISIONS = ("bf16", "fp16")
 
 
