@@ -93,7 +93,7 @@ def run_in_memory(paths: dict, prompts, rewards, gen_cfg: dict, cache_dir: Path,
     from lines.fingerprints import fingerprint
     from pipelines.generation import transformers_backend
     from pipelines.generation.backend_choice import make_generator
-    from pipelines.generation.config import parse_generation_config
+    from pipelines.config.generation import parse_generation_config
     from pipelines.prompts import EVALUATION
     from pipelines.sweep import score as score_mod
     from pipelines.sweep.cache import SweepCache

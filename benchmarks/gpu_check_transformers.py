@@ -312,7 +312,7 @@ def training_run_config(work: Path, base: str, algorithm: str) -> Path:
 
 
 def check_training(report: Report, work: Path, demo_run: Path | None) -> None:
-    from pipelines.run_config import load_run_config
+    from pipelines.config.load import load_run_config
     from pipelines.training import train_all
 
     base = smollm2_shaped(work / "smollm2_shaped", demo_run)

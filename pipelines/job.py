@@ -24,7 +24,8 @@ from .distributed import Ranks, on_main
 from .prompts import EVALUATION, VALIDATION, Prompt, prompt_split
 from .report import build_report
 from .report.study import build_study_report
-from .run_config import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
+from .config.load import config_for_seed
+from .config.run import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
 from .sweep.plan import ReferencePolicy
 from .sweep.runner import run_sweep
 from .training import train_all
@@ -55,7 +56,7 @@ def study(cfg: RunConfig, progress: bool = True) -> None:
     write_resolved_config(cfg)
     seed_dirs = {}
     for seed in cfg.seeds:
-        seed_cfg = cfg.for_seed(seed)
+        seed_cfg = config_for_seed(cfg, seed)
         log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_cfg.run_dir)
         run(seed_cfg, progress=progress)
         seed_dirs[seed] = seed_cfg.run_dir

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lines.errors import UserError, report_user_error  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.check import check_and_plan  # noqa: E402
+from pipelines.config.checks import check_machine  # noqa: E402
+from pipelines.config.load import load_run_config  # noqa: E402
 from pipelines.job import run, study  # noqa: E402
-from pipelines.run_config import check_machine, load_run_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

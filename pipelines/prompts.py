@@ -1,14 +1,5 @@
 """Prompt sets: rows from a local JSONL/JSON/CSV/Parquet file or a `datasets` name, with a field mapping,
-split into a fixed validation part and a fixed evaluation part.
-
-    prompts:
-      path: data/prompts.jsonl      # or  dataset: Anthropic/hh-rlhf, dataset_split: test
-      prompt_field: question        # the column holding the prompt text (default: prompt)
-      id_field: id                  # optional; default: the row's position in the file
-      limit: 500                    # optional: read only the first rows
-      n_validation: 50              # prompts held out to tune LiNeS' beta / uniform controls
-      n_eval: 200                   # evaluation prompts (default: all the others)
-      seed: 0
+split into a fixed validation part and a fixed evaluation part (the `prompts:` section: pipelines/config/prompts.py).
 
 The split is deterministic and disjoint: prompts are ordered by sha256("<seed>:<prompt_id>"), the first
 `n_validation` go to validation and the next `n_eval` to evaluation; each part keeps file order. With an
@@ -18,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, Union
-
-from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, ValidationError,
-                      model_validator)
 
 from lines.config_errors import describe_validation_error
 from lines.errors import first_line
 from reward_models.records import column, read_located_records
 
+from .config.prompts import DemoPromptsConfig, PromptsConfig, parse_prompts_config
 from .demo.data import demo_prompts
 from .errors import PipelineError
 from .prompt_record import Prompt
@@ -43,54 +31,6 @@ class PromptSet:
     info: dict = field(default_factory=dict)
 
 
-class PromptsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: Literal["file", "dataset"] | None = None  # optional: which of `path` / `dataset` says it
-    path: str | None = None
-    dataset: str | None = None
-    dataset_config: str | None = None
-    dataset_split: str = "train"
-    prompt_field: str = "prompt"
-    id_field: str | None = None
-    limit: int | None = Field(None, gt=0)
-    n_validation: int = Field(0, ge=0)
-    n_eval: int | None = Field(None, gt=0)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.path is None) == (self.dataset is None):
-            raise ValueError("give exactly one of `path` (a local file) or `dataset` (a datasets name), or "
-                             "source: demo for the demo's prompts")
-        if self.source is not None and (self.source == "file") != (self.path is not None):
-            raise ValueError(f"source is {self.source} but {'path' if self.source == 'file' else 'dataset'} is "
-                             "not set")
-        return self
-
-
-class DemoPromptsConfig(BaseModel):
-    """The embedded demo's held-out prompts (pipelines/demo/data.py), disjoint from its training prompts."""
-
-    model_config = ConfigDict(extra="forbid")
-    source: Literal["demo"]
-    n_validation: int = Field(32, ge=0)
-    n_eval: int = Field(128, ge=1)
-    seed: int = 0
-
-
-def _validate_prompts_section(value) -> DemoPromptsConfig | PromptsConfig:
-    if isinstance(value, (DemoPromptsConfig, PromptsConfig)):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError("prompts is a mapping like {source: demo} or {path: prompts.jsonl, prompt_field: prompt}")
-    return (DemoPromptsConfig if value.get("source") == "demo" else PromptsConfig).model_validate(value)
-
-
-# The main job's `prompts:` section: the demo's prompts, or a prompt file / dataset (errors keep their fields).
-PromptsSection = Annotated[Union[DemoPromptsConfig, PromptsConfig], PlainValidator(_validate_prompts_section),
-                           PlainSerializer(lambda config: config.model_dump(mode="json"), return_type=dict)]
-
-
 def prompt_split(config: PromptsConfig | DemoPromptsConfig) -> dict[str, list[Prompt]]:
     """{"validation": prompts to choose β / λ on, "evaluation": prompts the fronts are measured on}: disjoint
     and fixed by seed."""
@@ -99,15 +39,6 @@ def prompt_split(config: PromptsConfig | DemoPromptsConfig) -> dict[str, list[Pr
                 EVALUATION: demo_prompts("test", config.n_eval, config.seed)}
     prompt_set = load_prompt_set(config)
     return {VALIDATION: prompt_set.validation, EVALUATION: prompt_set.evaluation}
-
-
-def parse_prompts_config(config: dict | PromptsConfig) -> PromptsConfig:
-    if isinstance(config, PromptsConfig):
-        return config
-    try:
-        return PromptsConfig.model_validate(config)
-    except ValidationError as err:
-        raise PipelineError(describe_validation_error(err, "prompts", setting="prompts setting")) from None
 
 
 def _dataset_rows(config: PromptsConfig) -> list[dict]:

@@ -24,7 +24,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lines.errors import UserError, report_user_error  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.distributed import is_main_process  # noqa: E402
-from pipelines.training import check_environment, load_config, train_all  # noqa: E402
+from pipelines.config.checks import check_environment  # noqa: E402
+from pipelines.config.load import load_config  # noqa: E402
+from pipelines.training import train_all  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -6,7 +6,7 @@ import yaml
 
 from pipelines.errors import PipelineError
 from pipelines.merge_policies import main
-from pipelines.overrides import read_config
+from pipelines.config.overrides import read_config
 
 
 def write(path, data):

@@ -5,8 +5,7 @@ import pytest
 
 from dataset_fixtures import prepared_workdir
 from pipelines.errors import PipelineError
-from pipelines.run_config import load_run_config
-from pipelines.training import load_config
+from pipelines.config.load import load_config, load_run_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.merge_policies import main
-from pipelines.run_config import load_run_config
+from pipelines.config.load import load_run_config
 from test_demo_pipeline import REDUCED as DEMO_REDUCED
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

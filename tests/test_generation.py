@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from pipelines.config.sampling import sample_seed
 from pipelines.errors import PipelineError
 from pipelines.generation import (AdapterRef, TransformersGenerator, VLLMGenerator,
-                                  choose_backend, make_generator, sample_seed)
+                                  choose_backend, make_generator)
 from pipelines.generation import backend_choice
 from pipelines.generation.seeded_sampling import nucleus_sample
 import tiny

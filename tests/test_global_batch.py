@@ -9,7 +9,7 @@ import pytest
 
 from launch_helpers import REPO, run, two_cpu_processes
 from pipelines.training.batching import for_processes, micro_batches
-from pipelines.training.config import PolicyTraining
+from pipelines.config.training import PolicyTraining
 from pipelines.training.errors import TrainingError
 from pipelines.training.manifest import FORMAT_VERSION, retrain_reason
 from train_helpers import tiny_base, tiny_config, write_config  # noqa: F401
@@ -100,7 +100,7 @@ def test_the_process_count_decides_reuse_only_without_a_global_batch(monkeypatch
     from types import SimpleNamespace
 
     from pipelines.training import run as training_run
-    from pipelines.training.config import parse_config
+    from pipelines.config.load import parse_config
 
     config = parse_config(tiny_config(REPO / "runs-unused", REPO), "cfg.yaml")
     base = SimpleNamespace(fingerprint="sha256:θ0")

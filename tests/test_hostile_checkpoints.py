@@ -461,7 +461,7 @@ def test_every_model_loading_call_states_trust_remote_code():
 
 
 def test_vllm_engine_arguments_never_trust_remote_code():
-    from pipelines.generation.config import GenerationConfig
+    from pipelines.config.generation import GenerationConfig
     from pipelines.generation.vllm_support import engine_kwargs
 
     kwargs = engine_kwargs("some/model", GenerationConfig(backend="vllm"), None, "ext")

@@ -78,7 +78,7 @@ def test_names_that_leave_the_run_directory_are_refused(sweep_inputs, tmp_path, 
 
 
 def test_training_run_name_escape_is_refused(tmp_path):
-    from pipelines.training.config import parse_config
+    from pipelines.config.load import parse_config
 
     message = hostile.refused_by("paths", lambda: parse_config(
         {"run_name": "..", "base": {"path": "x"}, "rewards": [{"type": "length"}],

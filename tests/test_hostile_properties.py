@@ -200,7 +200,7 @@ def valid_run_config(root: Path, paths: dict) -> dict:
 
 def demo_run_config() -> dict:
     """The shipped demo config: a training section (SFT θ0, DPO policies), metrics on the control domain."""
-    from pipelines.overrides import read_config
+    from pipelines.config.overrides import read_config
 
     return read_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 

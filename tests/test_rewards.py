@@ -467,7 +467,7 @@ def test_a_new_reward_type_is_one_registered_class():
 
     from pydantic import Field
 
-    from pipelines.run_config import parse_run_config
+    from pipelines.config.load import parse_run_config
     from reward_models.config import REWARD_TYPES, RewardSpec, reward_type
 
     @reward_type

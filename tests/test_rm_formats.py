@@ -196,7 +196,7 @@ def test_every_registry_entry_names_a_format_with_valid_settings():
 def test_the_real_config_feeds_its_rms_the_hh_rlhf_format():
     from pathlib import Path
 
-    from pipelines.run_config import load_run_config
+    from pipelines.config.load import load_run_config
 
     cfg = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "real_llama3_8b.yaml", check_paths=False)
     for spec in cfg.rewards:

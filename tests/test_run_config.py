@@ -21,7 +21,7 @@ import torch
 from pipelines import merge_policies
 from pipelines.generation.backend_choice import vllm_importable
 from pipelines.generation.vllm_support import installed_build
-from pipelines.run_config import load_run_config, parse_run_config
+from pipelines.config.load import load_run_config, parse_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "configs/demo.yaml"

@@ -15,7 +15,7 @@ import yaml
 import sweep_fixtures as sf
 import tiny
 from pipelines.merge_policies import main
-from pipelines.run_config import load_run_config
+from pipelines.config.load import load_run_config
 from pipelines.sweep.plan import evaluation_points, validation_points
 
 ROOT = Path(__file__).resolve().parents[1]

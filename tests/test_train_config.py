@@ -6,8 +6,10 @@ import torch
 
 from pipelines.train_policies import main
 from lines.errors import UserError
-from pipelines.training import TrainingError, load_config, parse_config, policy_settings, train_all
-from pipelines.training.environment import check_environment
+from pipelines.config.checks import check_environment
+from pipelines.config.load import load_config, parse_config
+from pipelines.config.training import policy_settings
+from pipelines.training import TrainingError, train_all
 from train_helpers import REPO, TINY_LLAMA, one_torch_thread, tiny_base, tiny_config, write_config  # noqa: F401
 
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from pipelines.config.load import parse_config
 from pipelines.demo.data import demo_prompts
-from pipelines.training import parse_config
 from lines.models import load_causal_lm
 from pipelines.training.checkpoints import load_tokenizer
 from pipelines.training.evaluation import evaluate_model

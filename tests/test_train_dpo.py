@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.training import load_policy_infos, parse_config, train_all
+from pipelines.config.load import parse_config
+from pipelines.training import load_policy_infos, train_all
 from pipelines.training.preference_pairs import best_worst_pairs
 from train_helpers import max_weight_change, one_torch_thread, state_dict_of, tiny_base, tiny_config  # noqa: F401
 

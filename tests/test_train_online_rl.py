@@ -9,7 +9,8 @@ import pytest
 
 from safetensors.torch import load_file
 
-from pipelines.training import parse_config, train_all
+from pipelines.config.load import parse_config
+from pipelines.training import train_all
 from lines.fingerprints import fingerprint as checkpoint_fingerprint
 from pipelines.training.rewards import TrlRewardFunction, message_text
 from reward_models import CharLength

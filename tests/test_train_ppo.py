@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file
 
 from lines.fingerprints import fingerprint as checkpoint_fingerprint
-from pipelines.training import TrainingError, parse_config, train_all
+from pipelines.config.load import parse_config
+from pipelines.training import TrainingError, train_all
 from pipelines.training.checkpoints import load_tokenizer
-from pipelines.training.environment import check_environment
+from pipelines.config.checks import check_environment
 from pipelines.training.ppo import RewardModelView
 from pipelines.training.rewards import build_reward_table
 from reward_models.text_format import policy_prompt_ids, response_ids

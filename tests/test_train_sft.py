@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pipelines.training import parse_config, prepare_base
+from pipelines.config.load import parse_config
+from pipelines.training import prepare_base
 from pipelines.training.checkpoints import load_tokenizer
 from lines.fingerprints import fingerprint as checkpoint_fingerprint
 from train_helpers import TINY_LLAMA, one_torch_thread, tiny_config  # noqa: F401 (fixture)

@@ -7,9 +7,10 @@ import json
 import pytest
 from trl import DPOConfig, GRPOConfig, RLOOConfig, SFTConfig
 
-from pipelines.training import TrainingError, parse_config, policy_settings, train_all
-from pipelines.training.config import SFTSpec
-from pipelines.training.environment import check_environment
+from pipelines.config.checks import check_environment
+from pipelines.config.load import parse_config
+from pipelines.config.training import SFTSpec, policy_settings
+from pipelines.training import TrainingError, train_all
 from pipelines.training.trainer_args import trainer_config
 from train_helpers import one_torch_thread, tiny_base, tiny_config  # noqa: F401
 

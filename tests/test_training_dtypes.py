@@ -11,8 +11,9 @@ import json
 import pytest
 import torch
 
-from pipelines.training import environment, parse_config, train_all
-from pipelines.training.config import Optimisation
+from pipelines.config.load import parse_config
+from pipelines.config.training import Optimisation
+from pipelines.training import environment, train_all
 from train_helpers import one_torch_thread, tiny_base, tiny_config  # noqa: F401
 
 

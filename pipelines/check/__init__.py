@@ -11,9 +11,9 @@ estimated from the models' config.json where it is here). A problem is one `erro
 """
 from __future__ import annotations
 
-from ..run_config import load_run_config
+from ..config.checks import check_machine_for_plan
+from ..config.load import load_run_config
 from .launch import read_launch
-from .machine import check_machine_for_plan
 from .plan import Plan, build_plan
 
 

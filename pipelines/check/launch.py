@@ -44,7 +44,7 @@ class Launch:
 
 
 def visible_gpus() -> tuple[int | None, float | None]:
-    import torch
+    import torch  # heavy: only when --gpus does not say how many GPUs there are
 
     if not torch.cuda.is_available():
         return None, None

@@ -30,7 +30,7 @@ def local_config(path_or_id: str) -> dict | None:
         file = local / "config.json"
         return json.loads(file.read_text()) if file.is_file() else None
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # optional: only for hub ids
 
         cached = try_to_load_from_cache(path_or_id, "config.json")
     except Exception:  # an id the cache cannot look up is simply not here
@@ -58,8 +58,8 @@ class ModelShape:
 def model_shape(config: dict, head: str = "causal_lm") -> ModelShape | None:
     """Shapes of the model `config` describes (`head`: causal_lm or seq_cls), built on the meta device; None for an
     architecture transformers cannot build from its config alone (custom code)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    import torch  # heavy: only to build a model's shapes on the meta device
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification  # heavy, as above
 
     try:
         fields = {k: v for k, v in config.items() if k not in ("model_type", "auto_map")}
@@ -74,7 +74,7 @@ def model_shape(config: dict, head: str = "causal_lm") -> ModelShape | None:
         if id(tensor) not in seen:
             seen.add(id(tensor))
             parameters += tensor.numel()
-    from transformers.pytorch_utils import Conv1D
+    from transformers.pytorch_utils import Conv1D  # heavy, as above
 
     linear = [(name, m.in_features, m.out_features) for name, m in model.named_modules()
               if isinstance(m, torch.nn.Linear)]

@@ -9,7 +9,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..run_config import RunConfig, policies_are_adapters, policy_lora_ranks
+from lines.recipe import canonical_merge
+
+from ..config.checks import policies_are_adapters, policy_lora_ranks
+from ..config.prompts import DemoPromptsConfig
+from ..config.run import RunConfig
+from ..config.training import policy_settings
+from ..prompts import load_prompts
+from ..sweep.plan import evaluation_points, needs_matching, validation_points
+from ..training.batching import for_processes
+from ..training.prompt_sources import training_prompts
 from .launch import Launch
 from .memory import BYTES, ModelShape, gigabytes, local_config, model_shape, training_bytes
 
@@ -121,10 +130,6 @@ def _sft_shape(cfg: RunConfig) -> ModelShape | None:
 
 
 def _training(cfg: RunConfig, launch: Launch, shape: ModelShape | None, on_gpu: bool, plan: Plan) -> None:
-    from ..training.config import policy_settings
-    from ..training.batching import for_processes
-    from ..training.prompt_sources import training_prompts
-
     train = cfg.train_config
     prompts, held_out = training_prompts(train.prompts, train.source)
     plan.add(f"stage 1, training: {len(prompts):,} training prompts, {len(held_out):,} held out for the manifests")
@@ -184,11 +189,6 @@ def _training_memory(settings, launch: Launch, shape: ModelShape | None, on_gpu:
 
 def _sweep(cfg: RunConfig, launch: Launch, models: Models, shape: ModelShape | None, on_gpu: bool,
            plan: Plan) -> None:
-    from lines.recipe import canonical_merge
-
-    from ..prompts import DemoPromptsConfig
-    from ..sweep.plan import evaluation_points, needs_matching, validation_points
-
     prompts = cfg.prompts
     n_validation = prompts.n_validation
     n_eval = prompts.n_eval if prompts.n_eval is not None else _remaining_prompts(cfg)
@@ -221,8 +221,6 @@ def _sweep(cfg: RunConfig, launch: Launch, models: Models, shape: ModelShape | N
 
 
 def _remaining_prompts(cfg: RunConfig) -> int:
-    from ..prompts import load_prompts
-
     return len(load_prompts(cfg.prompts)) - cfg.prompts.n_validation
 
 
@@ -291,8 +289,6 @@ def _sweep_memory(cfg: RunConfig, launch: Launch, models: Models, shape: ModelSh
 
 def _lora_slot_bytes(cfg: RunConfig, shape: ModelShape) -> float:
     """vLLM reserves max_loras adapters of max_lora_rank on the adapted layers (in half precision)."""
-    from ..training.config import policy_settings
-
     targets: list[str] | str = "all-linear"
     if cfg.training is not None:
         found = [s.lora.target_modules for _, s in policy_settings(cfg.train_config) if s is not None and s.lora]

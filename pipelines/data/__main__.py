@@ -15,6 +15,10 @@ if __package__ in (None, ""):  # run as a file: make the project importable
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from lines.errors import UserError, report_user_error  # noqa: E402  (after the path is set)
+from pipelines.data import PREPARERS  # noqa: E402
+from pipelines.data.rows import check_writable, write_prepared  # noqa: E402
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines.data", description=__doc__.splitlines()[0])
@@ -38,11 +42,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from lines.errors import UserError, report_user_error
-
-    from . import PREPARERS
-    from .rows import check_writable, write_prepared
-
     try:
         if args.held_out < 0:
             raise UserError(f"--held-out {args.held_out}: give a count of 0 or more")

@@ -12,7 +12,7 @@ def load_split(source: str, split: str, data_dir: str | None = None, cache_dir: 
     """The rows of `split` (of the `data_dir` subset, if given) as dicts. `source` is a hub dataset id or a local
     directory holding the dataset's own files (e.g. helpful-base/train.jsonl.gz for hh-rlhf)."""
     try:
-        import datasets
+        import datasets  # optional (the pipeline extra), and heavy
     except ImportError:
         raise PipelineError("preparing data needs the `datasets` package (pipeline extra)") from None
     local = Path(source).expanduser()

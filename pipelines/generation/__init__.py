@@ -15,8 +15,6 @@ import importlib
 
 _HOMES = {
     "choose_backend": "backend_choice", "make_generator": "backend_choice",
-    "GenerationConfig": "config", "VLLMSettings": "config", "parse_generation_config": "config",
-    "sample_seed": "config",
     "AdapterRef": "protocol", "Capabilities": "protocol", "GenerationBackend": "protocol", "MergeRequest": "protocol",
     "GenerationRow": "rows",
     "TransformersGenerator": "transformers_backend",

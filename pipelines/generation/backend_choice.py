@@ -11,7 +11,7 @@ import logging
 import torch
 
 from ..errors import PipelineError
-from .config import GenerationConfig, parse_generation_config
+from ..config.generation import GenerationConfig, parse_generation_config
 from .transformers_backend import TransformersGenerator
 from .vllm_backend import VLLMGenerator
 from .vllm_support import installed_build

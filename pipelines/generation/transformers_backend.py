@@ -22,8 +22,9 @@ from reward_models import PolicyHandle
 from reward_models.text_format import policy_prompt_ids
 from reward_models.tokenizer_setup import ensure_pad_token
 
+from ..config.generation import GenerationConfig, parse_generation_config
+from ..config.sampling import sample_seed
 from ..errors import PipelineError
-from .config import GenerationConfig, parse_generation_config, sample_seed
 from .dense_weights import DenseWeights
 from .protocol import AdapterRef, Capabilities, MergeRequest
 from .rows import GenerationRow, as_prompt_pairs, decode_response

@@ -26,8 +26,9 @@ from reward_models.tokenizer_setup import ensure_pad_token
 
 from lines.models import refuse_remote_code
 
+from ..config.generation import GenerationConfig, parse_generation_config
+from ..config.sampling import sample_seed
 from ..errors import PipelineError
-from .config import GenerationConfig, parse_generation_config, sample_seed
 from .dense_weights import DenseWeights
 from .engine_devices import isolated_for_engine
 from .protocol import AdapterRef, Capabilities, MergeRequest

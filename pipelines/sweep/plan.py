@@ -12,7 +12,7 @@ from .variants import BASE, FORGET_LINES, FORGET_MATCHED, FORGET_UNIFORM, MATCHE
 from .weights import one_hot, simplex_grid
 
 if TYPE_CHECKING:
-    from ..run_config import RunConfig
+    from ..config.run import RunConfig
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ..generation.backend_choice import make_generator
 from ..generation.engine_devices import metric_device
 from ..generation.protocol import GenerationBackend
 from ..prompts import EVALUATION, VALIDATION, Prompt
-from ..run_config import RunConfig
+from ..config.run import RunConfig
 from .cache import SweepCache
 from .evaluate import PointEvaluator
 from .objectives import Objective, build_objectives

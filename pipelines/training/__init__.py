@@ -5,14 +5,32 @@
     policies = train_all(config)        # {name: PolicyInfo(path, kind, checkpoint, base_path, manifest, ...)}
 
 Outputs: runs/<run>/base/ (θ0 with tokenizer) + base_manifest.json, runs/<run>/policies/<name>/ (HF checkpoint
-or PEFT adapter + manifest.json). `load_policy_infos(run_dir)` reads finished policies back from disk.
-"""
-from .base_model import BaseInfo, prepare_base
-from .config import TrainConfig, load_config, parse_config, policy_settings
-from .environment import check_environment
-from .errors import TrainingError
-from .manifest import PolicyInfo, load_policy_infos, read_manifest
-from .run import train_all
+or PEFT adapter + manifest.json). `load_policy_infos(run_dir)` reads finished policies back from disk. The stage's
+config schema is pipelines/config/training.py; `load_config` (pipelines/config/load.py) is named here too, as the
+stage's entry point.
 
-__all__ = ["BaseInfo", "prepare_base", "TrainConfig", "load_config", "parse_config", "policy_settings",
-           "check_environment", "TrainingError", "PolicyInfo", "load_policy_infos", "read_manifest", "train_all"]
+Names are imported on first use: the config package imports this package's modules (its checks use the trainers'
+field checks), so importing the package itself must not pull the stage in.
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "BaseInfo": ".base_model", "prepare_base": ".base_model",
+    "load_config": "pipelines.config.load",
+    "TrainingError": ".errors",
+    "PolicyInfo": ".manifest", "load_policy_infos": ".manifest", "read_manifest": ".manifest",
+    "train_all": ".run",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value

@@ -16,19 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lines.atomic import replace_directory, write_json
+from lines.checkpoint import Checkpoint
 from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, resolve_local
 
+from ..config.training import SFTSpec, TrainConfig
 from ..distributed import barrier, is_main_process, on_main, process_state
 from .batching import for_processes
 from .checkpoints import load_tokenizer
-from .config import SFTSpec, TrainConfig
 from .curves import training_curve
 from .environment import model_dtypes
 from .errors import TrainingError
 from .sft_data import row_texts, sft_rows
 from .tokenizer_train import train_bpe_tokenizer
-from .trainer_args import trainer_config
+from .trainer_args import lora_config, trainer_config
 
 log = logging.getLogger(__name__)
 BASE_MANIFEST = "base_manifest.json"
@@ -112,7 +113,7 @@ def train_base(config: TrainConfig) -> BaseInfo:
 
 def build_initial_model(spec: SFTSpec, rows: list[dict], out_dir: Path, seed: int) -> None:
     """The model SFT starts from, with its tokenizer, saved to `out_dir`."""
-    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, set_seed  # heavy: only when θ0 is built
 
     max_positions = spec.init.get("max_position_embeddings", max(spec.max_length, 128))
     if spec.tokenizer.path is not None:
@@ -151,8 +152,8 @@ def build_initial_model(spec: SFTSpec, rows: list[dict], out_dir: Path, seed: in
 
 def run_sft(spec: SFTSpec, rows: list[dict], init_dir: Path, out_dir: Path, trainer_dir: Path, seed: int,
             where: str) -> list[dict]:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from datasets import Dataset  # heavy: only when θ0 is trained
+    from trl import SFTConfig, SFTTrainer  # heavy: only when θ0 is trained
 
     tokenizer = load_tokenizer(init_dir)
     args = trainer_config(SFTConfig, "sft", spec, trainer_dir, seed, where,
@@ -160,8 +161,6 @@ def run_sft(spec: SFTSpec, rows: list[dict], init_dir: Path, out_dir: Path, trai
     dataset = Dataset.from_list(rows)
     peft_config = None
     if spec.training.lora is not None:
-        from .trainer_args import lora_config
-
         peft_config = lora_config(spec.training.lora)
     trainer = SFTTrainer(model=str(init_dir), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config)
@@ -182,8 +181,6 @@ def run_sft(spec: SFTSpec, rows: list[dict], init_dir: Path, out_dir: Path, trai
 
 
 def count_parameters(path: Path) -> int:
-    from lines.checkpoint import Checkpoint
-
     checkpoint = Checkpoint(path)
     try:
         return sum(info.numel for info in checkpoint.tensors.values())

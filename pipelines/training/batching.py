@@ -7,7 +7,7 @@ exceed `per_device_batch_size`, with gradient accumulation making up the rest.
 """
 from __future__ import annotations
 
-from .config import Optimisation, PolicyTraining
+from ..config.training import Optimisation, PolicyTraining
 from .errors import TrainingError
 
 

@@ -27,7 +27,7 @@ from .trainer_args import lora_config, trainer_config
 
 
 def dpo_dataset(tokenizer, pairs: list[dict]):
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: only when DPO trains
 
     return Dataset.from_list([{"prompt": trl_prompt(tokenizer, p["prompt"]),
                                "chosen": trl_completion(tokenizer, p["chosen"]),
@@ -35,7 +35,7 @@ def dpo_dataset(tokenizer, pairs: list[dict]):
 
 
 def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer  # heavy: only when DPO trains
 
     settings, spec = job.settings, job.settings.dpo
     if spec.pairs == "file" and spec.rounds > 1:
@@ -110,7 +110,7 @@ def _round_model(job: PolicyJob, current: Path | None, dtypes: ModelDtypes):
         return str(job.base_path), (lora_config(lora) if lora is not None else None)
     if lora is None:
         return str(current), None
-    from peft import PeftModel
+    from peft import PeftModel  # heavy, and only for LoRA policies
 
     base = load_causal_lm(job.base_path, "cpu", dtypes.load, "θ0")  # the trainer places it
     return PeftModel.from_pretrained(base, str(current), is_trainable=True), None

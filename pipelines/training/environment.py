@@ -1,21 +1,15 @@
-"""Checks that depend on this machine and the installed libraries, run before any work starts.
-
-The schema says what a config may ask for; these say whether *this* machine can do it: mixed precision
-needs a GPU, `algorithm: ppo` enough training prompts for one rollout batch over every process.
+"""What this machine gives a training run: mixed precision (a GPU's), the dtypes models load in, the launch's
+process count. (The checks of a config against this machine, before any work: pipelines/config/checks.py.)
 """
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 
 import torch
 
-from .config import Optimisation, PolicyTraining, Precision, TrainConfig, policy_settings
-from lines.errors import UserError
-
+from ..config.training import Optimisation, Precision
 from .errors import TrainingError
-from .trainer_fields import check_integrations
 
 
 def resolve_precision(precision: Precision, where: str) -> dict[str, bool]:
@@ -59,46 +53,6 @@ def model_dtypes(settings: Optimisation, where: str) -> ModelDtypes:
     return ModelDtypes(load=half if settings.lora is not None else torch.float32, reference=half)
 
 
-def check_training(settings: PolicyTraining, where: str) -> None:
-    resolve_precision(settings.precision, where)
-    check_integrations(settings.trainer, where)
-
-
 def launch_processes() -> int:
     """How many processes this launch runs (accelerate and torchrun set WORLD_SIZE; none means one)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def check_batches(config: TrainConfig, processes: int) -> None:
-    """A global batch that does not divide among the launch's processes fails before anything is trained."""
-    from .batching import for_processes
-
-    if config.base.sft is not None:
-        for_processes(config.base.sft.training, processes, f"{config.source}: base.sft.training")
-    for entry, settings in policy_settings(config):
-        if settings is not None:
-            name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
-            for_processes(settings, processes, f"{config.source}: policy '{name}'")
-
-
-def check_environment(config: TrainConfig) -> None:
-    """Every machine-dependent check of the config, before anything runs."""
-    if config.base.sft is not None:
-        resolve_precision(config.base.sft.training.precision, f"{config.source}: base.sft.training")
-        check_integrations(config.base.sft.training.trainer, f"{config.source}: base.sft.training")
-    for entry, settings in policy_settings(config):
-        if settings is not None:
-            name = getattr(entry, "reward", None) or getattr(entry, "name", "policy")
-            check_training(settings, f"{config.source}: policy '{name}'")
-            if settings.algorithm == "ppo":
-                from .ppo import check_ppo_prompts
-                from .prompt_sources import training_prompts
-
-                train, _ = training_prompts(config.prompts, config.source)
-                check_ppo_prompts(settings, len(train), f"{config.source}: policy '{name}'")
-    check_batches(config, launch_processes())
-    for index, spec in enumerate(config.rewards):
-        try:
-            spec.check_available()
-        except UserError as err:
-            raise TrainingError(f"{config.source}: rewards[{index}] ({spec.name}): {err}") from None

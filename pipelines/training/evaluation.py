@@ -11,11 +11,12 @@ from typing import Sequence
 
 from reward_models import KLToBase, PolicyHandle, Reward
 
+from ..config.generation import GenerationConfig
+from ..config.training import EvaluationSpec
 from ..distributed import device, run_sharded
-from ..generation import GenerationConfig, TransformersGenerator
+from ..generation import TransformersGenerator
 from ..prompts import Prompt
 from ..summary import compare, summarize
-from .config import EvaluationSpec
 
 
 def sample_rows(model, tokenizer, prompts: Sequence[Prompt] | Sequence[tuple[str, str]], generation: GenerationConfig,

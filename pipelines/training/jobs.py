@@ -6,8 +6,8 @@ from pathlib import Path
 
 from reward_models import Reward
 
+from ..config.training import PolicyTraining
 from ..prompts import Prompt
-from .config import PolicyTraining
 
 
 @dataclass

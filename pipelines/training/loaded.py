@@ -43,7 +43,7 @@ def validate_against_base(policy: Path, base: Path, where: str) -> None:
 
 
 def check_adapter(adapter: Path, base: Path, where: str) -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM  # heavy: only when a loaded policy is checked
 
     weights = adapter / "adapter_model.safetensors"
     if not weights.is_file():

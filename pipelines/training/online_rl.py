@@ -20,8 +20,8 @@ def rl_args(job: PolicyJob, config_cls):
 
 
 def train_online(job: PolicyJob, out_dir: Path) -> TrainOutcome:
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+    from datasets import Dataset  # heavy: only when online RL trains
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # heavy: only when online RL trains
 
     trainer_cls, config_cls = {"rloo": (RLOOTrainer, RLOOConfig), "grpo": (GRPOTrainer, GRPOConfig)}[
         job.settings.algorithm]

@@ -28,10 +28,10 @@ from lines.models import load_causal_lm, refuse_pickle_only, refuse_remote_code
 from reward_models import Reward
 from reward_models.text_format import policy_prompt_ids
 
+from ..config.checks import check_ppo_prompts
 from ..distributed import barrier, process_state
 from .checkpoints import load_tokenizer
 from .curves import training_curve
-from .config import PolicyTraining
 from .environment import model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome
@@ -79,17 +79,6 @@ class RewardModelView(nn.Module):
         self.config = SimpleNamespace(hidden_size=None)
 
 
-def check_ppo_prompts(settings: PolicyTraining, n_train: int, where: str) -> None:
-    """A rollout batch is per_device_batch_size × gradient_accumulation_steps prompts per process, drawn without
-    ragged batches: fewer training prompts than one batch over all processes would never fill one."""
-    processes = process_state().num_processes
-    needed = settings.per_device_batch_size * settings.gradient_accumulation_steps * processes
-    if n_train < needed:
-        raise TrainingError(f"{where}: PPO draws rollout batches of per_device_batch_size × "
-                            f"gradient_accumulation_steps × {processes} process(es) = {needed} prompts but there are "
-                            f"{n_train} training prompts; give more prompts (prompts.n_train) or smaller batches")
-
-
 def ppo_args(job: PolicyJob) -> PPOConfig:
     settings = job.settings
     rollout = settings.per_device_batch_size * settings.gradient_accumulation_steps
@@ -101,7 +90,7 @@ def ppo_args(job: PolicyJob) -> PPOConfig:
 def load_value_model(job: PolicyJob, tokenizer):
     """The critic: a sequence-classification model on the policy's tokens, trained in fp32 (it is fully trained,
     also when the policy is a LoRA adapter)."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # heavy: only when PPO trains
 
     path = job.settings.ppo.value_model or str(job.base_path)
     if Path(path).is_dir():  # a hub id is fetched by transformers, which refuses its code without the flag
@@ -127,8 +116,8 @@ def load_value_model(job: PolicyJob, tokenizer):
 
 
 def train_ppo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
-    from datasets import Dataset
-    from transformers import DataCollatorWithPadding, set_seed
+    from datasets import Dataset  # heavy: only when PPO trains
+    from transformers import DataCollatorWithPadding, set_seed  # heavy: only when PPO trains
 
     settings = job.settings
     # Seeded before the value model's new head is initialised, so that it does not depend on what ran before.

@@ -320,11 +320,11 @@ class PPOTrainer(Trainer):
 
         # PEFT
         if peft_config is not None:
-            from peft import get_peft_model
+            from peft import get_peft_model  # heavy, and only for LoRA policies
 
             self.policy_model = get_peft_model(self.policy_model, peft_config)
 
-        from peft import PeftModel
+        from peft import PeftModel  # heavy, and only for LoRA policies
 
         self.is_peft_model = isinstance(self.policy_model, PeftModel)
         self.model_adapter_name = args.model_adapter_name

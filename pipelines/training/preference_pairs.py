@@ -9,10 +9,10 @@ import numpy as np
 from reward_models import Reward
 from reward_models.records import column, read_records
 
+from ..config.generation import GenerationConfig
+from ..config.training import DPOSpec
 from ..distributed import device
-from ..generation import GenerationConfig
 from ..prompts import Prompt
-from .config import DPOSpec
 from .errors import TrainingError
 from .evaluation import sharded_sample_rows
 

@@ -6,10 +6,10 @@ stage's `split_prompts` (held-out prompts first, by hash of seed and prompt id).
 """
 from __future__ import annotations
 
+from ..config.prompts import PromptsConfig, PromptSource
 from ..demo.data import demo_prompts
 from ..errors import PipelineError
-from ..prompts import Prompt, PromptsConfig, load_prompts, split_prompts
-from .config import PromptSource
+from ..prompts import Prompt, load_prompts, split_prompts
 from .errors import TrainingError
 
 

@@ -9,6 +9,8 @@ machine checks (precision, PPO), loaded policies' paths, θ0, loaded policies ag
 """
 from __future__ import annotations
 
+import importlib.metadata as md
+import json
 import logging
 import shutil
 import time
@@ -21,15 +23,15 @@ from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
 
+from ..config.checks import check_environment
+from ..config.training import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
 from ..distributed import device, is_main_process, on_main, process_state
 from ..distributed import describe as describe_distribution
 from ..summary import summarize
 from .base_model import BaseInfo, prepare_base
 from .batching import for_processes
 from .checkpoints import load_tokenizer
-from .config import MorlSpec, PolicyEntry, PolicyTraining, TrainConfig, policy_settings
 from .dpo import train_dpo
-from .environment import check_environment
 from .evaluation import compare_summaries, evaluate_model
 from .jobs import PolicyJob
 from .loaded import resolve_loaded, validate_against_base
@@ -249,8 +251,6 @@ def record_loaded(config: TrainConfig, entry: PolicyEntry, path: Path, base: Bas
 # -- small helpers -----------------------------------------------------------------------------------------------
 
 def _read_json(path: Path) -> dict | None:
-    import json
-
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
@@ -258,8 +258,6 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _versions() -> dict:
-    import importlib.metadata as md
-
     out = {}
     for package in ("torch", "transformers", "trl", "peft", "accelerate"):
         try:

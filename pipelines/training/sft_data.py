@@ -5,8 +5,8 @@ import json
 
 from reward_models.records import read_records
 
+from ..config.training import SFTData
 from ..demo.data import demo_corpus
-from .config import SFTData
 from .errors import TrainingError
 
 

@@ -13,8 +13,8 @@ PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2,
                         model_max_length: int = 1024):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # heavy: only for SFT
+    from transformers import PreTrainedTokenizerFast  # heavy: only for SFT
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
+from ..config.training import Optimisation, PolicyTraining, SFTSpec
 from . import environment
-from .config import Optimisation, PolicyTraining, SFTSpec
 from .trainer_fields import check_trainer_fields, trainer_kwargs
 
 
@@ -85,7 +85,7 @@ def check_trainer(stage: str, block: PolicyTraining | SFTSpec, where: str) -> No
 
 
 def lora_config(spec, task_type: str = "CAUSAL_LM"):
-    from peft import LoraConfig
+    from peft import LoraConfig  # heavy, and only for LoRA runs
 
     return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
                       target_modules=spec.target_modules, task_type=task_type)

@@ -70,7 +70,7 @@ CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "rloo": "RLOOConfig", "grpo":
 def config_class(stage: str):
     """trl's config class for a stage ('sft' or an algorithm); PPO's is trl 1.12's, kept in ppo_trainer.py."""
     if stage == "ppo":
-        from .ppo_trainer import PPOConfig
+        from .ppo_trainer import PPOConfig  # heavy: ppo_trainer.py loads transformers and trl
 
         return PPOConfig
     with warnings.catch_warnings():
@@ -103,7 +103,7 @@ def check_trainer_fields(stage: str, fields: dict, where: str, owned: dict | Non
     if not fields:
         return {}
     cls = config_class(stage)
-    import trl
+    import trl  # heavy: only when `trainer:` fields are given
 
     version = "trl 1.12, kept in pipelines/training/ppo_trainer.py" if stage == "ppo" else f"trl {trl.__version__}"
     types = _field_types(cls)
@@ -144,8 +144,8 @@ def report_to(fields: dict) -> list[str]:
 
 def check_integrations(fields: dict, where: str) -> None:
     """Each `report_to` integration is installed here (transformers would fail only when the trainer starts)."""
-    from transformers.integrations import get_available_reporting_integrations
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.integrations import get_available_reporting_integrations  # heavy (transformers): on the machine check
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK  # heavy, as above
 
     available = get_available_reporting_integrations()
     for name in report_to(fields):

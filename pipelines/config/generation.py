@@ -1,4 +1,5 @@
-"""Generation settings, shared by both backends, validated from the `generation:` block of a config.
+"""Generation settings, shared by both backends, validated from the `generation:` block of a config (its sampling
+fields typed by sampling.py).
 
     generation:
       backend: auto            # auto | transformers | vllm
@@ -14,20 +15,20 @@
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from lines.config_errors import describe_validation_error
+from lines.schema import StrictModel
 
 from ..errors import PipelineError
+from .sampling import MaxNewTokens, SamplesPerPrompt, Temperature, TopP
 
 
-class VLLMSettings(BaseModel):
+class VLLMSettings(StrictModel):
     """The vLLM engine (checked against what the installed vLLM accepts by `vllm_support.check_vllm_settings`)."""
 
-    model_config = ConfigDict(extra="forbid")
     # GPU: the share of the device's memory the engine takes (weights, activations, KV cache).
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     # The KV cache's size. The CPU build needs one (its default, a share of the node's memory, fails at start):
@@ -46,13 +47,12 @@ class VLLMSettings(BaseModel):
     sleep_while_scoring: bool = False
 
 
-class GenerationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GenerationConfig(StrictModel):
     backend: Literal["auto", "transformers", "vllm"] = "auto"
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(64, gt=0)
-    n: int = Field(1, ge=1)
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    max_new_tokens: MaxNewTokens = 64
+    n: SamplesPerPrompt = 1
     seed: int = 0
     batch_size: int = Field(16, ge=1)
     device: str = "auto"  # auto (this process's GPU, else the CPU), cpu, cuda:N
@@ -76,12 +76,3 @@ def parse_generation_config(config: dict | GenerationConfig | None) -> Generatio
     except ValidationError as err:
         raise PipelineError(describe_validation_error(err, "generation", setting="generation setting")) from None
 
-
-def sample_seed(seed: int, prompt_id: str, sample_index: int) -> int:
-    """The seed of one sample, from the run seed, the prompt's id and the sample's index.
-
-    Seeding each sample on its own makes it independent of batch size, prompt order and n: sample k of
-    a prompt is the same whether 2 or 8 samples are drawn. 32 bits, which every backend accepts.
-    """
-    digest = hashlib.sha256(f"{seed}/{prompt_id}/{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")

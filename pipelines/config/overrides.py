@@ -5,16 +5,20 @@ so an override means exactly what the same text would mean in the file.
 
 A config file may also start from another: `extends: demo.yaml` (a path relative to the file) reads that config
 first and lays this file's fields over it — mappings merged key by key, lists and values replaced — so a variant
-states only what differs (configs/demo_ppo.yaml).
+states only what differs (configs/demo_ppo.yaml). `deep_merge` is the project's one deep merge: also how a
+policy's `training:` overrides are laid over the stage's `training` block (training.py).
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import PipelineError
+from lines.user_files import read_yaml_mapping
+
+from ..errors import PipelineError
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -63,8 +67,6 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 def read_config(path: str | Path, error: type[Exception] = PipelineError, _chain: tuple[Path, ...] = ()) -> dict:
     """A YAML config mapping with its `extends:` chain resolved (see the module docstring)."""
-    from lines.user_files import read_yaml_mapping
-
     path = Path(path)
     data = read_yaml_mapping(path, error)
     if "extends" not in data:
@@ -83,10 +85,12 @@ def read_config(path: str | Path, error: type[Exception] = PipelineError, _chain
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """`base` with `update` laid over it: mappings merged key by key, anything else replaced (`base` is modified)."""
+    """A new mapping: `base` with `update` laid over it, mappings merged key by key, anything else replaced. Neither
+    input is modified, and the result shares no mutable value with them."""
+    out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_merge(base[key], value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
         else:
-            base[key] = value
-    return base
+            out[key] = copy.deepcopy(value)
+    return out

@@ -21,37 +21,32 @@
     morl: {name: morl, weights: {positive: 0.5, long: 0.5}}  # optional weighted-sum baseline
     evaluation: {samples_per_prompt: 2, max_new_tokens: 48, temperature: 1.0}
 
-`load_config(path, overrides)` returns a `TrainConfig`; every bad field is one `TrainingError` line naming
-the file, the field and the fix. `policy_jobs(config)` resolves each policy's training settings.
+`pipelines.config.load.load_config(path, overrides)` returns a `TrainConfig`; every bad field is one `TrainingError`
+line naming the file, the field and the fix. `policy_settings(config)` resolves each policy's training settings.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
-                      model_validator)
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_serializer, model_validator
 
-from lines.config_errors import describe_validation_error
 from lines.fingerprints import run_memo
-from lines.models import first_missing_path
-from lines.safe_paths import check_path_component, check_run_dir
-from lines.user_files import read_yaml_mapping
-from reward_models import RewardError, RewardSpecField, check_unique_names, reward_identity
+from lines.safe_paths import check_path_component
+from lines.config_errors import describe_validation_error
+from lines.schema import StrictModel
+from reward_models import RewardSpecField, reward_identity
 
-from ..overrides import apply_overrides
-from .errors import TrainingError
+from ..training.errors import TrainingError
+from .overrides import deep_merge
+from .prompts import PromptSource
+from .sampling import MaxNewTokens, SamplesPerGroup, SamplesPerPrompt, Temperature, TopP
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Algorithm = Literal["dpo", "rloo", "grpo", "ppo"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LoraSpec(_Strict):
+class LoraSpec(StrictModel):
     """peft LoraConfig fields. `save_merged` also writes θ0 + B·A as a full checkpoint (merged/) for tools that
     take only full checkpoints; the adapter itself stays the policy."""
 
@@ -62,7 +57,7 @@ class LoraSpec(_Strict):
     save_merged: bool = False
 
 
-class Optimisation(_Strict):
+class Optimisation(StrictModel):
     """What every trainer shares (SFT, DPO, RLOO, GRPO): optimiser, schedule, batch, precision, logging."""
 
     learning_rate: float = Field(5e-5, gt=0)
@@ -106,7 +101,7 @@ class Optimisation(_Strict):
         return self
 
 
-class DPOSpec(_Strict):
+class DPOSpec(StrictModel):
     """Where DPO's pairs come from: sampled from θ0 (k per prompt, best vs worst by the reward; iterated for
     `rounds`, each round sampling from the previous round's policy) or a local preference file."""
 
@@ -115,15 +110,16 @@ class DPOSpec(_Strict):
     prompt_field: str = "prompt"
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
-    samples_per_prompt: int = Field(8, ge=2)
+    samples_per_prompt: SamplesPerGroup = 8
     rounds: int = Field(1, ge=1)
     # The SFT term on the chosen responses keeps policies fluent (plain sigmoid DPO collapsed for one seed in
     # three in a trial); trl adds the losses with `loss_weights` (1.0 each by default).
     loss_type: list[str] = Field(default_factory=lambda: ["sigmoid", "sft"], min_length=1)
     loss_weights: list[float] | None = None
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(48, ge=1)
+    # How the pairs' candidates are sampled (the sampling fields' one declaration: sampling.py).
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    max_new_tokens: MaxNewTokens = 48
     # Pairs whose best and worst rewards differ by no more than this teach nothing and are dropped.
     min_margin: float = Field(0.0, ge=0)
 
@@ -138,17 +134,18 @@ class DPOSpec(_Strict):
         return self
 
 
-class RLSpec(_Strict):
-    """Online RL (RLOO, GRPO, PPO): completions per prompt and sampling during training."""
+class RLSpec(StrictModel):
+    """Online RL (RLOO, GRPO, PPO): completions per prompt and sampling during training (the sampling fields' one
+    declaration: sampling.py)."""
 
-    num_generations: int = Field(4, ge=2)
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    num_generations: SamplesPerGroup = 4
+    max_new_tokens: MaxNewTokens = 48
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
     num_iterations: int = Field(1, ge=1)
 
 
-class PPOSpec(_Strict):
+class PPOSpec(StrictModel):
     """PPO's own settings (trl's PPOConfig names). One response per prompt is sampled at `rl.temperature`, up to
     `rl.max_new_tokens`; the KL penalty to θ0 is `beta` (fixed, per token). A training step is one rollout batch of
     per_device_batch_size × gradient_accumulation_steps prompts per process, then `num_ppo_epochs` passes over it in
@@ -201,7 +198,7 @@ class PolicyTraining(Optimisation):
         return self
 
 
-class TokenizerSpec(_Strict):
+class TokenizerSpec(StrictModel):
     path: str | None = None
     train: "BPESpec | None" = None
 
@@ -213,12 +210,12 @@ class TokenizerSpec(_Strict):
         return self
 
 
-class BPESpec(_Strict):
+class BPESpec(StrictModel):
     vocab_size: int = Field(1024, ge=300)
     min_frequency: int = Field(2, ge=1)
 
 
-class SFTData(_Strict):
+class SFTData(StrictModel):
     source: Literal["demo", "file"] = "demo"
     n: int = Field(6000, ge=1)  # demo: how many texts to generate
     review_share: float = Field(1.0, gt=0, le=1)  # demo: the share of reviews; the rest are the other demo domains
@@ -238,7 +235,7 @@ class SFTData(_Strict):
         return self.field or ("messages" if self.format == "chat" else "text")
 
 
-class SFTSpec(_Strict):
+class SFTSpec(StrictModel):
     # Either {path: checkpoint} to fine-tune, or a transformers config ({model_type: llama, ...}) to start from
     # random weights (the demo, which downloads nothing).
     init: dict[str, Any]
@@ -260,7 +257,7 @@ class SFTSpec(_Strict):
         return v
 
 
-class BaseSpec(_Strict):
+class BaseSpec(StrictModel):
     path: str | None = None
     sft: SFTSpec | None = None
 
@@ -271,35 +268,20 @@ class BaseSpec(_Strict):
         return self
 
 
-class PromptSource(_Strict):
-    """Training prompts and held-out prompts (the manifest's before/after numbers come from the latter)."""
+class EvaluationSpec(StrictModel):
+    """The held-out evaluation of θ0 and each policy: samples per prompt and how they are drawn (the sampling
+    fields' one declaration: sampling.py)."""
 
-    source: Literal["demo", "file"] = "demo"
-    n_train: int | None = Field(None, ge=1)  # None: all training prompts
-    n_eval: int = Field(64, ge=2)
-    seed: int = 0
-    path: str | None = None
-    prompt_field: str = "prompt"
-    id_field: str | None = None
-
-    @model_validator(mode="after")
-    def _file(self):
-        if self.source == "file" and not self.path:
-            raise ValueError("prompts.source is 'file' but prompts.path is not set")
-        return self
-
-
-class EvaluationSpec(_Strict):
-    samples_per_prompt: int = Field(2, ge=1)
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    samples_per_prompt: SamplesPerPrompt = 2
+    max_new_tokens: MaxNewTokens = 48
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
     batch_size: int = Field(32, ge=1)
     seed: int = 1234
     kl: bool = True  # KL(policy ‖ θ0) on the policy's samples: shows collapse that rewards alone hide
 
 
-class PolicyEntry(_Strict):
+class PolicyEntry(StrictModel):
     reward: str
     path: str | None = None  # loaded instead of trained: a checkpoint, a PEFT adapter, or a hub id
     training: dict[str, Any] = Field(default_factory=dict)  # overrides of the top-level `training`
@@ -312,7 +294,7 @@ class PolicyEntry(_Strict):
         return self
 
 
-class MorlSpec(_Strict):
+class MorlSpec(StrictModel):
     """Multi-objective RL baseline: one policy trained on Σ w_i r_i (z-scored on θ0's samples by default, so
     that a reward in hundreds of characters does not drown one in [-1, 1])."""
 
@@ -331,7 +313,7 @@ class MorlSpec(_Strict):
         return v
 
 
-class TrainingSection(_Strict):
+class TrainingSection(StrictModel):
     """The training stage without the run's identity: what the main job's `training:` section holds (the run
     name, output directory, seed and, by default, the rewards come from the main config)."""
 
@@ -368,131 +350,28 @@ class TrainConfig(TrainingSection):
 TokenizerSpec.model_rebuild()
 
 
-def parse_config(data: Any, source: str = "config") -> TrainConfig:
-    """Validate a config dict (after overrides) and check cross-references (reward names, policies, MORL)."""
-    if not isinstance(data, dict):
-        raise TrainingError(f"{source}: expected a YAML mapping at the top level, got {type(data).__name__}")
-    try:
-        config = TrainConfig.model_validate({**data, "source": source})
-    except ValidationError as err:
-        raise TrainingError(describe_validation_error(err, source)) from None
-    check_config(config)
-    return config
-
-
-def check_config(config: TrainConfig, check_paths: bool = True, hub_ids: str = "reachable") -> None:
-    """Everything the schema alone cannot say, checked before any work: cross-references between rewards,
-    policies and MORL; every policy's merged settings; (with `check_paths`) local paths that must exist, and hub
-    ids (`hub_ids`: see `lines.models.first_missing_path`)."""
-    source = config.source
-    check_run_dir(config.run_dir, source, TrainingError)
-    try:
-        check_unique_names(config.rewards, f"{source}: rewards")
-    except RewardError as err:
-        raise TrainingError(str(err)) from None
-    names = config.reward_names()
-    # Metrics of the policy itself (KL to θ0, perplexity) describe a model, not a response: no training signal.
-    metrics = {spec.name for spec in config.rewards if spec.is_metric}
-    seen: set[str] = set()
-    for index, entry in enumerate(config.policies):
-        if entry.reward not in names:
-            raise TrainingError(f"{source}: policies[{index}].reward '{entry.reward}' is not one of the rewards "
-                                f"({', '.join(names)}); add it to `rewards` or fix the name")
-        if entry.reward in seen:
-            raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' has two policies; "
-                                "keep one entry per reward")
-        if entry.reward in metrics and entry.path is None:
-            raise TrainingError(f"{source}: policies[{index}]: reward '{entry.reward}' is a metric of the policy "
-                                "itself (KL, perplexity) and cannot be a training signal; train on another reward "
-                                "and keep this one for evaluation")
-        seen.add(entry.reward)
-    if config.morl is not None:
-        if any(n in metrics for n in config.morl.weights):
-            raise TrainingError(f"{source}: morl.weights include a policy metric (KL, perplexity), which cannot be a "
-                                "training signal; weight only rewards")
-        unknown = [n for n in config.morl.weights if n not in names]
-        if unknown:
-            raise TrainingError(f"{source}: morl.weights names '{unknown[0]}', which is not one of the rewards "
-                                f"({', '.join(names)})")
-        if config.morl.name in names:
-            raise TrainingError(f"{source}: morl.name '{config.morl.name}' is also a reward name; the policies "
-                                "directory needs distinct names: rename the MORL policy")
-    policy_settings(config)  # per-policy overrides (and their trainer fields) are validated now, not mid-run
-    if config.base.sft is not None:
-        from .trainer_args import check_trainer
-
-        check_trainer("sft", config.base.sft, f"{source}: base.sft.training")
-    if check_paths:
-        _check_paths(config, hub_ids)
-        from .prompt_sources import training_prompts
-
-        training_prompts(config.prompts, config.source)  # the prompt file's fields and sizes, before any training
-
-
-def _check_paths(config: TrainConfig, hub_ids: str = "reachable") -> None:
-    """Local files the stage will read exist. Model directories may also be hub ids (checked when fetched);
-    data files are always local."""
-    models: list[tuple[str, str | None]] = [("base.path", config.base.path)]
-    files: list[tuple[str, str | None]] = []
-    if config.base.sft is not None:
-        sft = config.base.sft
-        models += [("base.sft.init.path", sft.init.get("path")), ("base.sft.tokenizer.path", sft.tokenizer.path)]
-        if sft.data.source == "file":
-            files.append(("base.sft.data.path", sft.data.path))
-    if config.prompts.source == "file":
-        files.append(("prompts.path", config.prompts.path))
-    models += [(f"policies[{i}].path", entry.path) for i, entry in enumerate(config.policies)]
-    for (entry, settings) in policy_settings(config):
-        if settings is not None and settings.dpo.pairs == "file":
-            where = f"policies[{config.policies.index(entry)}]" if entry in config.policies else "morl"
-            files.append((f"{where}: training.dpo.dataset", settings.dpo.dataset))
-    for index, spec in enumerate(config.rewards):
-        where = f"rewards[{index}] ({spec.name})"
-        models += [(where, path) for path in spec.checkpoints()]
-        files += [(where, path) for path in spec.content_files() if path not in spec.checkpoints()]
-    missing = first_missing_path(models, files, hub_ids)
-    if missing:
-        raise TrainingError(f"{config.source}: {missing}")
-
-
 def merged_training(defaults: PolicyTraining, overrides: dict, where: str) -> PolicyTraining:
-    """`defaults` with a policy's overrides deep-merged in, validated as a whole."""
-    merged = _deep_merge(defaults.model_dump(), overrides)
+    """`defaults` with a policy's overrides deep-merged in, validated as a whole. (Its `trainer:` fields are checked
+    against trl's class with the config: checks.check_config.)"""
+    merged = deep_merge(defaults.model_dump(), overrides)
     try:
-        settings = PolicyTraining.model_validate(merged)
+        return PolicyTraining.model_validate(merged)
     except ValidationError as err:
         raise TrainingError(describe_validation_error(err, where)) from None
-    from .trainer_args import check_trainer  # (it builds on this module)
-
-    check_trainer(settings.algorithm, settings, where)
-    return settings
-
-
-def _deep_merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def policy_settings(config: TrainConfig) -> list[tuple[PolicyEntry | MorlSpec, PolicyTraining | None]]:
     """Each policy (and the MORL baseline) with its resolved training settings (None for loaded policies)."""
-    out: list[tuple[PolicyEntry | MorlSpec, PolicyTraining | None]] = []
-    for index, entry in enumerate(config.policies):
-        if entry.path is not None:
-            out.append((entry, None))
-        else:
-            out.append((entry, merged_training(config.training, entry.training,
-                                               f"{config.source}: policies[{index}].training")))
+    return [(entry, None if overrides is None else merged_training(config.training, overrides, where))
+            for entry, overrides, where in policy_overrides(config)]
+
+
+def policy_overrides(config: TrainConfig) -> list[tuple[PolicyEntry | MorlSpec, dict | None, str]]:
+    """Each policy (and the MORL baseline) with its overrides of `training` (None for a loaded policy) and where
+    they are in the config, for error messages."""
+    out: list[tuple[PolicyEntry | MorlSpec, dict | None, str]] = [
+        (entry, None if entry.path is not None else entry.training, f"{config.source}: policies[{index}].training")
+        for index, entry in enumerate(config.policies)]
     if config.morl is not None:
-        out.append((config.morl, merged_training(config.training, config.morl.training,
-                                                 f"{config.source}: morl.training")))
+        out.append((config.morl, config.morl.training, f"{config.source}: morl.training"))
     return out
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    data = read_yaml_mapping(path, TrainingError)
-    return parse_config(apply_overrides(data, overrides or []), str(path))
