@@ -163,7 +163,8 @@ def test_iter_merged_tensors_gives_whole_tensors_equal_to_the_disk_merge(tmp_pat
     disk = load_state(lines.merge(r, tmp_path / "out", progress=False))
     merge_module = importlib.import_module("lines.merge")
     original = merge_module.TensorMerger
-    monkeypatch.setattr(merge_module, "TensorMerger", lambda spec, inp: original(spec, inp, block_elements=64))
+    monkeypatch.setattr(merge_module, "TensorMerger",
+                        lambda spec, inp, block_elements=None, **kw: original(spec, inp, block_elements=64, **kw))
     with MergeInputs(r.base_model, [m.model for m in r.models]) as inputs:
         assert len(original(r.spec(), inputs, block_elements=64).row_blocks("model.embed_tokens.weight")) > 1
         streamed = dict(lines.iter_merged_tensors(inputs, r.spec()))
