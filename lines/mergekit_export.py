@@ -118,7 +118,7 @@ def export_mergekit(recipe: Recipe | str | Path, allow_pickle: bool = False) -> 
             instead = (f"use method mergekit_{spec.method} for mergekit's semantics" if spec.method in OWN
                        else "mergekit has no such method")
             raise LinesError(f"export-mergekit: method {spec.method} follows this project's semantics, which no mergekit "
-                             f"method shares (README: mergekit configs); {instead}, or linear / task_arithmetic")
+                             f"method shares (docs/merging.md: mergekit configs); {instead}, or linear / task_arithmetic")
         config["dtype"] = "float64" if spec.compute_dtype == "float64" else "float32"
         config["out_dtype"] = recipe.dtype or _common_dtype(inputs, names)
     return config, notes

