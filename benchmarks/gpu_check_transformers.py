@@ -75,6 +75,7 @@ class Report:
 
     def __init__(self, path: Path):
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({cpu_model()}, " \
             f"{os.cpu_count()} cores)"
         self.data = {"device": device, "torch": torch.__version__,
