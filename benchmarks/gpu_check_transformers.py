@@ -36,6 +36,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402  (after the environment above)
 from machine_load import LoadProbe  # noqa: E402
+from train_helpers import state_dict_of  # noqa: E402
 
 SMALL = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
              num_key_value_heads=4, max_position_embeddings=512, vocab_size=320)
@@ -125,15 +126,6 @@ def write_recipe(path: Path, models: dict, method: str, **extra) -> Path:
     return path
 
 
-def state_dict(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    out = {}
-    for file in sorted(Path(path).glob("*.safetensors")):
-        out.update(load_file(str(file)))
-    return out
-
-
 def spacings_apart(a: dict, b: dict) -> dict:
     """How far two merges are apart, in units of the dtype's spacing at each element of `a`."""
     worst, identical, total = 0.0, 0, 0
@@ -178,8 +170,8 @@ def check_merge(report: Report, work: Path, one_b: dict | None) -> None:
         if run.returncode:
             report.check(f"merge_gpu_equals_cpu_{name}", False, stderr=run.stderr[-800:])
             continue
-        apart = spacings_apart(state_dict(work / f"{name}_cpu"), state_dict(work / f"{name}_gpu"))
-        same_lib = spacings_apart(state_dict(work / f"{name}_gpu"), state_dict(work / f"{name}_lib_gpu"))
+        apart = spacings_apart(state_dict_of(work / f"{name}_cpu"), state_dict_of(work / f"{name}_gpu"))
+        same_lib = spacings_apart(state_dict_of(work / f"{name}_gpu"), state_dict_of(work / f"{name}_lib_gpu"))
         report.check(f"merge_gpu_equals_cpu_{name}", apart["max_spacings_apart"] <= 1.0
                      and same_lib["identical_fraction"] == 1.0, parameters=small["parameters"],
                      seconds_gpu=round(gpu_s, 2), seconds_cpu_one_thread=round(cpu_s, 2), **apart)
@@ -201,9 +193,9 @@ def check_merge(report: Report, work: Path, one_b: dict | None) -> None:
             seconds[key], _ = timed(lambda: merge(recipe, out, progress=False, device=device))
         apart = {}
         if "cpu" in seconds:
-            apart = spacings_apart(state_dict(work / f"1b_{name}_cpu"), state_dict(work / f"1b_{name}_cuda"))
+            apart = spacings_apart(state_dict_of(work / f"1b_{name}_cpu"), state_dict_of(work / f"1b_{name}_cuda"))
             apart["seconds_cpu_one_thread"] = round(seconds["cpu"], 2)
-        finite = all(torch.isfinite(t.float()).all() for t in state_dict(work / f"1b_{name}_cuda").values())
+        finite = all(torch.isfinite(t.float()).all() for t in state_dict_of(work / f"1b_{name}_cuda").values())
         for key, _ in devices:
             shutil.rmtree(work / f"1b_{name}_{key}")
         report.check(f"merge_1b_bf16_{name}", finite and apart.get("max_spacings_apart", 0.0) <= 1.0,

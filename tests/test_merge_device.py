@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from lines.cli import main as lines_main
 from lines.engine import compute_device
 from lines.errors import LinesError
 from lines.merge import merge
 from tiny import ties_recipe_on_two_policies
-
-
-def merged(path):
-    out = {}
-    for file in sorted(path.glob("*.safetensors")):
-        out.update(load_file(str(file)))
-    return out
+from train_helpers import state_dict_of as merged
 
 
 def test_cpu_is_the_default_and_an_explicit_cpu_is_the_same_merge(tmp_path):
