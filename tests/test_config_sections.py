@@ -13,6 +13,8 @@ from pipelines.config.sampling import SAMPLING_FIELDS
 from pipelines.config.training import DPOSpec, EvaluationSpec, RLSpec
 
 SAMPLING_SECTIONS = (GenerationConfig, DPOSpec, RLSpec, EvaluationSpec)
+# Sections where one sample per prompt is enough, so greedy decoding is allowed.
+SINGLE_SAMPLE = (GenerationConfig, EvaluationSpec)
 
 
 def test_deep_merge_leaves_its_inputs_unchanged_and_shares_nothing_with_them():
@@ -41,5 +43,12 @@ def test_the_sampling_bounds_refuse_the_same_values_everywhere(section):
     for field, value in (("temperature", -0.1), ("top_p", 0.0), ("top_p", 1.5), ("max_new_tokens", 0)):
         with pytest.raises(ValidationError):
             section.model_validate({field: value})
-    for field, value in (("temperature", 0.0), ("top_p", 1.0), ("max_new_tokens", 1)):
+    for field, value in (("temperature", 0.0 if section in SINGLE_SAMPLE else 0.1), ("top_p", 1.0),
+                         ("max_new_tokens", 1)):
         assert getattr(section.model_validate({field: value}), field) == value
+
+
+@pytest.mark.parametrize("section", [DPOSpec, RLSpec], ids=lambda s: s.__name__)
+def test_sections_that_compare_samples_of_a_prompt_refuse_greedy_decoding(section):
+    with pytest.raises(ValidationError, match="temperature 0 \\(greedy\\) makes them identical"):
+        section.model_validate({"temperature": 0.0})

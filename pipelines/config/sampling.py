@@ -14,8 +14,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-# temperature 0 is greedy decoding. (DPO's pairs and online RL bounded it at > 0 before the bounds were declared
-# once; they now take the range every section takes.)
+# temperature 0 is greedy decoding; the sections that compare several samples of a prompt (DPO's pairs, online RL's
+# groups) refuse it on top of this bound (config/training.py, `sampling_temperature`).
 Temperature = Annotated[float, Field(ge=0)]
 TopP = Annotated[float, Field(gt=0, le=1)]
 MaxNewTokens = Annotated[int, Field(ge=1)]

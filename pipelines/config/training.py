@@ -101,6 +101,14 @@ class Optimisation(StrictModel):
         return self
 
 
+def sampling_temperature(value: float, what: str) -> float:
+    """Sections that compare several samples of a prompt need them to differ: greedy decoding (0) makes them one."""
+    if value == 0:
+        raise ValueError(f"must be greater than 0: {what} must differ, and temperature 0 (greedy) makes them "
+                         "identical; use a temperature such as 1.0")
+    return value
+
+
 class DPOSpec(StrictModel):
     """Where DPO's pairs come from: sampled from θ0 (k per prompt, best vs worst by the reward; iterated for
     `rounds`, each round sampling from the previous round's policy) or a local preference file."""
@@ -123,6 +131,11 @@ class DPOSpec(StrictModel):
     # Pairs whose best and worst rewards differ by no more than this teach nothing and are dropped.
     min_margin: float = Field(0.0, ge=0)
 
+    @field_validator("temperature")
+    @classmethod
+    def _samples_differ(cls, value: float) -> float:
+        return sampling_temperature(value, "the pairs' best and worst of k samples")
+
     @model_validator(mode="after")
     def _source(self):
         if self.pairs == "file" and not self.dataset:
@@ -143,6 +156,11 @@ class RLSpec(StrictModel):
     temperature: Temperature = 1.0
     top_p: TopP = 1.0
     num_iterations: int = Field(1, ge=1)
+
+    @field_validator("temperature")
+    @classmethod
+    def _samples_differ(cls, value: float) -> float:
+        return sampling_temperature(value, "a group's completions (and PPO's rollouts)")
 
 
 class PPOSpec(StrictModel):
