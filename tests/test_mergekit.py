@@ -197,6 +197,61 @@ def test_mergekit_yaml_executable_agrees(bf16, tmp_path):
     assert max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours) <= 1.0
 
 
+# -- `slices:` that make a plain merge -----------------------------------------------------------------------
+
+def full_slice(models: list[dict], num_layers: int = NUM_LAYERS) -> list[dict]:
+    return [{"sources": [{**m, "layer_range": [0, num_layers]} for m in models]}]
+
+
+# mergekit's README SLERP example (models as one full-range slice each), and other plain merges written as slices:
+# slice parameters between the sources' and the top-level ones, several slices without gradients, linear without θ0.
+SLICE_CONFIGS = {
+    "readme-slerp": lambda m: {
+        "slices": full_slice([{"model": m["B"]}, {"model": m["P1"]}]),
+        "merge_method": "slerp", "base_model": m["B"],
+        "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                             {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}},
+    "ties-slice-parameters": lambda m: {
+        "merge_method": "ties", "base_model": m["B"],
+        "slices": [{"sources": [{"model": m["B"], "layer_range": [0, 3]},
+                                {"model": m["P0"], "layer_range": [0, 3], "parameters": {"weight": [0.2, 0.9]}},
+                                {"model": m["P1"], "layer_range": [0, 3]}],
+                    "parameters": {"weight": 0.4, "density": [0.3, 0.7], "normalize": False}}],
+        "parameters": {"density": 0.9, "normalize": True}},
+    "task_arithmetic-three-slices": lambda m: {
+        "merge_method": "task_arithmetic", "base_model": m["B"],
+        "slices": [{"sources": [{"model": m["B"], "layer_range": r}, {"model": m["P0"], "layer_range": r,
+                                                                       "parameters": {"weight": 0.7}},
+                                {"model": m["P2"], "layer_range": r, "parameters": {"weight": 0.4}}]}
+                   for r in ([0, 1], [1, 2], [2, 3])],
+        "parameters": {"lambda": 0.9}},
+    "linear-without-base": lambda m: {  # under slices mergekit averages the sources only, not base_model
+        "merge_method": "linear", "base_model": m["B"],
+        "slices": full_slice([{"model": m["P0"], "parameters": {"weight": 0.3}},
+                              {"model": m["P1"], "parameters": {"weight": 0.6}}])},
+}
+
+
+@pytest.mark.parametrize("name", list(SLICE_CONFIGS))
+def test_plain_slices_merge_as_mergekit_does(bf16, name, tmp_path):
+    config = {**SLICE_CONFIGS[name](bf16), "dtype": "float32", "out_dtype": "bfloat16"}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    mergekit_merge(config, tmp_path / "mergekit")
+    ours, inputs = assert_within_one_bf16_spacing(name, bf16, tmp_path / "lines", tmp_path / "mergekit")
+    assert max(float((ours[n].float() - inputs[0][n].float()).abs().max()) for n in ours) > 1e-2
+
+
+def test_readme_slerp_as_slices_is_the_models_form(fp32, tmp_path):
+    """One full-range slice is the `models:` config: the same merge, bit for bit."""
+    sliced = {**SLICE_CONFIGS["readme-slerp"](fp32), "dtype": "float64"}
+    as_models = {**{k: v for k, v in sliced.items() if k != "slices"},
+                 "models": [{"model": fp32["B"]}, {"model": fp32["P1"]}]}
+    a = load(lines.merge(write_config(sliced, tmp_path / "a.yaml"), tmp_path / "a", progress=False))
+    b = load(lines.merge(write_config(as_models, tmp_path / "b.yaml"), tmp_path / "b", progress=False))
+    assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
+
+
 # -- against the fp64 reference, LiNeS on top ----------------------------------------------------------------
 
 LINES_BLOCKS = [None, {"alpha": 0.3, "beta": 0.6}, {"alpha": "auto", "beta": 0.5, "head_depth": "last"}]
@@ -278,8 +333,35 @@ BAD = [
      "field 'merge_method': mergekit's 'della' has no exact counterpart here; the methods both tools share are linear, "
      "task_arithmetic, ties, dare_ties, dare_linear, slerp"),
     (lambda m: {"merge_method": "slerp", "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 3]}]}],
-                "base_model": m["B"]},
-     "field 'slices': mergekit's layer slicing (frankenmerges) has no counterpart here"),
+                "base_model": m["B"], "parameters": {"t": 0.5}},
+     "field 'slices.0.sources': mergekit's slerp takes θ0 from the slices' sources; list base_model among them"),
+    (lambda m: {"merge_method": "linear", "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]},
+                                                                  {"model": m["P1"], "layer_range": [1, 3]}]}],
+                "parameters": {"weight": 1}},
+     "field 'slices.0.sources.1.layer_range': [1, 3] differs from the slice's first source's [0, 2]: merging layers "
+     "of different depths is a frankenmerge"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},  # a passthrough-style stack: layers repeated
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}]}]},
+     "field 'slices.1.sources.0.layer_range': starts at layer 1 where layer 2 comes next: slices that skip, repeat "
+     "or reorder layers make a frankenmerge"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]}]}]},
+     "field 'slices.0.sources.0.layer_range': the slices end at layer 2 but θ0"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P1"], "layer_range": [1, 3]}]}]},
+     "field 'slices.1.sources': lists other models than slice 0"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": [0.2, 0.8]},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}]}]},
+     "field 'parameters.weight': is a gradient, which mergekit spreads over each of the 2 slices anew"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}], "parameters": {"weight": 2}}]},
+     "field 'slices.1': has other parameters than slice 0"),
+    (lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
+     "field 'modules': mergekit's per-module layer slicing (frankenmerges) has no counterpart here"),
     (lambda m: {"merge_method": "linear", "models": [{"model": m["P0"], "parameters": {"weight": 1}}], "dtyp": "bf16"},
      "field 'dtyp': is not a mergekit setting lines reads"),
     (lambda m: {"merge_method": "ties", "base_model": m["B"],
