@@ -18,6 +18,8 @@ A config is a mergekit config when it has `merge_method`. Its keys map onto a re
     dtype, out_dtype      mergekit computes in `dtype` and writes `out_dtype` (default `dtype`); here the arithmetic is
                           fp32 (fp64 for dtype: float64) and the output dtype is out_dtype, else dtype, else θ0's
     tokenizer_source      base (or θ0's path): θ0's tokenizer files are copied, as mergekit does for `base`
+    chat_template         a template name mergekit knows (read from the mergekit package) or the template text, set in
+                          the merged tokenizer (chat_template.jinja, as mergekit's output holds it)
     lines                 this project's addition: LiNeS on top of the merged update (a `lines:` recipe block)
 
 Anything else (slices that restack layers, modules, another method, a tokenizer union, a parameter the method does
@@ -25,6 +27,7 @@ not have) is one error naming the key; mergekit ignores unknown parameters silen
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,7 @@ REQUIRED = object()
 SHARED, INPUT, NON_BASE = "shared", "input", "non_base"  # mergekit's ParameterScope
 TOP_LEVEL = ("merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source",
              "tokenizer", "chat_template", "lines")
+TOKENIZER_CONFIG = "tokenizer_config.json"
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32", "float64": "float64"}
 
 
@@ -81,6 +85,7 @@ class MergekitRecipe(Recipe):
 
     varying: dict[str, VaryingValue] = Field(default_factory=dict)
     mergekit: dict = Field(default_factory=dict)
+    chat_template: str | None = None  # the template text to set in the merged tokenizer
 
     def spec(self) -> MergeSpec:
         return MergeSpec(method=self.method, weights=[m.weight for m in self.models], parameters=self.parameters,
@@ -298,7 +303,7 @@ def recipe_from_mergekit(data: dict, source: str = "config") -> MergekitRecipe:
               if weights else [ModelEntry(model=ref) for ref, _ in inputs],
               "method": target, "parameters": parameters, "lines": lines, "dtype": out_dtype or dtype,
               "compute_dtype": "float64" if dtype == "float64" else "float32", "varying": varying,
-              "mergekit": data}
+              "mergekit": data, "chat_template": _chat_template(reader, data.get("chat_template"), theta0)}
     try:
         return MergekitRecipe.model_validate(recipe)
     except ValidationError as exc:
@@ -437,6 +442,61 @@ def _num_layers(reader: _Reader, theta0: str) -> int:
                                      f"layer count ({exc}); set base_model to θ0's checkpoint directory") from None
 
 
+def mergekit_chat_templates() -> Path | None:
+    """The directory of the chat templates mergekit knows by name (<name>.jinja), found without importing mergekit;
+    None when mergekit is not installed."""
+    spec = importlib.util.find_spec("mergekit")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "_data" / "chat_templates"
+
+
+def _chat_template(reader: _Reader, value: Any, theta0: str) -> str | None:
+    """The template text `chat_template` asks for, as mergekit reads it: a short single-line value without `{` is the
+    name of one of mergekit's templates, anything else is the template itself (at least 20 characters, with `{`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise reader.error("chat_template", "give a template name mergekit knows (e.g. chatml) or the template text")
+    if value == "auto":
+        raise reader.error("chat_template", "'auto' makes mergekit pick the most common template among the inputs, "
+                                            "ties broken by the order of an unordered set; name the template or give "
+                                            "its text")
+    if len(value) < 256 and "\n" not in value and "{" not in value:
+        templates = mergekit_chat_templates()
+        if templates is None:
+            raise reader.error("chat_template", f"'{value}' names one of mergekit's templates, which are read from "
+                                                "the mergekit package; install mergekit (the dev extra pins it) or "
+                                                "give the template text")
+        path = templates / f"{value}.jinja"
+        if not path.is_file():
+            known = sorted(p.stem for p in templates.glob("*.jinja"))
+            raise reader.error("chat_template", f"'{value}' is not a template mergekit knows ({', '.join(known)}); "
+                                                "name one of them or give the template text")
+        text = path.read_text(encoding="utf-8")
+    elif len(value) < 20 or "{" not in value:
+        raise reader.error("chat_template", f"{value[:40]!r} is neither a template name nor a Jinja template (mergekit "
+                                            "takes text of at least 20 characters with '{' for one)")
+    else:
+        text = value
+    if not (Path(theta0) / TOKENIZER_CONFIG).is_file():
+        raise reader.error("chat_template", f"θ0 ({theta0}) has no {TOKENIZER_CONFIG} to set the template in; add "
+                                            "θ0's tokenizer files or remove chat_template")
+    return text
+
+
+def write_chat_template(out_dir: Path, template: str) -> None:
+    """Set the merged tokenizer's chat template where transformers' save_pretrained puts it (chat_template.jinja, the
+    file mergekit's output holds), replacing θ0's in whichever form θ0 held it."""
+    config_path = out_dir / TOKENIZER_CONFIG
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if "chat_template" in config:
+        del config["chat_template"]
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "chat_template.json").unlink(missing_ok=True)
+    (out_dir / "chat_template.jinja").write_text(template, encoding="utf-8")
+
+
 def _dtype(reader: _Reader, key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -447,7 +507,8 @@ def _dtype(reader: _Reader, key: str, value: Any) -> str | None:
 
 
 def _check_tokenizer(reader: _Reader, data: dict, theta0: str) -> None:
-    """The output carries θ0's tokenizer files: a config asking for any other tokenizer does not map."""
+    """The output carries θ0's tokenizer files (with the config's chat template, if any): a config asking for any
+    other tokenizer does not map."""
     source = data.get("tokenizer_source")
     if source is not None and source not in ("base", theta0):
         raise reader.error("tokenizer_source", f"'{source}': lines copies θ0's tokenizer and never rebuilds "
@@ -457,6 +518,3 @@ def _check_tokenizer(reader: _Reader, data: dict, theta0: str) -> None:
         if not isinstance(tokenizer, dict) or tokenizer.get("source") not in ("base", theta0) or \
                 set(tokenizer) - {"source"}:
             raise reader.error("tokenizer", "only {source: base} maps here (θ0's tokenizer, no added tokens)")
-    if data.get("chat_template") is not None:
-        raise reader.error("chat_template", "lines copies θ0's tokenizer files as they are; set the chat template "
-                                            "in θ0's tokenizer_config.json instead")

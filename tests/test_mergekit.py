@@ -7,6 +7,7 @@ mergekit runs in this process through `run_merge`, the function `mergekit-yaml` 
 so for DARE mergekit's own Bernoulli draw is replaced by this project's seeded masks; every other line of mergekit's
 DARE (L1 rescaling, sign election, normalisation) runs as it is.
 """
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -252,6 +253,51 @@ def test_readme_slerp_as_slices_is_the_models_form(fp32, tmp_path):
     assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
 
 
+# -- chat_template ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_tokenizer(tmp_path_factory):
+    """θ0 with a tokenizer that has a chat template of its own (which the config's replaces), and one policy."""
+    root = tmp_path_factory.mktemp("mk-chat")
+    base = tiny.tiny_model("llama", seed=0)
+    tiny.save(base, root / "base")
+    tiny.with_chat_template(tiny.tiny_tokenizer()).save_pretrained(str(root / "base"))
+    tiny.save(tiny.perturbed_copy(base, seed=10), root / "p0")
+    return {"B": str(root / "base"), "P0": str(root / "p0")}
+
+
+# Keys transformers adds to tokenizer_config.json when it re-saves a tokenizer it loaded from a local directory, as
+# mergekit does to set the template; they record how the file was loaded and are not part of the tokenizer.
+RESAVE_KEYS = {"is_local", "local_files_only"}
+CHATML_TEXT = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+               "'<|im_end|>' + '\\n'}}{% endfor %}")
+
+
+@pytest.mark.parametrize("template,extra", [("chatml", {}), ("llama3", {"tokenizer_source": "base"}),
+                                             (CHATML_TEXT, {})], ids=["name", "name-tokenizer-base", "text"])
+def test_chat_template_as_mergekit_writes_it(with_tokenizer, template, extra, tmp_path):
+    from transformers import AutoTokenizer
+
+    m = with_tokenizer
+    config = {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": template, **extra,
+              "models": [{"model": m["P0"], "parameters": {"weight": 0.5}}]}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    run_merge(MergeConfiguration.model_validate(config), str(tmp_path / "mergekit"),
+              options=MergeOptions(quiet=True, write_model_card=False))
+    ours, theirs = tmp_path / "lines", tmp_path / "mergekit"
+    for name in ("chat_template.jinja", "tokenizer.json"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
+    configs = [{k: v for k, v in json.loads((d / "tokenizer_config.json").read_text()).items() if k not in RESAVE_KEYS}
+               for d in (ours, theirs)]
+    assert configs[0] == configs[1]
+    conversation = [{"role": "user", "content": "was the soup cold"}, {"role": "assistant", "content": "yes"}]
+    rendered = [AutoTokenizer.from_pretrained(str(d)).apply_chat_template(conversation, tokenize=False)
+                for d in (ours, theirs)]
+    assert rendered[0] == rendered[1] and rendered[0] != AutoTokenizer.from_pretrained(m["B"]).apply_chat_template(
+        conversation, tokenize=False)
+
+
 # -- against the fp64 reference, LiNeS on top ----------------------------------------------------------------
 
 LINES_BLOCKS = [None, {"alpha": 0.3, "beta": 0.6}, {"alpha": "auto", "beta": 0.5, "head_depth": "last"}]
@@ -360,6 +406,18 @@ BAD = [
                 "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
                            {"sources": [{"model": m["P0"], "layer_range": [1, 3]}], "parameters": {"weight": 2}}]},
      "field 'slices.1': has other parameters than slice 0"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "chatmlx",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': 'chatmlx' is not a template mergekit knows (alpaca, chatml,"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "auto",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': 'auto' makes mergekit pick the most common template among the inputs"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "{{ x }}",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': '{{ x }}' is neither a template name nor a Jinja template"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "chatml",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "has no tokenizer_config.json to set the template in"),
     (lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
      "field 'modules': mergekit's per-module layer slicing (frankenmerges) has no counterpart here"),
     (lambda m: {"merge_method": "linear", "models": [{"model": m["P0"], "parameters": {"weight": 1}}], "dtyp": "bf16"},
