@@ -40,6 +40,7 @@ class PeftMergedCheckpoint(Checkpoint):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.merged_dir = tmp
+        self.path = self.adapter_path  # what messages and the model card name: the policy as the user gave it
 
     @property
     def base_model_name(self) -> str | None:

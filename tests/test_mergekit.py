@@ -263,7 +263,8 @@ def with_tokenizer(tmp_path_factory):
     tiny.save(base, root / "base")
     tiny.with_chat_template(tiny.tiny_tokenizer()).save_pretrained(str(root / "base"))
     tiny.save(tiny.perturbed_copy(base, seed=10), root / "p0")
-    return {"B": str(root / "base"), "P0": str(root / "p0")}
+    tiny.save(tiny.perturbed_copy(base, seed=11), root / "p1")
+    return {"B": str(root / "base"), "P0": str(root / "p0"), "P1": str(root / "p1")}
 
 
 # Keys transformers adds to tokenizer_config.json when it re-saves a tokenizer it loaded from a local directory, as
@@ -464,6 +465,125 @@ def test_config_that_does_not_map_is_one_error(bf16, make, expected, tmp_path, c
     assert expected in err, err
     assert not (tmp_path / "out").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir() if p.is_dir())
+
+
+# -- the table of docs/merging.md: what is accepted and what is refused -----------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "merging.md"
+
+
+def docs_table() -> dict[str, str]:
+    """First cell -> "accepted" or "refused", from the table headed `| mergekit config | here | why |`."""
+    rows, inside = {}, False
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| mergekit config | here | why |"):
+            inside = True
+        elif inside and line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1]
+        elif inside and not line.startswith("|"):
+            break
+    return rows
+
+
+def ta(m, **extra):
+    return {"merge_method": "task_arithmetic", "base_model": m["B"],
+            "models": [{"model": m["P0"], "parameters": {"weight": 0.5}}], **extra}
+
+
+def sliced(m, ranges, parameters=None, **extra):
+    return {"merge_method": "task_arithmetic", "base_model": m["B"], **extra,
+            "slices": [{"sources": [{"model": m["B"], "layer_range": r},
+                                    {"model": m["P0"], "layer_range": r, "parameters": {"weight": 0.5}}],
+                        **({"parameters": parameters} if parameters else {})} for r in ranges]}
+
+
+# One config per row of the table (keyed by its first cell), tried for the row's verdict.
+TABLE_PROBES = {
+    "`merge_method` linear, task_arithmetic, ties, dare_linear, dare_ties, slerp":
+        lambda m: {"merge_method": "slerp", "base_model": m["B"], "models": [{"model": m["P0"]}],
+                   "parameters": {"t": 0.5}},
+    "`merge_method` of another method (breadcrumbs, della, model_stock, nuslerp, passthrough, ...)":
+        lambda m: {**ta(m), "merge_method": "della"},
+    "`models`": lambda m: ta(m),
+    "`base_model`": lambda m: ta(m),
+    "`parameters` per model and top level: numbers, gradients, `{filter, value}` lists":
+        lambda m: ta(m, parameters={"weight": [{"filter": "mlp", "value": [0.1, 0.9]}, {"value": 0.3}],
+                                    "lambda": [0.5, 1.0]}),
+    "a parameter the method does not have": lambda m: ta(m, parameters={"densty": 0.5}),
+    "a method-wide parameter (normalize, lambda, t, ...) given per model":
+        lambda m: {**ta(m), "models": [{"model": m["P0"], "parameters": {"weight": 0.5, "lambda": 2.0}}]},
+    "`slices`: one full-range slice, or slices that cover θ0's layers in order once, each with every model and one "
+    "`layer_range`": lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": 0.5}),
+    "`slices` that skip, repeat or reorder layers, or merge different models or depths in one slice":
+        lambda m: sliced(m, [[0, 2], [1, 3]]),
+    "several `slices` with a gradient or with parameters of their own":
+        lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": [0.5, 1.0]}),
+    "`modules`": lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
+    "`dtype`, `out_dtype`": lambda m: ta(m, dtype="float32", out_dtype="bfloat16"),
+    "`tokenizer_source: base`, `tokenizer: {source: base}`": lambda m: ta(m, tokenizer_source="base"),
+    "`tokenizer_source: union` or another model's, `tokenizer` with added tokens":
+        lambda m: ta(m, tokenizer_source="union"),
+    "`chat_template`: a template name mergekit knows (chatml, llama3, ...) or the template text":
+        lambda m: ta(m, chat_template="llama3"),
+    "`chat_template: auto`": lambda m: ta(m, chat_template="auto"),
+    "a model written `model+lora`":
+        lambda m: {**ta(m), "models": [{"model": m["P0"] + "+" + m["P1"], "parameters": {"weight": 1}}]},
+    "`lines`": lambda m: ta(m, lines={"alpha": 0.5, "beta": 0.5}),
+}
+
+
+# What each refused row's probe is refused for (so that it is not refused for another reason).
+REFUSED_FOR = {
+    "`merge_method` of another method": "has no exact counterpart here",
+    "a parameter the method does not have": "has no parameter 'densty'",
+    "a method-wide parameter": "is a setting of the whole merge",
+    "`slices` that skip": "slices that skip, repeat or reorder layers make a frankenmerge",
+    "several `slices`": "which mergekit spreads over each of the 2 slices anew",
+    "`modules`": "per-module layer slicing (frankenmerges)",
+    "`tokenizer_source: union`": "never rebuilds embeddings for another vocabulary",
+    "`chat_template: auto`": "'auto' makes mergekit pick the most common template",
+    "a model written `model+lora`": "is mergekit's model+LoRA syntax",
+}
+
+
+def test_docs_table_rows_hold(with_tokenizer):
+    """Each row's verdict is what `lines merge` does with a config of that row (read, not merged: the merges are
+    compared with mergekit's above)."""
+    from lines.mergekit_config import recipe_from_mergekit
+
+    table = docs_table()
+    assert set(table) == set(TABLE_PROBES), "the table of docs/merging.md and TABLE_PROBES list other rows"
+    for row, make in TABLE_PROBES.items():
+        assert table[row] in ("accepted", "refused"), row
+        try:
+            recipe_from_mergekit(make(with_tokenizer), "mergekit.yaml")
+            verdict, message = "accepted", ""
+        except lines.LinesError as exc:
+            verdict, message = "refused", str(exc)
+        assert verdict == table[row], f"{row}: {message}"
+        reasons = [needle for start, needle in REFUSED_FOR.items() if row.startswith(start)]
+        assert len(reasons) == (verdict == "refused") and all(r in message for r in reasons), f"{row}: {message}"
+
+
+def test_docs_table_covers_every_mergekit_key_and_method():
+    from mergekit.merge_methods.registry import registered_methods
+
+    from lines.mergekit_config import METHODS
+
+    text = " ".join(docs_table())
+    for key in MergeConfiguration.model_fields:
+        assert f"`{key}" in text, f"mergekit's {key} has no row in the table of docs/merging.md"
+    assert "`lines`" in text
+    accepted_row = next(row for row in docs_table() if row.startswith("`merge_method` linear"))
+    assert sorted(accepted_row.removeprefix("`merge_method` ").split(", ")) == sorted(METHODS)
+    others = sorted(m.spec.name for m in registered_methods() if m.spec.name not in METHODS)
+    assert others, "mergekit has methods without a counterpart here, which the refused row stands for"
+    for name in others:
+        with pytest.raises(lines.LinesError, match="has no exact counterpart here"):
+            from lines.mergekit_config import recipe_from_mergekit
+
+            recipe_from_mergekit({"merge_method": name, "models": [{"model": "x"}]})
 
 
 # -- edge cases of the maths, against mergekit's own methods on hand-made tensors -----------------------------
