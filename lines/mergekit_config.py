@@ -331,7 +331,8 @@ def plain_slices(reader: _Reader, data: dict, base: str | None) -> tuple[list[tu
             raise reader.error(f"slices.{k}", "each slice is {sources: [{model: PATH, layer_range: [START, END]}]}")
         unknown = sorted(set(out_slice) - set(SLICE_KEYS))
         if unknown:
-            raise reader.error(f"slices.{k}.{unknown[0]}", f"is not a slice setting; a slice has {', '.join(SLICE_KEYS)}")
+            raise reader.error(f"slices.{k}.{unknown[0]}",
+                               f"is not a slice setting; a slice has {', '.join(SLICE_KEYS)}")
         if out_slice.get("base_model") not in (None, base):
             raise reader.error(f"slices.{k}.base_model", "a slice's own base model differs from base_model; a merge "
                                                         "here has one θ0: remove it or set base_model to it")
@@ -407,7 +408,8 @@ def _check_slices_merge_as_one(reader: _Reader, data: dict, slices: list[dict]) 
             raise reader.error(f"slices.{k}", "has other parameters than slice 0: mergekit reads each slice's own, "
                                               "which here (one setting per tensor name over the whole model) has no "
                                               "counterpart; give every slice the same parameters, or use one slice")
-    settings = [("parameters", data.get("parameters") or {}), ("slices.0.parameters", slices[0].get("parameters") or {})]
+    settings = [("parameters", data.get("parameters") or {}),
+                ("slices.0.parameters", slices[0].get("parameters") or {})]
     settings += [(f"slices.0.sources.{j}.parameters", src.get("parameters") or {})
                  for j, src in enumerate(slices[0]["sources"])]
     for where, mapping in settings:

@@ -1,9 +1,9 @@
 """Adapters whose update is not linear in their factors (DoRA, and the other types peft merges): θ_i by peft itself.
 
-DoRA's weight is m·(W0 + s·B·A)/‖W0 + s·B·A‖ (column norms), so Σ_i c_i·ΔW_i is no function of concatenated factors
-and no soup of such adapters is one adapter. The dense route stays exact: each adapter is merged into θ0 by peft's own
-`merge_and_unload` (θ0 loaded in fp32), written once to a temporary directory, and read from there like any full
-policy, so every merge method takes its task vector θ_i − θ0 tensor by tensor. One model is in memory while peft
+DoRA's weight is m·(W0 + s·B·A)/‖W0 + s·B·A‖ (column norms), so Σ_i c_i·ΔW_i is no function of concatenated
+factors and no soup of such adapters is one adapter. The dense route stays exact: each adapter is merged into θ0 by
+peft's own `merge_and_unload` (θ0 loaded in fp32), written once to a temporary directory, and read from there like any
+full policy, so every merge method takes its task vector θ_i − θ0 tensor by tensor. One model is in memory while peft
 merges it; the merge itself streams as always.
 """
 from __future__ import annotations

@@ -32,28 +32,29 @@ class MergeInputs:
         if not policies:
             raise LinesError("a merge needs at least one policy besides the base model")
         self.base = Checkpoint(base, allow_pickle)
-        self.policies: list[Checkpoint | AdapterCheckpoint] = []
-        try:
+        self.policies: list[Checkpoint | AdapterCheckpoint | PeftMergedCheckpoint] = []
+        try:  # closed on failure: a policy peft merged holds a temporary directory
             for path in policies:
                 self.policies.append(self._open_policy(path, allow_pickle))
+            self._check_adapters_share_a_base()
+            self.layer_map = LayerMap.from_config(self.base.config, str(self.base.path / "config.json"))
+            for policy in self.policies:
+                self._check_same_layout(policy)
+            # θ0's storage order: reading each file front to back keeps I/O sequential.
+            self.names = sorted(self.base.tensors, key=lambda n: (str(self.base.tensors[n].file),
+                                                                   self.base.tensors[n].offset))
+            self.roles: dict[str, ParamRole] = {}
+            for name in self.names:
+                try:
+                    self.roles[name] = self.layer_map.role(name)
+                except LinesError as exc:
+                    raise LinesError(f"{self.base.tensors[name].file}: {exc}") from None
         except BaseException:
             self.close()
             raise
-        self._check_adapters_share_a_base()
-        self.layer_map = LayerMap.from_config(self.base.config, str(self.base.path / "config.json"))
-        for policy in self.policies:
-            self._check_same_layout(policy)
-        # θ0's storage order: reading each file front to back keeps I/O sequential.
-        self.names = sorted(self.base.tensors, key=lambda n: (str(self.base.tensors[n].file),
-                                                               self.base.tensors[n].offset))
-        self.roles: dict[str, ParamRole] = {}
-        for name in self.names:
-            try:
-                self.roles[name] = self.layer_map.role(name)
-            except LinesError as exc:
-                raise LinesError(f"{self.base.tensors[name].file}: {exc}") from None
 
-    def _open_policy(self, path: str | Path, allow_pickle: bool) -> Checkpoint | AdapterCheckpoint:
+    def _open_policy(self, path: str | Path, allow_pickle: bool
+                     ) -> Checkpoint | AdapterCheckpoint | PeftMergedCheckpoint:
         """A LoRA adapter directory is a policy too, read as θ0 + ΔW exactly; an adapter whose update is not linear
         in its factors (DoRA, other peft types) is θ0 as peft's merge_and_unload leaves it."""
         if not is_adapter_dir(path):

@@ -243,6 +243,26 @@ def test_plain_slices_merge_as_mergekit_does(bf16, name, tmp_path):
     assert max(float((ours[n].float() - inputs[0][n].float()).abs().max()) for n in ours) > 1e-2
 
 
+def test_readme_slerp_example_as_written(tmp_path):
+    """mergekit's README SLERP example as it stands (dtype: float16, θ0 and the other model as one full-range slice
+    each) on fp16 checkpoints: within one fp16 spacing of mergekit's output."""
+    root = tmp_path / "models"
+    base = tiny.tiny_model("llama", seed=0, dtype=torch.float16)
+    tiny.save(base, root / "base")
+    tiny.save(tiny.perturbed_copy(base, seed=11, scale=0.08), root / "p1")
+    m = {"B": str(root / "base"), "P1": str(root / "p1")}
+    config = {**SLICE_CONFIGS["readme-slerp"](m), "dtype": "float16"}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    mergekit_merge(config, tmp_path / "mergekit")
+    ours, theirs, inputs = load(tmp_path / "lines"), load(tmp_path / "mergekit"), [load(root / "base"), load(root / "p1")]
+    assert set(ours) == set(theirs) and all(ours[n].dtype == torch.float16 for n in ours)
+    for n in ours:
+        scale = torch.stack([t.float().abs() for t in [ours[n], theirs[n], *(x[n] for x in inputs)]]).amax(0)
+        spacing = torch.exp2(torch.floor(torch.log2(scale.clamp_min(2.0 ** -14))) - 10)
+        assert float(((ours[n].float() - theirs[n].float()).abs() / spacing).max()) <= 1.0, n
+
+
 def test_readme_slerp_as_slices_is_the_models_form(fp32, tmp_path):
     """One full-range slice is the `models:` config: the same merge, bit for bit."""
     sliced = {**SLICE_CONFIGS["readme-slerp"](fp32), "dtype": "float64"}

@@ -90,7 +90,7 @@ def test_merged_policy_is_peft_merge_and_its_files_go(policies):
     root, paths = policies
     with MergeInputs(root / "base", [paths["dora"]]) as inputs:
         (policy,) = inputs.peft_merged
-        assert policy.kind == "DoRA" and not inputs.adapters
+        assert policy.kind == "DoRA" and policy.path == paths["dora"] and not inputs.adapters
         expected = peft_merged(root / "base", paths["dora"])
         assert all(np.array_equal(policy.read(n).double().numpy(), expected[n]) for n in policy.tensors)
         merged_dir = policy.merged_dir
@@ -136,3 +136,12 @@ def test_adapter_peft_cannot_merge_is_refused_naming_its_type(policies, tmp_path
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "peft_type": peft_type}))
     with pytest.raises(LinesError, match=re.escape(needle)):
         MergeInputs(root / "base", [adapter])
+
+
+def test_failed_inputs_leave_no_merged_copy(policies, tmp_path, monkeypatch):
+    """A policy after the DoRA one fails to open: the copy peft merged is removed with the rest."""
+    root, paths = policies
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with pytest.raises(LinesError, match="not a directory"):
+        MergeInputs(root / "base", [paths["dora"], tmp_path / "missing"])
+    assert not list(tmp_path.glob("lines-peft-merged-*"))
