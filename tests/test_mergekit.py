@@ -537,7 +537,7 @@ TABLE_PROBES = {
     "`layer_range`": lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": 0.5}),
     "`slices` that skip, repeat or reorder layers, or merge different models or depths in one slice":
         lambda m: sliced(m, [[0, 2], [1, 3]]),
-    "several `slices` with a gradient or with parameters of their own":
+    "several `slices` with a gradient, or with parameters that differ between slices":
         lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": [0.5, 1.0]}),
     "`modules`": lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
     "`dtype`, `out_dtype`": lambda m: ta(m, dtype="float32", out_dtype="bfloat16"),

@@ -145,3 +145,22 @@ def test_failed_inputs_leave_no_merged_copy(policies, tmp_path, monkeypatch):
     with pytest.raises(LinesError, match="not a directory"):
         MergeInputs(root / "base", [paths["dora"], tmp_path / "missing"])
     assert not list(tmp_path.glob("lines-peft-merged-*"))
+
+
+def test_run_config_with_adapter_route_refused_saying_why(policies, tmp_path, capsys):
+    """The same refusal when the config is read, before any work: one line naming the policy and the reason."""
+    import sweep_fixtures as sf
+    from pipelines.merge_policies import main
+
+    root, paths = policies
+    inputs = sf.build_sweep_inputs(tmp_path / "inputs")
+    config = sf.sweep_config(tmp_path, {**inputs, "base": root / "base",
+                                        "policies": [paths["dora"], paths["dora-rslora"]]})
+    data = yaml.safe_load(config.read_text())
+    data["sweep"]["lora_route"] = "adapter"
+    config.write_text(yaml.safe_dump(data))
+    assert main(["--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.lora_route is adapter but policies.long is a DoRA adapter, whose " \
+                                   "update is not linear in its factors" in err, err
+    assert not (tmp_path / "runs").exists()
