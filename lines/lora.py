@@ -34,7 +34,8 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def read_adapter_config(path: str | Path) -> dict:
-    """adapter_config.json of an adapter directory, its LoRA fields checked: one LinesError line per problem.
+    """adapter_config.json of an adapter directory, its LoRA fields checked (for another type: that peft can merge
+    it): one LinesError line per problem.
 
     Rank and scaling enter every update ΔW = (alpha/r)·B·A, so an absurd `r` (0, negative, not an integer) or
     alpha is refused here rather than found as a division by zero or a silently huge update later."""
@@ -45,9 +46,9 @@ def read_adapter_config(path: str | Path) -> dict:
         raise LinesError(f"{config_path}: unreadable adapter config ({exc})") from None
     if not isinstance(config, dict):
         raise LinesError(f"{config_path}: an adapter config is a JSON object, got {type(config).__name__}")
-    peft_type = config.get("peft_type", "LORA")
-    if peft_type != "LORA":
-        raise LinesError(f"{config_path}: peft_type {peft_type!r} is not supported; only LoRA adapters are")
+    if config.get("peft_type", "LORA") != "LORA":
+        check_peft_merges(config, config_path)
+        return config
     ranks = {"r": config.get("r", 1), **{f"rank_pattern[{k!r}]": v for k, v in _mapping(config, "rank_pattern",
                                                                                           config_path).items()}}
     for field, value in ranks.items():
@@ -64,6 +65,39 @@ def read_adapter_config(path: str | Path) -> dict:
         raise LinesError(f"{config_path}: target_modules is {str(targets)[:60]}; give a list of module names or "
                          f"a regular expression")
     return config
+
+
+def adapter_type(config: dict) -> str:
+    """The adapter's kind in words: LoRA, DoRA (LoRA with use_dora), or peft's name of any other type."""
+    peft_type = config.get("peft_type", "LORA")
+    if peft_type == "LORA":
+        return "DoRA" if config.get("use_dora") else "LoRA"
+    return str(peft_type)
+
+
+def is_linear_lora(config: dict) -> bool:
+    """Whether the adapter's update is s·B·A, linear in each factor: then its soups are exact in adapter space. DoRA
+    (a magnitude times the normalised W0 + s·B·A) and the other types peft merges are merged by peft itself."""
+    return adapter_type(config) == "LoRA"
+
+
+def check_peft_merges(config: dict, config_path: Path) -> None:
+    """An adapter other than LoRA is a policy when peft can merge it into the weights (its merge_and_unload): one
+    error naming the adapter type otherwise."""
+    kind = adapter_type(config)
+    try:
+        # peft: a heavy dependency of the pipeline extra, needed only for adapters that peft itself must merge.
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+    except ImportError:
+        raise LinesError(f"{config_path}: a {kind} adapter is merged into θ0 by peft, which is not installed; "
+                         "install peft (the pipeline extra)") from None
+    if not isinstance(config.get("peft_type"), str) or kind not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        raise LinesError(f"{config_path}: peft_type {str(config.get('peft_type'))[:40]!r} is no adapter type peft "
+                         "knows; a policy is a LoRA adapter, or an adapter peft can merge into the weights")
+    if not hasattr(PEFT_TYPE_TO_TUNER_MAPPING.get(kind), "merge_and_unload"):
+        raise LinesError(f"{config_path}: a {kind} adapter changes what the model is fed (virtual tokens or "
+                         "prompts), not its weights, so peft cannot merge it into θ0 and it has no weights to merge; "
+                         "a policy is a LoRA adapter, or an adapter peft can merge (DoRA, LoHa, LoKr, IA3, ...)")
 
 
 def _mapping(config: dict, key: str, config_path: Path) -> dict:

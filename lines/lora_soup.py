@@ -21,6 +21,7 @@ from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, AdapterCheckpoint
 from .method_registry import get_method, method_names
+from .peft_merge import PeftMergedCheckpoint
 from .recipe import MergeSpec
 from .task_vectors import MergeInputs
 
@@ -29,6 +30,8 @@ def adapter_soup_tensors(inputs: MergeInputs, spec: MergeSpec, lines: ResolvedLi
                          ) -> tuple[dict[str, torch.Tensor], dict[str, int], list[str]]:
     """(PEFT state dict, rank per module, modules_to_save) of the soup adapter."""
     adapters = inputs.policies
+    if inputs.peft_merged:
+        raise LinesError(not_one_adapter(inputs.peft_merged[0], "output: adapter", "output: dense"))
     if not adapters or not all(isinstance(a, AdapterCheckpoint) for a in adapters):
         raise LinesError("output: adapter needs every policy to be a LoRA adapter directory; "
                          "use output: dense to merge full checkpoints")
@@ -70,6 +73,13 @@ def adapter_soup_tensors(inputs: MergeInputs, spec: MergeSpec, lines: ResolvedLi
         update = sum(c * (a.read(name).to(torch.float32) - base) for c, a in zip(coefficients.tolist(), adapters))
         state[f"{PEFT_PREFIX}{name}"] = (base + scale(name) * update).to(inputs.base.info(name).dtype)
     return state, ranks, [n.removesuffix(".weight") for n in sorted(saved)]
+
+
+def not_one_adapter(policy: PeftMergedCheckpoint, asked: str, instead: str) -> str:
+    """Why a soup with this policy is no adapter, in one line: `asked` is the setting that wants one."""
+    return (f"{asked} needs every policy's update to be linear in its adapter factors, and {policy.adapter_path} is a "
+            f"{policy.kind} adapter, whose update is not (peft merges it into θ0), so no soup of it is one adapter; "
+            f"use {instead}")
 
 
 def soup_adapter_config(inputs: MergeInputs, ranks: dict[str, int], modules_to_save: list[str]) -> dict:

@@ -16,6 +16,7 @@ from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
 from .lora_soup import write_adapter_soup
+from .mergekit_config import MergekitRecipe, write_chat_template
 from .model_card import render_model_card
 from .prefetch import BackgroundCalls
 from .recipe import MergeSpec, Recipe
@@ -89,6 +90,8 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             writer.close(write_index=ranks.is_main)
             if ranks.is_main:
                 _copy_side_files(inputs.base, tmp, recipe.dtype)
+                if isinstance(recipe, MergekitRecipe) and recipe.chat_template is not None:
+                    write_chat_template(tmp, recipe.chat_template)
                 (tmp / "README.md").write_text(render_model_card(recipe, inputs, lines, _version()))
 
         def publish() -> None:

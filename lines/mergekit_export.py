@@ -48,8 +48,9 @@ def export_mergekit(recipe: Recipe | str | Path, allow_pickle: bool = False) -> 
     if recipe.output != "dense":
         raise LinesError("export-mergekit: output: adapter has no mergekit counterpart; export the dense recipe")
     with MergeInputs(recipe.base_model, [m.model for m in recipe.models], allow_pickle) as inputs:
-        if inputs.adapters:
-            raise LinesError(f"export-mergekit: {inputs.adapters[0].path} is a LoRA adapter; give the policies as full "
+        adapters = [*inputs.adapters, *inputs.peft_merged]
+        if adapters:
+            raise LinesError(f"export-mergekit: {adapters[0].path} is a PEFT adapter; give the policies as full "
                              "checkpoints (mergekit reads LoRA only as model+adapter pairs it merges itself)")
         merger = TensorMerger(spec, inputs)
         resolved = merger.resolve_lines(progress=False)

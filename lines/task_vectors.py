@@ -8,7 +8,8 @@ import torch
 from .checkpoint import Checkpoint
 from .errors import LinesError
 from .layer_map import LayerMap, ParamRole
-from .lora import AdapterCheckpoint, is_adapter_dir
+from .lora import AdapterCheckpoint, is_adapter_dir, is_linear_lora, read_adapter_config
+from .peft_merge import PeftMergedCheckpoint
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -31,32 +32,54 @@ class MergeInputs:
         if not policies:
             raise LinesError("a merge needs at least one policy besides the base model")
         self.base = Checkpoint(base, allow_pickle)
-        # A LoRA adapter directory is a policy too: read as θ0 + ΔW, exactly.
-        self.policies = [AdapterCheckpoint(p, self.base) if is_adapter_dir(p) else Checkpoint(p, allow_pickle)
-                         for p in policies]
-        self._check_adapters_share_a_base()
-        self.layer_map = LayerMap.from_config(self.base.config, str(self.base.path / "config.json"))
-        for policy in self.policies:
-            self._check_same_layout(policy)
-        # θ0's storage order: reading each file front to back keeps I/O sequential.
-        self.names = sorted(self.base.tensors, key=lambda n: (str(self.base.tensors[n].file),
-                                                               self.base.tensors[n].offset))
-        self.roles: dict[str, ParamRole] = {}
-        for name in self.names:
-            try:
-                self.roles[name] = self.layer_map.role(name)
-            except LinesError as exc:
-                raise LinesError(f"{self.base.tensors[name].file}: {exc}") from None
+        self.policies: list[Checkpoint | AdapterCheckpoint | PeftMergedCheckpoint] = []
+        try:  # closed on failure: a policy peft merged holds a temporary directory
+            for path in policies:
+                self.policies.append(self._open_policy(path, allow_pickle))
+            self._check_adapters_share_a_base()
+            self.layer_map = LayerMap.from_config(self.base.config, str(self.base.path / "config.json"))
+            for policy in self.policies:
+                self._check_same_layout(policy)
+            # θ0's storage order: reading each file front to back keeps I/O sequential.
+            self.names = sorted(self.base.tensors, key=lambda n: (str(self.base.tensors[n].file),
+                                                                   self.base.tensors[n].offset))
+            self.roles: dict[str, ParamRole] = {}
+            for name in self.names:
+                try:
+                    self.roles[name] = self.layer_map.role(name)
+                except LinesError as exc:
+                    raise LinesError(f"{self.base.tensors[name].file}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_policy(self, path: str | Path, allow_pickle: bool
+                     ) -> Checkpoint | AdapterCheckpoint | PeftMergedCheckpoint:
+        """A LoRA adapter directory is a policy too, read as θ0 + ΔW exactly; an adapter whose update is not linear
+        in its factors (DoRA, other peft types) is θ0 as peft's merge_and_unload leaves it."""
+        if not is_adapter_dir(path):
+            return Checkpoint(path, allow_pickle)
+        if is_linear_lora(read_adapter_config(path)):
+            return AdapterCheckpoint(path, self.base)
+        return PeftMergedCheckpoint(path, self.base)
+
+    @property
+    def peft_merged(self) -> list[PeftMergedCheckpoint]:
+        """The policies peft merged into θ0 (adapters whose update is not linear in their factors)."""
+        return [p for p in self.policies if isinstance(p, PeftMergedCheckpoint)]
 
     @property
     def adapters(self) -> list[AdapterCheckpoint]:
         return [p for p in self.policies if isinstance(p, AdapterCheckpoint)]
 
     def _check_adapters_share_a_base(self) -> None:
-        named = {a.adapter.base_model_name: a for a in self.adapters if a.adapter.base_model_name}
+        named = {a.adapter.base_model_name: a.path for a in self.adapters if a.adapter.base_model_name}
+        for merged in self.peft_merged:
+            if merged.base_model_name:
+                named.setdefault(merged.base_model_name, merged.adapter_path)
         if len(named) > 1:
             (n1, a1), (n2, a2) = list(named.items())[:2]
-            raise LinesError(f"{a2.path}: adapter trained on base {n2!r}, but {a1.path} on {n1!r}; adapters of one "
+            raise LinesError(f"{a2}: adapter trained on base {n2!r}, but {a1} on {n1!r}; adapters of one "
                              f"soup must share θ0")
 
     @property

@@ -290,13 +290,14 @@ ADAPTER_CASES = [
     ("target_module_absent", edit_config({"target_modules": ["q_proj", "gate_projection"]}), "'gate_projection'"),
     ("target_regex_matches_nothing", edit_config({"target_modules": r".*\.attn_c\..*"}), "target_modules"),
     ("target_modules_wrong_type", edit_config({"target_modules": 5}), "target_modules"),
-    ("peft_type_not_lora", edit_config({"peft_type": "IA3"}), "peft_type"),
+    ("peft_type_not_lora", edit_config({"peft_type": "IA3"}), "holds no weights for some modules its IA3 config adapts"),
     ("config_not_an_object", lambda p: (p / "adapter_config.json").write_text("[1]"), "JSON object"),
     ("config_not_json", lambda p: (p / "adapter_config.json").write_text("{r: 4"), "unreadable adapter config"),
     ("rank_larger_than_layer", lambda p: (edit_factors(_rank_beyond_layer)(p), edit_config({"rank_pattern": {"q_proj": 20}})(p)),
      "larger than its layer"),
     ("factor_ranks_disagree", edit_factors(_factors_disagree), "one rank r >= 1"),
     ("non_finite_factor", edit_factors(_nan_factor), "non-finite"),
+    ("peft_type_prompt", edit_config({"peft_type": "PROMPT_TUNING"}), "a PROMPT_TUNING adapter changes what the model is fed"),
 ]
 
 

@@ -7,6 +7,7 @@ mergekit runs in this process through `run_merge`, the function `mergekit-yaml` 
 so for DARE mergekit's own Bernoulli draw is replaced by this project's seeded masks; every other line of mergekit's
 DARE (L1 rescaling, sign election, normalisation) runs as it is.
 """
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -197,6 +198,127 @@ def test_mergekit_yaml_executable_agrees(bf16, tmp_path):
     assert max(bf16_spacings(ours[n], theirs[n], [x[n] for x in inputs]) for n in ours) <= 1.0
 
 
+# -- `slices:` that make a plain merge -----------------------------------------------------------------------
+
+def full_slice(models: list[dict], num_layers: int = NUM_LAYERS) -> list[dict]:
+    return [{"sources": [{**m, "layer_range": [0, num_layers]} for m in models]}]
+
+
+# mergekit's README SLERP example (models as one full-range slice each), and other plain merges written as slices:
+# slice parameters between the sources' and the top-level ones, several slices without gradients, linear without θ0.
+SLICE_CONFIGS = {
+    "readme-slerp": lambda m: {
+        "slices": full_slice([{"model": m["B"]}, {"model": m["P1"]}]),
+        "merge_method": "slerp", "base_model": m["B"],
+        "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                             {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}},
+    "ties-slice-parameters": lambda m: {
+        "merge_method": "ties", "base_model": m["B"],
+        "slices": [{"sources": [{"model": m["B"], "layer_range": [0, 3]},
+                                {"model": m["P0"], "layer_range": [0, 3], "parameters": {"weight": [0.2, 0.9]}},
+                                {"model": m["P1"], "layer_range": [0, 3]}],
+                    "parameters": {"weight": 0.4, "density": [0.3, 0.7], "normalize": False}}],
+        "parameters": {"density": 0.9, "normalize": True}},
+    "task_arithmetic-three-slices": lambda m: {
+        "merge_method": "task_arithmetic", "base_model": m["B"],
+        "slices": [{"sources": [{"model": m["B"], "layer_range": r}, {"model": m["P0"], "layer_range": r,
+                                                                       "parameters": {"weight": 0.7}},
+                                {"model": m["P2"], "layer_range": r, "parameters": {"weight": 0.4}}]}
+                   for r in ([0, 1], [1, 2], [2, 3])],
+        "parameters": {"lambda": 0.9}},
+    "linear-without-base": lambda m: {  # under slices mergekit averages the sources only, not base_model
+        "merge_method": "linear", "base_model": m["B"],
+        "slices": full_slice([{"model": m["P0"], "parameters": {"weight": 0.3}},
+                              {"model": m["P1"], "parameters": {"weight": 0.6}}])},
+}
+
+
+@pytest.mark.parametrize("name", list(SLICE_CONFIGS))
+def test_plain_slices_merge_as_mergekit_does(bf16, name, tmp_path):
+    config = {**SLICE_CONFIGS[name](bf16), "dtype": "float32", "out_dtype": "bfloat16"}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    mergekit_merge(config, tmp_path / "mergekit")
+    ours, inputs = assert_within_one_bf16_spacing(name, bf16, tmp_path / "lines", tmp_path / "mergekit")
+    assert max(float((ours[n].float() - inputs[0][n].float()).abs().max()) for n in ours) > 1e-2
+
+
+def test_readme_slerp_example_as_written(tmp_path):
+    """mergekit's README SLERP example as it stands (dtype: float16, θ0 and the other model as one full-range slice
+    each) on fp16 checkpoints: within one fp16 spacing of mergekit's output."""
+    root = tmp_path / "models"
+    base = tiny.tiny_model("llama", seed=0, dtype=torch.float16)
+    tiny.save(base, root / "base")
+    tiny.save(tiny.perturbed_copy(base, seed=11, scale=0.08), root / "p1")
+    m = {"B": str(root / "base"), "P1": str(root / "p1")}
+    config = {**SLICE_CONFIGS["readme-slerp"](m), "dtype": "float16"}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    mergekit_merge(config, tmp_path / "mergekit")
+    ours, theirs, inputs = load(tmp_path / "lines"), load(tmp_path / "mergekit"), [load(root / "base"), load(root / "p1")]
+    assert set(ours) == set(theirs) and all(ours[n].dtype == torch.float16 for n in ours)
+    for n in ours:
+        scale = torch.stack([t.float().abs() for t in [ours[n], theirs[n], *(x[n] for x in inputs)]]).amax(0)
+        spacing = torch.exp2(torch.floor(torch.log2(scale.clamp_min(2.0 ** -14))) - 10)
+        assert float(((ours[n].float() - theirs[n].float()).abs() / spacing).max()) <= 1.0, n
+
+
+def test_readme_slerp_as_slices_is_the_models_form(fp32, tmp_path):
+    """One full-range slice is the `models:` config: the same merge, bit for bit."""
+    sliced = {**SLICE_CONFIGS["readme-slerp"](fp32), "dtype": "float64"}
+    as_models = {**{k: v for k, v in sliced.items() if k != "slices"},
+                 "models": [{"model": fp32["B"]}, {"model": fp32["P1"]}]}
+    a = load(lines.merge(write_config(sliced, tmp_path / "a.yaml"), tmp_path / "a", progress=False))
+    b = load(lines.merge(write_config(as_models, tmp_path / "b.yaml"), tmp_path / "b", progress=False))
+    assert set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
+
+
+# -- chat_template ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_tokenizer(tmp_path_factory):
+    """θ0 with a tokenizer that has a chat template of its own (which the config's replaces), and one policy."""
+    root = tmp_path_factory.mktemp("mk-chat")
+    base = tiny.tiny_model("llama", seed=0)
+    tiny.save(base, root / "base")
+    tiny.with_chat_template(tiny.tiny_tokenizer()).save_pretrained(str(root / "base"))
+    tiny.save(tiny.perturbed_copy(base, seed=10), root / "p0")
+    tiny.save(tiny.perturbed_copy(base, seed=11), root / "p1")
+    return {"B": str(root / "base"), "P0": str(root / "p0"), "P1": str(root / "p1")}
+
+
+# Keys transformers adds to tokenizer_config.json when it re-saves a tokenizer it loaded from a local directory, as
+# mergekit does to set the template; they record how the file was loaded and are not part of the tokenizer.
+RESAVE_KEYS = {"is_local", "local_files_only"}
+CHATML_TEXT = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+               "'<|im_end|>' + '\\n'}}{% endfor %}")
+
+
+@pytest.mark.parametrize("template,extra", [("chatml", {}), ("llama3", {"tokenizer_source": "base"}),
+                                             (CHATML_TEXT, {})], ids=["name", "name-tokenizer-base", "text"])
+def test_chat_template_as_mergekit_writes_it(with_tokenizer, template, extra, tmp_path):
+    from transformers import AutoTokenizer
+
+    m = with_tokenizer
+    config = {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": template, **extra,
+              "models": [{"model": m["P0"], "parameters": {"weight": 0.5}}]}
+    path = write_config(config, tmp_path / "mergekit.yaml")
+    assert lines_main(["merge", str(path), str(tmp_path / "lines"), "--quiet"]) == 0
+    run_merge(MergeConfiguration.model_validate(config), str(tmp_path / "mergekit"),
+              options=MergeOptions(quiet=True, write_model_card=False))
+    ours, theirs = tmp_path / "lines", tmp_path / "mergekit"
+    for name in ("chat_template.jinja", "tokenizer.json"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
+    configs = [{k: v for k, v in json.loads((d / "tokenizer_config.json").read_text()).items() if k not in RESAVE_KEYS}
+               for d in (ours, theirs)]
+    assert configs[0] == configs[1]
+    conversation = [{"role": "user", "content": "was the soup cold"}, {"role": "assistant", "content": "yes"}]
+    rendered = [AutoTokenizer.from_pretrained(str(d)).apply_chat_template(conversation, tokenize=False)
+                for d in (ours, theirs)]
+    assert rendered[0] == rendered[1] and rendered[0] != AutoTokenizer.from_pretrained(m["B"]).apply_chat_template(
+        conversation, tokenize=False)
+
+
 # -- against the fp64 reference, LiNeS on top ----------------------------------------------------------------
 
 LINES_BLOCKS = [None, {"alpha": 0.3, "beta": 0.6}, {"alpha": "auto", "beta": 0.5, "head_depth": "last"}]
@@ -278,8 +400,47 @@ BAD = [
      "field 'merge_method': mergekit's 'della' has no exact counterpart here; the methods both tools share are linear, "
      "task_arithmetic, ties, dare_ties, dare_linear, slerp"),
     (lambda m: {"merge_method": "slerp", "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 3]}]}],
-                "base_model": m["B"]},
-     "field 'slices': mergekit's layer slicing (frankenmerges) has no counterpart here"),
+                "base_model": m["B"], "parameters": {"t": 0.5}},
+     "field 'slices.0.sources': mergekit's slerp takes θ0 from the slices' sources; list base_model among them"),
+    (lambda m: {"merge_method": "linear", "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]},
+                                                                  {"model": m["P1"], "layer_range": [1, 3]}]}],
+                "parameters": {"weight": 1}},
+     "field 'slices.0.sources.1.layer_range': [1, 3] differs from the slice's first source's [0, 2]: merging layers "
+     "of different depths is a frankenmerge"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},  # a passthrough-style stack: layers repeated
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}]}]},
+     "field 'slices.1.sources.0.layer_range': starts at layer 1 where layer 2 comes next: slices that skip, repeat "
+     "or reorder layers make a frankenmerge"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 2]}]}]},
+     "field 'slices.0.sources.0.layer_range': the slices end at layer 2 but θ0"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P1"], "layer_range": [1, 3]}]}]},
+     "field 'slices.1.sources': lists other models than slice 0"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": [0.2, 0.8]},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}]}]},
+     "field 'parameters.weight': is a gradient, which mergekit spreads over each of the 2 slices anew"),
+    (lambda m: {"merge_method": "linear", "parameters": {"weight": 1},
+                "slices": [{"sources": [{"model": m["P0"], "layer_range": [0, 1]}]},
+                           {"sources": [{"model": m["P0"], "layer_range": [1, 3]}], "parameters": {"weight": 2}}]},
+     "field 'slices.1': has other parameters than slice 0"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "chatmlx",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': 'chatmlx' is not a template mergekit knows (alpaca, chatml,"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "auto",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': 'auto' makes mergekit pick the most common template among the inputs"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "{{ x }}",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "field 'chat_template': '{{ x }}' is neither a template name nor a Jinja template"),
+    (lambda m: {"merge_method": "task_arithmetic", "base_model": m["B"], "chat_template": "chatml",
+                "models": [{"model": m["P0"], "parameters": {"weight": 1}}]},
+     "has no tokenizer_config.json to set the template in"),
+    (lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
+     "field 'modules': mergekit's per-module layer slicing (frankenmerges) has no counterpart here"),
     (lambda m: {"merge_method": "linear", "models": [{"model": m["P0"], "parameters": {"weight": 1}}], "dtyp": "bf16"},
      "field 'dtyp': is not a mergekit setting lines reads"),
     (lambda m: {"merge_method": "ties", "base_model": m["B"],
@@ -324,6 +485,125 @@ def test_config_that_does_not_map_is_one_error(bf16, make, expected, tmp_path, c
     assert expected in err, err
     assert not (tmp_path / "out").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir() if p.is_dir())
+
+
+# -- the table of docs/merging.md: what is accepted and what is refused -----------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "merging.md"
+
+
+def docs_table() -> dict[str, str]:
+    """First cell -> "accepted" or "refused", from the table headed `| mergekit config | here | why |`."""
+    rows, inside = {}, False
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| mergekit config | here | why |"):
+            inside = True
+        elif inside and line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1]
+        elif inside and not line.startswith("|"):
+            break
+    return rows
+
+
+def ta(m, **extra):
+    return {"merge_method": "task_arithmetic", "base_model": m["B"],
+            "models": [{"model": m["P0"], "parameters": {"weight": 0.5}}], **extra}
+
+
+def sliced(m, ranges, parameters=None, **extra):
+    return {"merge_method": "task_arithmetic", "base_model": m["B"], **extra,
+            "slices": [{"sources": [{"model": m["B"], "layer_range": r},
+                                    {"model": m["P0"], "layer_range": r, "parameters": {"weight": 0.5}}],
+                        **({"parameters": parameters} if parameters else {})} for r in ranges]}
+
+
+# One config per row of the table (keyed by its first cell), tried for the row's verdict.
+TABLE_PROBES = {
+    "`merge_method` linear, task_arithmetic, ties, dare_linear, dare_ties, slerp":
+        lambda m: {"merge_method": "slerp", "base_model": m["B"], "models": [{"model": m["P0"]}],
+                   "parameters": {"t": 0.5}},
+    "`merge_method` of another method (breadcrumbs, della, model_stock, nuslerp, passthrough, ...)":
+        lambda m: {**ta(m), "merge_method": "della"},
+    "`models`": lambda m: ta(m),
+    "`base_model`": lambda m: ta(m),
+    "`parameters` per model and top level: numbers, gradients, `{filter, value}` lists":
+        lambda m: ta(m, parameters={"weight": [{"filter": "mlp", "value": [0.1, 0.9]}, {"value": 0.3}],
+                                    "lambda": [0.5, 1.0]}),
+    "a parameter the method does not have": lambda m: ta(m, parameters={"densty": 0.5}),
+    "a method-wide parameter (normalize, lambda, t, ...) given per model":
+        lambda m: {**ta(m), "models": [{"model": m["P0"], "parameters": {"weight": 0.5, "lambda": 2.0}}]},
+    "`slices`: one full-range slice, or slices that cover θ0's layers in order once, each with every model and one "
+    "`layer_range`": lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": 0.5}),
+    "`slices` that skip, repeat or reorder layers, or merge different models or depths in one slice":
+        lambda m: sliced(m, [[0, 2], [1, 3]]),
+    "several `slices` with a gradient, or with parameters that differ between slices":
+        lambda m: sliced(m, [[0, 1], [1, 3]], parameters={"lambda": [0.5, 1.0]}),
+    "`modules`": lambda m: {"merge_method": "linear", "modules": {"decoder": {"models": [{"model": m["P0"]}]}}},
+    "`dtype`, `out_dtype`": lambda m: ta(m, dtype="float32", out_dtype="bfloat16"),
+    "`tokenizer_source: base`, `tokenizer: {source: base}`": lambda m: ta(m, tokenizer_source="base"),
+    "`tokenizer_source: union` or another model's, `tokenizer` with added tokens":
+        lambda m: ta(m, tokenizer_source="union"),
+    "`chat_template`: a template name mergekit knows (chatml, llama3, ...) or the template text":
+        lambda m: ta(m, chat_template="llama3"),
+    "`chat_template: auto`": lambda m: ta(m, chat_template="auto"),
+    "a model written `model+lora`":
+        lambda m: {**ta(m), "models": [{"model": m["P0"] + "+" + m["P1"], "parameters": {"weight": 1}}]},
+    "`lines`": lambda m: ta(m, lines={"alpha": 0.5, "beta": 0.5}),
+}
+
+
+# What each refused row's probe is refused for (so that it is not refused for another reason).
+REFUSED_FOR = {
+    "`merge_method` of another method": "has no exact counterpart here",
+    "a parameter the method does not have": "has no parameter 'densty'",
+    "a method-wide parameter": "is a setting of the whole merge",
+    "`slices` that skip": "slices that skip, repeat or reorder layers make a frankenmerge",
+    "several `slices`": "which mergekit spreads over each of the 2 slices anew",
+    "`modules`": "per-module layer slicing (frankenmerges)",
+    "`tokenizer_source: union`": "never rebuilds embeddings for another vocabulary",
+    "`chat_template: auto`": "'auto' makes mergekit pick the most common template",
+    "a model written `model+lora`": "is mergekit's model+LoRA syntax",
+}
+
+
+def test_docs_table_rows_hold(with_tokenizer):
+    """Each row's verdict is what `lines merge` does with a config of that row (read, not merged: the merges are
+    compared with mergekit's above)."""
+    from lines.mergekit_config import recipe_from_mergekit
+
+    table = docs_table()
+    assert set(table) == set(TABLE_PROBES), "the table of docs/merging.md and TABLE_PROBES list other rows"
+    for row, make in TABLE_PROBES.items():
+        assert table[row] in ("accepted", "refused"), row
+        try:
+            recipe_from_mergekit(make(with_tokenizer), "mergekit.yaml")
+            verdict, message = "accepted", ""
+        except lines.LinesError as exc:
+            verdict, message = "refused", str(exc)
+        assert verdict == table[row], f"{row}: {message}"
+        reasons = [needle for start, needle in REFUSED_FOR.items() if row.startswith(start)]
+        assert len(reasons) == (verdict == "refused") and all(r in message for r in reasons), f"{row}: {message}"
+
+
+def test_docs_table_covers_every_mergekit_key_and_method():
+    from mergekit.merge_methods.registry import registered_methods
+
+    from lines.mergekit_config import METHODS
+
+    text = " ".join(docs_table())
+    for key in MergeConfiguration.model_fields:
+        assert f"`{key}" in text, f"mergekit's {key} has no row in the table of docs/merging.md"
+    assert "`lines`" in text
+    accepted_row = next(row for row in docs_table() if row.startswith("`merge_method` linear"))
+    assert sorted(accepted_row.removeprefix("`merge_method` ").split(", ")) == sorted(METHODS)
+    others = sorted(m.spec.name for m in registered_methods() if m.spec.name not in METHODS)
+    assert others, "mergekit has methods without a counterpart here, which the refused row stands for"
+    for name in others:
+        with pytest.raises(lines.LinesError, match="has no exact counterpart here"):
+            from lines.mergekit_config import recipe_from_mergekit
+
+            recipe_from_mergekit({"merge_method": name, "models": [{"model": "x"}]})
 
 
 # -- edge cases of the maths, against mergekit's own methods on hand-made tensors -----------------------------

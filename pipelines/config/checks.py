@@ -20,7 +20,7 @@ import torch
 from pydantic import ValidationError
 
 from lines.errors import LinesError, UserError
-from lines.lora import is_adapter_dir, max_adapter_rank, read_adapter_config
+from lines.lora import adapter_type, is_adapter_dir, is_linear_lora, max_adapter_rank, read_adapter_config
 from lines.models import first_missing_path, resolve_device
 from lines.recipe import MergeSpec
 from lines.safe_paths import check_run_dir
@@ -201,9 +201,23 @@ def _check_given_adapters(cfg: RunConfig) -> None:
 
 
 def _check_lora_route(cfg: RunConfig) -> None:
+    if cfg.sweep.lora_route == "adapter":
+        for name, path in (cfg.policies or {}).items():
+            if is_adapter_dir(path) and not _is_linear_lora(cfg, name, path):
+                raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but policies.{name} is a "
+                                    f"{adapter_type(read_adapter_config(path))} adapter, whose update is not linear in "
+                                    "its factors (peft merges it into θ0), so no soup of it is one adapter; use "
+                                    "lora_route: dense or auto")
     if cfg.sweep.lora_route == "adapter" and not policies_are_adapters(cfg):
         raise PipelineError(f"{cfg.source}: sweep.lora_route is adapter but not every policy is a LoRA adapter; use "
                             "lora_route: dense or auto (or train the policies with training.training.lora)")
+
+
+def _is_linear_lora(cfg: RunConfig, name: str, path: str) -> bool:
+    try:
+        return is_linear_lora(read_adapter_config(path))
+    except LinesError as err:
+        raise PipelineError(f"{cfg.source}: policies.{name}: {err}") from None
 
 
 def policy_lora_ranks(cfg: RunConfig) -> dict[str, int | None]:
@@ -212,8 +226,8 @@ def policy_lora_ranks(cfg: RunConfig) -> dict[str, int | None]:
     def adapter_rank(path: str | None) -> int | None:
         if not path or not is_adapter_dir(path):
             return None
-        try:
-            return max_adapter_rank(path)
+        try:  # an adapter peft merges into θ0 is served densely: no rank to serve
+            return max_adapter_rank(path) if is_linear_lora(read_adapter_config(path)) else None
         except LinesError as err:
             raise PipelineError(f"{cfg.source}: {err}") from None
 

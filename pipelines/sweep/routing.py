@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from lines import MergeInputs
-from lines.lora_soup import soup_rank
+from lines.lora_soup import not_one_adapter, soup_rank
 from lines.method_registry import get_method
 from lines.recipe import MergeSpec
 
@@ -25,6 +25,9 @@ ADAPTER, DENSE = "adapter", "dense"
 class Router:
     def __init__(self, capabilities: Capabilities, inputs: MergeInputs, lora_route: str = "auto"):
         all_adapters = bool(inputs.adapters) and len(inputs.adapters) == len(inputs.policies)
+        if lora_route == "adapter" and inputs.peft_merged:
+            raise PipelineError(not_one_adapter(inputs.peft_merged[0], "sweep.lora_route: adapter",
+                                                "lora_route: dense or auto"))
         if lora_route == "adapter" and not all_adapters:
             raise PipelineError("sweep.lora_route is adapter but not every policy is a LoRA adapter; use dense or auto")
         if lora_route == "adapter" and not capabilities.lora_adapters:
