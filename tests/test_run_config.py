@@ -123,3 +123,15 @@ def test_rewards_of_the_training_section_default_to_the_run_rewards(monkeypatch)
                                                                           "min_words": 3}]
     own = parse_run_config(data, DEMO)
     assert own.train_config.rewards[1].min_words == 3 and own.rewards[1].min_words == 2
+
+
+@pytest.mark.parametrize("kind", ["uniform", "matched", "base", "policy", "reference", "forget_lines",
+                                  "forget_uniform", "forget_matched"])
+def test_a_variant_named_after_a_kind_of_point_is_refused(kind, monkeypatch):
+    """A configured variant named like one of the sweep's own kinds of point would be taken for it in points.jsonl
+    and the report; every kind the sweep writes is refused (the list here is written out, not read from the code)."""
+    from pipelines.errors import PipelineError
+
+    monkeypatch.chdir(REPO)
+    with pytest.raises(PipelineError, match=f"'{re.escape(kind)}' is a reserved variant name; rename that variant"):
+        load_run_config(DEMO, [f"sweep.variants.0.name={kind}"])

@@ -40,6 +40,7 @@ from lines.safe_paths import check_path_component
 from lines.schema import StrictModel
 from reward_models import RewardSpecField
 
+from ..sweep.variants import RESERVED_NAMES
 from .generation import GenerationConfig
 from .prompts import PromptsSection
 from .training import TrainConfig, TrainingSection
@@ -108,8 +109,7 @@ class SweepConfig(StrictModel):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names must be unique, got {names}")
-        reserved = {"uniform", "matched", "base", "policy", "reference", "forget_lines", "forget_uniform",
-                    "forget_matched"} & set(names)
+        reserved = RESERVED_NAMES & set(names)
         if reserved:
             raise ValueError(f"'{sorted(reserved)[0]}' is a reserved variant name; rename that variant")
         return self
