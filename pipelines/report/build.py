@@ -1,6 +1,7 @@
 """Write runs/<name>/report/: report.md, report.html (self-contained), points.csv, pareto.png/.svg and figures."""
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import platform
@@ -10,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from .explore import STYLE, fronts_html, page_scripts, plotly_script
 from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
 
@@ -113,8 +115,19 @@ def build_report(run_dir: str | Path) -> Path:
     analysis = hypervolume_analysis(data)
     md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
     (out / "report.md").write_text(md)
-    (out / "report.html").write_text(render_html(md, out))
+    (out / "report.html").write_text(report_page(data, md, out))
     return out
+
+
+def report_page(data: RunData, md: str, out: Path) -> str:
+    """report.html: report.md with the interactive fronts and generations explorer in place of the static figure
+    (kept beside them with three or more rewards: the simplex maps), sortable tables, plotly.js embedded."""
+    block = fronts_html(data)
+    if len(data.rewards) > 2:
+        static = base64.b64encode((out / "pareto.png").read_bytes()).decode()
+        block = f"<p><img src='data:image/png;base64,{static}' alt='pareto'></p>\n{block}"
+    return render_html(md, out, blocks={"pareto.png": block}, head=f"<style>{STYLE}</style>{plotly_script()}",
+                       tail=page_scripts(explorer=True))
 
 
 def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool, has_forgetting: bool) -> str:
