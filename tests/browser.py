@@ -19,6 +19,14 @@ def _which(names: list[str]) -> str | None:
     return next((path for path in map(shutil.which, names) if path), None)
 
 
+def browser_available() -> bool:
+    try:
+        import selenium  # noqa: F401  (deferred: selenium is optional, the dev extra has it)
+    except ImportError:
+        return False
+    return _which(BROWSERS) is not None and _which(DRIVERS) is not None
+
+
 def start_browser(width: int = 1400, height: int = 1000):
     """A headless Chromium logging the page's console, or a skip saying what is missing."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra has it)")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import browser_available, check_report, start_browser
 from pipelines.merge_policies import main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -41,3 +42,11 @@ def test_reduced_demo_end_to_end(tmp_path):
     report = run / "report"
     assert (report / "report.md").read_text().count("## ") >= 5
     assert (report / "pareto.png").stat().st_size > 10_000
+    # The page a reader opens, in a real browser (tests/test_report_explore.py checks it alone, or skips with the
+    # reason where no browser is installed).
+    if browser_available():
+        driver = start_browser()
+        try:
+            check_report(driver, run)
+        finally:
+            driver.quit()
