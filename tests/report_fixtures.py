@@ -22,12 +22,12 @@ def _objective(rng, mean: float, higher: bool, metric: bool) -> dict:
             "normalization": {"method": "raw", "mean": None, "std": None, "n_reference": 0}, "unit": "prompt"}
 
 
-def write_tiny_run(root: Path) -> Path:
-    run = root / "tiny"
+def write_tiny_run(root: Path, seed: int = 0, name: str = "tiny") -> Path:
+    run = root / name
     sweep = run / "sweep"
     for sub in ("points", "samples"):
         (sweep / sub).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     keys = []
 
     def point(variant, front, candidate, weights, lines=None, alpha=None):

@@ -87,3 +87,44 @@ def test_report_in_a_real_browser(tiny_report):
         assert not console_errors(driver)
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    from pipelines.report.study import build_study_report
+
+    root = tmp_path_factory.mktemp("study")
+    seeds = {s: write_tiny_run(root, seed=s, name=f"tiny_seed{s}") for s in (0, 1, 2)}
+    return build_study_report(root / "study", seeds)
+
+
+def test_study_page_has_the_interactive_forest_plot(tiny_study):
+    page = (tiny_study / "report.html").read_text()
+    assert "study-forest" in page and 'alt="pooled differences"' not in page
+    assert "![pooled differences](forest.png)" in (tiny_study / "report.md").read_text()
+
+
+@pytest.mark.slow  # starts headless Chromium and loads plotly.js (several seconds)
+def test_study_forest_plot_in_a_real_browser(tiny_study):
+    from selenium.webdriver.common.by import By  # deferred: selenium is optional (dev extra)
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    pooled = json.loads((tiny_study / "pooled.json").read_text())
+    driver = start_browser()
+    try:
+        driver.get((tiny_study / "report.html").as_uri())
+        traces = driver.execute_script("return document.getElementById('study-forest').data"
+                                       ".map(t => [t.name, t.x])")
+        per_panel = 1 + len(pooled["seeds"])
+        assert len(traces) == per_panel * 2  # the hypervolume and the one closeness metric
+        assert [name for name, _ in traces[:per_panel]] == ["pooled (95% interval)"] + [
+            f"seed {s}" for s in pooled["seeds"]]
+        assert traces[0][1] == pytest.approx([r["estimate"] for r in pooled["hypervolume"]])
+        assert traces[1][1] == pytest.approx([r["per_seed"]["0"] for r in pooled["hypervolume"]])
+        driver.find_elements(By.CSS_SELECTOR, "#study-forest .legend .legendtoggle")[1].click()  # seed 0
+        visible = "return document.getElementById('study-forest').data.map(t => t.visible)"
+        WebDriverWait(driver, 5).until(lambda d: d.execute_script(visible)[1] == "legendonly")
+        assert driver.execute_script(visible)[1 + per_panel] == "legendonly"  # the seed hides in every panel
+        assert not console_errors(driver)
+    finally:
+        driver.quit()

@@ -327,3 +327,40 @@ def fronts_html(data: RunData) -> str:
 def page_scripts(explorer: bool) -> str:
     """Scripts run at the end of the page: the explorer's (when the page has one) and the tables'."""
     return (f"<script>{SCRIPT}</script>" if explorer else "") + f"<script>{TABLES}</script>"
+
+
+def forest_html(pooled_hv: list[dict], pooled_metrics: list[dict], metrics: list[str], level: float) -> str:
+    """The study's differences as an interactive forest plot: for every comparison, each seed's difference (one
+    colour per seed: click a seed in the legend to hide it) and the pooled estimate with its interval; one panel for
+    the hypervolume, one per closeness metric."""
+    panels = [("hypervolume difference (higher: LiNeS better)", pooled_hv)]
+    panels += [(f"{m} difference (lower: LiNeS closer to θ0)", [r for r in pooled_metrics if r["metric"] == m])
+               for m in metrics]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[html.escape(t) for t, _ in panels],
+                        shared_yaxes=True, horizontal_spacing=0.03)
+    pct = int(round(level * 100))
+    seeds = list(pooled_hv[0]["per_seed"]) if pooled_hv else []
+    for col, (_, rows) in enumerate(panels, start=1):
+        labels = [html.escape(f"{r['a']} − {r['b']}") for r in rows]
+        fig.add_trace(go.Scatter(
+            x=[r["estimate"] for r in rows], y=labels, mode="markers", name=f"pooled ({pct}% interval)",
+            legendgroup="pooled", showlegend=col == 1, marker={"symbol": "square", "size": 10, "color": "black"},
+            error_x={"type": "data", "symmetric": False, "array": [r["high"] - r["estimate"] for r in rows],
+                     "arrayminus": [r["estimate"] - r["low"] for r in rows], "thickness": 2, "width": 6},
+            hovertext=[f"{label}<br>pooled {r['estimate']:+.4g} ({pct}% CI {r['low']:+.4g} … {r['high']:+.4g})"
+                       for label, r in zip(labels, rows)], hoverinfo="text"), row=1, col=col)
+        for k, seed in enumerate(seeds):
+            fig.add_trace(go.Scatter(
+                x=[r["per_seed"][seed] for r in rows], y=labels, mode="markers", name=f"seed {seed}",
+                legendgroup=f"seed {seed}", showlegend=col == 1,
+                marker={"size": 8, "color": PALETTE[k % len(PALETTE)], "opacity": 0.8},
+                hovertext=[f"{label}<br>seed {seed}: {r['per_seed'][seed]:+.4g}" for label, r in zip(labels, rows)],
+                hoverinfo="text"), row=1, col=col)
+        fig.add_vline(x=0, line_color="grey", line_width=1, row=1, col=col)
+    rows = max((len(r) for _, r in panels), default=1)
+    fig.update_layout(height=160 + 45 * rows, margin={"l": 180, "r": 20, "t": 60, "b": 40}, hovermode="closest",
+                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
+    fig.update_yaxes(autorange="reversed")
+    return figure_div("study-forest", fig) + (
+        "<p class='figure-note'>Each seed's difference (dots; click a seed in the legend to hide it) and the pooled "
+        f"difference with its {pct}% interval (black). Hover for the numbers; drag to zoom.</p>")

@@ -26,6 +26,7 @@ from ..summary import direction
 from ..sweep.selection import normalisation
 from .build import package_versions
 from .data import RunData, hypervolume_analysis, load_run, shown_points, verdict
+from .explore import STYLE, forest_html, page_scripts, plotly_script
 from .html import render_html
 from .plots import forest_figure
 
@@ -97,7 +98,10 @@ def build_study_report(study_dir: Path, seed_dirs: dict[int, Path]) -> Path:
     forest_figure(pooled_hv, pooled_metrics, first.metrics, study_dir / "forest.png")
     md = render_study_markdown(first, runs, analyses, pooled_hv, pooled_metrics, level, package_versions())
     write_text(study_dir / "report.md", md)
-    write_text(study_dir / "report.html", render_html(md, study_dir))
+    forest = forest_html(pooled_hv, pooled_metrics, first.metrics, level)
+    write_text(study_dir / "report.html", render_html(md, study_dir, blocks={"forest.png": forest},
+                                                      head=f"<style>{STYLE}</style>{plotly_script()}",
+                                                      tail=page_scripts(explorer=False)))
     return study_dir
 
 
