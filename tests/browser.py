@@ -92,6 +92,11 @@ def check_report(driver, run_dir: Path) -> None:
     driver.execute_script("const gd = document.getElementById('fronts-overview');"
                           "gd.emit('plotly_click', {points: [{customdata: 0, curveNumber: 1}]})")
     _check_generations(driver, run_dir, fronts, weights[0])
+    # Untick every front but the first two: only their columns remain, with the same generations.
+    for name in list(fronts)[2:]:
+        driver.find_element(By.CSS_SELECTOR, f"#generations-columns input[data-column='{name}']").click()
+    shown = {name: fronts[name] for name in list(fronts)[:2]}
+    _check_generations(driver, run_dir, shown, weights[0])
     errors = console_errors(driver)
     assert not errors, errors
 
@@ -103,6 +108,7 @@ def _check_generations(driver, run_dir: Path, fronts: dict, weights: tuple) -> N
     box = driver.find_element(By.ID, "generations")
     assert box.get_attribute("data-weight") == label
     heads = [th.text for th in box.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert [h for h in heads if h.endswith(f" at {label}")] == [f"{name} at {label}" for name in fronts]
     assert heads[1:1 + len(fronts)] == [f"{name} at {label}" for name in fronts]
     rows = box.find_elements(By.CSS_SELECTOR, "tbody tr")
     assert rows

@@ -198,6 +198,7 @@ EXPLORER = """
 <p><label for="weight-slider">weight (<span id="weight-rewards"></span>):
 <b id="weight-value"></b></label><br>
 <input type="range" id="weight-slider" min="0" step="1" style="width:60%"></p>
+<p id="generations-columns" class="figure-note">Columns: </p>
 <div id="generations" style="overflow-x:auto"></div>
 </div>
 """
@@ -220,20 +221,31 @@ function cell(c){
                     'scores'));
   return td;
 }
+const cols = document.getElementById('generations-columns');
+const shown = {};
+G.fronts.concat(Object.keys(G.references)).forEach(name => {
+  shown[name] = true;
+  const label = el('label'); const box = el('input'); box.type = 'checkbox'; box.checked = true;
+  box.dataset.column = name;
+  box.addEventListener('change', () => { shown[name] = box.checked; show(Number(slider.value)); });
+  label.appendChild(box); label.appendChild(document.createTextNode(' ' + name + ' '));
+  cols.appendChild(label);
+});
 function show(i){
   slider.value = i;
   document.getElementById('weight-value').textContent = G.weights[i];
   const table = el('table'); table.id = 'generations-table';
   const head = el('tr'); head.appendChild(el('th', 'prompt'));
-  G.fronts.forEach(f => head.appendChild(el('th', f + ' at ' + G.weights[i])));
-  Object.keys(G.references).forEach(r => head.appendChild(el('th', r)));
+  const fronts = G.fronts.filter(f => shown[f]), refs = Object.keys(G.references).filter(r => shown[r]);
+  fronts.forEach(f => head.appendChild(el('th', f + ' at ' + G.weights[i])));
+  refs.forEach(r => head.appendChild(el('th', r)));
   const thead = el('thead'); thead.appendChild(head); table.appendChild(thead);
   const body = el('tbody');
   Object.keys(G.prompts).forEach(pid => {
     const tr = el('tr'); tr.dataset.prompt = pid;
     tr.appendChild(el('td', G.prompts[pid], 'prompt'));
-    G.fronts.forEach(f => { const col = G.columns[f][String(i)]; tr.appendChild(cell(col && col[pid])); });
-    Object.keys(G.references).forEach(r => tr.appendChild(cell(G.references[r][pid])));
+    fronts.forEach(f => { const col = G.columns[f][String(i)]; tr.appendChild(cell(col && col[pid])); });
+    refs.forEach(r => tr.appendChild(cell(G.references[r][pid])));
     body.appendChild(tr);
   });
   table.appendChild(body);
@@ -291,7 +303,8 @@ document.querySelectorAll('table').forEach((table, t) => {
 """
 
 STYLE = ("#generations td{vertical-align:top;white-space:normal;min-width:14em;max-width:28em}"
-         "#generations td.prompt{font-style:italic;min-width:10em}"
+         "#generations td.prompt{font-style:italic;min-width:10em;position:sticky;left:0;background:#fff}"
+         "#generations-columns label{margin-right:.8em;white-space:nowrap}"
          "#generations .scores{color:#555;font-size:11px;margin-top:4px}"
          "th[data-sort=asc]::after{content:' ▲'}th[data-sort=desc]::after{content:' ▼'}"
          "table tr:nth-child(even){background:#fafafa}.figure-note{color:#444;font-size:13px}")
@@ -317,7 +330,7 @@ def fronts_html(data: RunData) -> str:
                  "<p class='figure-note'>Pick a weight with the slider, or click a point of a front: the same "
                  "prompts' responses from every front at that weight, from the sweep's cached samples (the first "
                  "sample of each prompt), with that prompt's reward values; θ0 and the single policies on the "
-                 "right.</p>")
+                 "right. Tick the columns to compare, e.g. just the two fronts of one comparison.</p>")
     parts.append(EXPLORER)
     parts.append(f"<script type='application/json' id='generations-data'>{json_for_script(generations(data))}"
                  "</script>")
