@@ -77,13 +77,19 @@ def test_report_in_a_real_browser(tiny_report):
         select.find_element(By.CSS_SELECTOR, "option[value='soup']").click()
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "#points-table tbody tr") if r.is_displayed()]
         assert len(rows) == 3 and {r.find_element(By.CSS_SELECTOR, "td").text for r in rows} == {"soup"}
-        header = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#points-table th")
-                      if th.text == "positive_mean")
-        column = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#points-table th")].index("positive_mean")
+        heads = driver.find_elements(By.CSS_SELECTOR, "#points-table th")
+        column = [th.get_attribute("textContent") for th in heads].index("positive_mean")
+        header = heads[column]
         header.click()
         values = [float(r.find_elements(By.CSS_SELECTOR, "td")[column].get_attribute("textContent"))
                   for r in driver.find_elements(By.CSS_SELECTOR, "#points-table tbody tr")]
         assert values == sorted(values)
+        # Standard errors and counts are hidden until asked for.
+        stderr = next(th for th in driver.find_elements(By.CSS_SELECTOR, "#points-table th")
+                      if th.get_attribute("textContent") == "positive_stderr")
+        assert not stderr.is_displayed()
+        driver.find_element(By.ID, "points-detail").click()
+        assert stderr.is_displayed()
         assert not console_errors(driver)
     finally:
         driver.quit()

@@ -293,9 +293,23 @@ document.querySelectorAll('table').forEach((table, t) => {
       r.style.display = (!select.value || r.cells[0].textContent === select.value) ? '' : 'none'));
     const label = document.createElement('p'); label.textContent = 'Show the points of: ';
     label.appendChild(select);
+    // Standard errors and counts hidden until asked for: the means, weights, α and λ(ℓ) fit the page.
+    const detail = heads.map((h, i) => /_(stderr|n)$/.test(h.textContent) ? i : -1).filter(i => i >= 0);
+    const toggle = document.createElement('input'); toggle.type = 'checkbox'; toggle.id = 'points-detail';
+    function details(){ const d = toggle.checked ? '' : 'none';
+      detail.forEach(i => { heads[i].style.display = d; Array.from(body.rows).forEach(r => r.cells[i].style.display = d); }); }
+    toggle.addEventListener('change', details);
+    const toggleLabel = document.createElement('label'); toggleLabel.appendChild(toggle);
+    toggleLabel.appendChild(document.createTextNode(' standard errors and counts'));
+    label.appendChild(document.createTextNode(' '));
+    label.appendChild(toggleLabel);
     const note = document.createElement('span');
     note.textContent = ' (click a column header to sort; points.csv holds the same numbers)';
     label.appendChild(note);
+    table.classList.add('points');
+    const scales = heads.findIndex(h => h.textContent === 'lambda_blocks');
+    if (scales >= 0) Array.from(body.rows).forEach(r => r.cells[scales].classList.add('wrap'));
+    details();
     table.parentNode.insertBefore(label, table);
   }
 });
@@ -307,6 +321,8 @@ STYLE = ("#generations td{vertical-align:top;white-space:normal;min-width:14em;m
          "#generations-columns label{margin-right:.8em;white-space:nowrap}"
          "#generations .scores{color:#555;font-size:11px;margin-top:4px}"
          "th[data-sort=asc]::after{content:' ▲'}th[data-sort=desc]::after{content:' ▼'}"
+         "table.points{max-height:80vh;overflow:auto}table.points thead th{position:sticky;top:0;background:#fff}"
+         "table.points td.wrap{white-space:normal;word-break:break-all;min-width:12em}"
          "table tr:nth-child(even){background:#fafafa}.figure-note{color:#444;font-size:13px}")
 
 
