@@ -339,6 +339,8 @@ def test_three_rewards_are_drawn_on_the_weight_simplex(inputs, tmp_path):
     assert (report / "pareto.png").stat().st_size > 20_000
     svg = (report / "pareto.svg").read_text()
     assert "w_short = 1" in svg and "lines − soup" in svg  # a ternary map per quantity and the difference map
+    page = (report / "report.html").read_text()  # the simplex maps stay in the page, above the interactive fronts
+    assert page.index("<img src='data:image/png;base64,") < page.index("fronts-overview")
 
     from pipelines.report.plots import _ternary
 
