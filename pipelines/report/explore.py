@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from ..sweep.variants import BASE, POLICY
+from ..sweep.variants import BASE
 from .data import RunData
 
 # Prompts shown side by side per weight in the generations explorer (the first ones of the evaluation set).
@@ -139,7 +139,7 @@ def front_figures(data: RunData) -> list[tuple[str, str, go.Figure]]:
         out.append(("fronts-comparisons", "One panel per comparison the verdict makes: the LiNeS front and the "
                     "front it is compared with, θ0 and the single policies. A legend entry hides that front in "
                     "every panel.", grid))
-    for metric in data.metrics:
+    for m, metric in enumerate(data.metrics):
         fig = go.Figure([_front_trace(data, n, pts, colour[n], "weight", metric, weights)
                          for n, pts in fronts.items()])
         for label, p in data.references().items():
@@ -149,7 +149,7 @@ def front_figures(data: RunData) -> list[tuple[str, str, go.Figure]]:
         better = "higher" if data.points[0]["objectives"][metric]["higher_is_better"] else "lower"
         _layout(fig, f"Closeness to θ0: {metric} ({better} is better; dotted: θ0 and the single policies)",
                 f"weight of {x}", metric, 420)
-        out.append((f"closeness-{len(out)}", "", fig))
+        out.append((f"closeness-{m}", "", fig))
     return out
 
 
@@ -168,7 +168,7 @@ def generations(data: RunData, n_prompts: int = EXPLORE_PROMPTS) -> dict:
     references = {}
     for label, p in data.references().items():
         cells = _cells(data, p, n_prompts, prompts)
-        if cells is not None and (p["variant"] in (BASE, POLICY)):
+        if cells is not None:
             references[label] = cells
     return {"weights": [weight_label(w) for w in weights], "rewards": data.rewards, "fronts": list(fronts),
             "columns": columns, "references": references, "prompts": prompts}
