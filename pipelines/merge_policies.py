@@ -21,6 +21,7 @@ from pathlib import Path
 # Run as a script (`accelerate launch pipelines/merge_policies.py`): make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lines.atomic import mapped_write_errors  # noqa: E402
 from lines.errors import UserError, report_user_error  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.check import check_and_plan  # noqa: E402
@@ -57,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
-        if cfg.seeds:
-            study(cfg, progress=not args.quiet)
-        else:
-            run(cfg, progress=not args.quiet)
+        with mapped_write_errors(cfg.run_dir):  # a write the machine refuses, wherever in the run: one line
+            if cfg.seeds:
+                study(cfg, progress=not args.quiet)
+            else:
+                run(cfg, progress=not args.quiet)
     except UserError as exc:
         code = report_user_error(exc)
         leave_process_group(wait=False)

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script (accelerate launch / python pat
 # workers) would make it warn and turn its parallelism off.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from lines.atomic import mapped_write_errors  # noqa: E402
 from lines.errors import UserError, report_user_error  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.distributed import is_main_process  # noqa: E402
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"config ok: {args.config}")
             return 0
-        policies = train_all(config)
+        with mapped_write_errors(config.run_dir):  # a write the machine refuses, wherever in the stage: one line
+            policies = train_all(config)
     except UserError as err:
         code = report_user_error(err)
         leave_process_group(wait=False)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
+
+from lines.atomic import mapped_write_errors, write_text
 
 from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
 from .html import render_html
@@ -98,22 +101,25 @@ def kl_note(data: RunData) -> list[str]:
 
 
 def build_report(run_dir: str | Path) -> Path:
-    """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory."""
+    """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory. A write
+    the machine refuses is one line (lines.atomic); the text files are written atomically."""
     data = load_run(run_dir)
     out = data.run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    header, rows = point_rows(data)
-    with open(out / "points.csv", "w", newline="") as f:
-        writer = csv.writer(f)
+    with mapped_write_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        header, rows = point_rows(data)
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
         writer.writerow(header)
         writer.writerows(rows)
-    pareto_figure(data, out / "pareto.png", out / "pareto.svg")
-    has_diag = diagnostics_figure(data, out / "diagnostics.png")
-    has_forgetting = forgetting_figure(data, out / "forgetting.png")
-    analysis = hypervolume_analysis(data)
-    md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
-    (out / "report.md").write_text(md)
-    (out / "report.html").write_text(render_html(md, out))
+        write_text(out / "points.csv", table.getvalue())
+        pareto_figure(data, out / "pareto.png", out / "pareto.svg")
+        has_diag = diagnostics_figure(data, out / "diagnostics.png")
+        has_forgetting = forgetting_figure(data, out / "forgetting.png")
+        analysis = hypervolume_analysis(data)
+        md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
+        write_text(out / "report.md", md)
+        write_text(out / "report.html", render_html(md, out))
     return out
 
 
