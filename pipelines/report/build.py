@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -12,7 +11,7 @@ import yaml
 
 from lines.atomic import mapped_write_errors, write_text
 
-from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from .data import RunData, hypervolume_analysis, load_run, load_samples, policy_tradeoff, verdict
 from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
 
@@ -73,10 +72,10 @@ def sample_section(data: RunData, k: int) -> list[str]:
         chosen.append((f"{name} at {'/'.join(f'{w:g}' for w in pts[len(pts) // 2]['weights'])}", pts[len(pts) // 2]))
     out = ["## Sample generations", ""]
     for label, point in chosen:
-        path = data.run_dir / "sweep" / "samples" / f"{point['gen_key']}.jsonl"
-        if not path.exists():
+        rows = load_samples(data, point["gen_key"])
+        if rows is None:
             continue
-        rows = [json.loads(line) for line in path.read_text().splitlines()[:k]]
+        rows = rows[:k]
         out += [f"**{label}**", ""]
         out += [f"- *{r['prompt']}* → {r['response']!r}" for r in rows]
         out.append("")

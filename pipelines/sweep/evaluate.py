@@ -71,6 +71,10 @@ class PointEvaluator:
         score_keys = [self.score_keys(k) for k in gen_keys]
         keys = [point_key(k, s, p.describe()) for p, k, s in zip(points, gen_keys, score_keys)]
         results = [self.cache.load_point(k) for k in keys]
+        # A point is done when its record and its samples (which the report shows) are sound: a damaged or missing
+        # one is recomputed (equal merges share samples, so a samples file is checked once per call).
+        sound = {k: self.cache.load_samples(k) is not None for k in set(gen_keys)}
+        results = [r if r is not None and sound[k] else None for r, k in zip(results, gen_keys)]
         todo = [i for i, r in enumerate(results) if r is None]
         routes = {i: self.router.route(points[i].merge_spec()) for i in todo}
 
