@@ -28,6 +28,7 @@ from pipelines.check import check_and_plan  # noqa: E402
 from pipelines.config.checks import check_machine  # noqa: E402
 from pipelines.config.load import load_run_config  # noqa: E402
 from pipelines.job import run, study  # noqa: E402
+from pipelines.run_lock import hold_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
-        with mapped_write_errors(cfg.run_dir):  # a write the machine refuses, wherever in the run: one line
+        with hold_run(cfg.run_dir), mapped_write_errors(cfg.run_dir):  # one job per run; a refused write: one line
             if cfg.seeds:
                 study(cfg, progress=not args.quiet)
             else:

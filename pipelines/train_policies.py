@@ -27,6 +27,7 @@ from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.distributed import is_main_process  # noqa: E402
 from pipelines.config.checks import check_environment  # noqa: E402
 from pipelines.config.load import load_config  # noqa: E402
+from pipelines.run_lock import hold_run  # noqa: E402
 from pipelines.training import train_all  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"config ok: {args.config}")
             return 0
-        with mapped_write_errors(config.run_dir):  # a write the machine refuses, wherever in the stage: one line
+        with hold_run(config.run_dir), mapped_write_errors(config.run_dir):  # one job per run; a refused write
             policies = train_all(config)
     except UserError as err:
         code = report_user_error(err)
