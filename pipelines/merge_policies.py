@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lines.atomic import mapped_write_errors  # noqa: E402
-from lines.errors import UserError, report_user_error  # noqa: E402
+from lines.errors import (Interrupted, UserError, exit_process, report_interrupted, report_user_error,  # noqa: E402
+                          stop_on_signals)
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.check import check_and_plan  # noqa: E402
 from pipelines.config.checks import check_machine  # noqa: E402
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
-        with hold_run(cfg.run_dir), mapped_write_errors(cfg.run_dir):  # one job per run; a refused write: one line
+        # One job per run; a refused write is one line; SIGINT/SIGTERM stop the job, keeping what is finished.
+        with stop_on_signals(), hold_run(cfg.run_dir), mapped_write_errors(cfg.run_dir):
             if cfg.seeds:
                 study(cfg, progress=not args.quiet)
             else:
@@ -68,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         code = report_user_error(exc)
         leave_process_group(wait=False)
         return code
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = report_interrupted(exc)
+        leave_process_group(wait=False)
+        return code
     leave_process_group(wait=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -8,8 +8,10 @@ so a failure names a moment that can be replayed; each fill that cut the job sho
 from __future__ import annotations
 
 import errno
+import os
 import random
 import shutil
+import signal
 
 import pytest
 
@@ -18,6 +20,7 @@ import tiny
 from faults import record_faults
 from full_disk import FullDisk
 from lines.cli import main as lines_main
+from lines.errors import Interrupted, report_interrupted, stop_on_signals
 from lines.fingerprints import fingerprint
 from pipelines.merge_policies import main as sweep_main
 from test_resume_after_kill import unreadable_records
@@ -166,3 +169,19 @@ def test_a_policy_whose_checkpoint_finds_the_disk_full_is_one_line_and_its_rerun
     assert train_main(train(tmp_path / "disk")) == 0
     assert fingerprint(policy(tmp_path / "disk")) == fingerprint(policy(tmp_path / "reference"))
     record_faults("training", "full disk", [True])
+
+
+# -- signals, in one process (the stages stopped by signals: tests/test_signals.py) -----------------------------------
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_inside_the_job_raises_interrupted_and_the_handlers_are_restored(signum, code, capsys):
+    before = signal.getsignal(signum)
+    with pytest.raises(Interrupted) as caught:
+        with stop_on_signals():
+            os.kill(os.getpid(), signum)
+            for _ in range(10**6):  # the handler runs at the next bytecode
+                pass
+    assert caught.value.exit_code == code
+    assert signal.getsignal(signum) is before
+    assert report_interrupted(caught.value) == code
+    assert capsys.readouterr().err == "interrupted; run the same command to resume\n"
