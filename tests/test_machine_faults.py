@@ -185,3 +185,19 @@ def test_a_signal_inside_the_job_raises_interrupted_and_the_handlers_are_restore
     assert signal.getsignal(signum) is before
     assert report_interrupted(caught.value) == code
     assert capsys.readouterr().err == "interrupted; run the same command to resume\n"
+
+
+# -- --check: the free space where the run writes -------------------------------------------------------------------
+
+def test_check_warns_when_the_free_space_where_the_run_writes_is_below_the_plan(sweep_inputs, tmp_path,
+                                                                             monkeypatch, capsys):
+    import pipelines.check.plan as plan_module
+
+    config = str(sf.sweep_config(tmp_path, sweep_inputs, **SMALL))
+    assert sweep_main(["--config", config, "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "disk: the run writes about" in out and "free there now" in out and "warning: disk" not in out
+    monkeypatch.setattr(plan_module, "free_bytes", lambda path: 1000)
+    assert sweep_main(["--config", config, "--check"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: disk")]
+    assert len(warnings) == 1 and str(tmp_path / "runs" / "tiny") in warnings[0] and "only 0.0 MB" in warnings[0]
