@@ -101,21 +101,25 @@ def write_jsonl(path: str | Path, rows: list) -> Path:
     return write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
+def _make_directory_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+
+
 def temporary_directory_beside(target: str | Path) -> Path:
     """A fresh, uniquely named directory next to `target`, to be filled and then renamed over it."""
     target = Path(target)
-    with mapped_write_errors(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        return _make_directory_beside(target)
+    except OSError as exc:
+        raise write_failure(exc, target) or exc
 
 
 def output_directory_beside(out_dir: Path) -> Path:
     """The temporary directory a merge writes into, next to `out_dir`; a place where nothing can be written (a
     file in the path, no permission, a read-only file system) is one line, not a traceback."""
     try:
-        return temporary_directory_beside(out_dir)
-    except WriteFailed:
-        raise
+        return _make_directory_beside(Path(out_dir))
     except OSError as exc:
         raise LinesError(f"{out_dir}: cannot create the output directory there ({exc.strerror or exc}); choose "
                          "another path") from None
