@@ -80,7 +80,7 @@ def mapped_write_errors(path: str | Path, needed_bytes: int | None = None) -> It
 
 def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
-    with mapped_write_errors(path, len(text.encode("utf-8"))):
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -90,6 +90,8 @@ def write_text(path: str | Path, text: str) -> Path:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+    except OSError as exc:  # named by the file being written, not its temporary
+        raise write_failure(exc, path, len(text.encode("utf-8"))) or exc
     return path
 
 
