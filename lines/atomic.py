@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ SPACE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk
 ACCESS_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                  errno.EROFS: "read-only file system"}
 GB = 10**9
+# How Rust libraries (safetensors, which transformers saves checkpoints with; tokenizers) report an OS error.
+NATIVE_OS_ERROR = re.compile(r"Os \{ code: (\d+)")
 
 
 class WriteFailed(LinesError):
@@ -49,19 +52,28 @@ def size_text(count: int) -> str:
     return f"{count / GB:.1f} GB" if count >= GB else f"{max(count / 10**6, 0.1):.1f} MB"
 
 
+def os_error_code(exc: BaseException) -> int | None:
+    """The errno of an OSError, or of a native library's error that carries one in its message."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    match = NATIVE_OS_ERROR.search(str(exc)) if isinstance(exc, Exception) else None
+    return int(match.group(1)) if match else None
+
+
 def write_failure(exc: BaseException, path: str | Path, needed_bytes: int | None = None) -> WriteFailed | None:
     """The one-line error for a write to `path` that the machine refused, or None when `exc` is something else.
     `needed_bytes`: what the write still had to put there, when known (said in the line)."""
-    if not isinstance(exc, OSError) or (exc.errno not in SPACE_ERRORS and exc.errno not in ACCESS_ERRORS):
+    code = os_error_code(exc)
+    if code not in SPACE_ERRORS and code not in ACCESS_ERRORS:
         return None
     again = "then run the same command again"
-    if exc.errno in SPACE_ERRORS:
+    if code in SPACE_ERRORS:
         free = free_bytes(path)
         have = f"{size_text(free)} free there now" if free is not None else "free space there unknown"
         need = f"; it needs about {size_text(needed_bytes)} more" if needed_bytes else ""
-        return WriteFailed(f"{path}: cannot write ({SPACE_ERRORS[exc.errno]}; {have}{need}): free space on that "
+        return WriteFailed(f"{path}: cannot write ({SPACE_ERRORS[code]}; {have}{need}): free space on that "
                            f"file system or choose another place, {again}")
-    return WriteFailed(f"{path}: cannot write ({ACCESS_ERRORS[exc.errno]}): make it writable or choose another "
+    return WriteFailed(f"{path}: cannot write ({ACCESS_ERRORS[code]}): make it writable or choose another "
                        f"place, {again}")
 
 
@@ -71,8 +83,8 @@ def mapped_write_errors(path: str | Path, needed_bytes: int | None = None) -> It
     the error names, else `path`), other errors pass."""
     try:
         yield
-    except OSError as exc:
-        failure = write_failure(exc, exc.filename or path, needed_bytes)
+    except Exception as exc:  # noqa: BLE001 - anything but a refused write is re-raised as it was
+        failure = write_failure(exc, getattr(exc, "filename", None) or path, needed_bytes)
         if failure is None:
             raise
         raise failure from None

@@ -201,3 +201,17 @@ def test_check_warns_when_the_free_space_where_the_run_writes_is_below_the_plan(
     assert sweep_main(["--config", config, "--check"]) == 0
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: disk")]
     assert len(warnings) == 1 and str(tmp_path / "runs" / "tiny") in warnings[0] and "only 0.0 MB" in warnings[0]
+
+
+def test_a_native_library_s_os_error_is_mapped_like_python_s(tmp_path):
+    """safetensors (checkpoints saved by transformers) reports a full disk in its own exception's message."""
+    from lines.atomic import WriteFailed, mapped_write_errors
+
+    native = RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                          'left on device" })')
+    with pytest.raises(WriteFailed, match="no space left on the device"):
+        with mapped_write_errors(tmp_path / "model.safetensors"):
+            raise native
+    with pytest.raises(RuntimeError, match="not an OS error"):  # anything else passes unchanged
+        with mapped_write_errors(tmp_path / "model.safetensors"):
+            raise RuntimeError("not an OS error")
