@@ -98,6 +98,7 @@ class SweepCache:
     def __init__(self, sweep_dir: Path):
         self.dir = Path(sweep_dir)
         self.damaged: dict[Path, str] = {}  # entries found damaged (and so recomputed), with why
+        self._sound_samples: set[str] = set()  # generation keys whose samples this process wrote or checked
 
     def _path(self, kind: str, key: str, suffix: str) -> Path:
         return self.dir / kind / f"{key}{suffix}"
@@ -126,10 +127,19 @@ class SweepCache:
                 f"{self.dir} read as missing and recomputed (e.g. {first.relative_to(self.dir)}: {why})")
 
     def load_samples(self, gen_key: str) -> list[dict] | None:
-        return self._load(self._path("samples", gen_key, ".jsonl"), gen_key, parse_samples)
+        rows = self._load(self._path("samples", gen_key, ".jsonl"), gen_key, parse_samples)
+        if rows is not None:
+            self._sound_samples.add(gen_key)
+        return rows
+
+    def has_samples(self, gen_key: str) -> bool:
+        """Whether sound samples are cached (read and checked once per process; entries are never rewritten with
+        other content, so once sound they stay so)."""
+        return gen_key in self._sound_samples or self.load_samples(gen_key) is not None
 
     def save_samples(self, gen_key: str, rows: list[dict]) -> None:
         write_jsonl(self._path("samples", gen_key, ".jsonl"), [*rows, {END_OF_SAMPLES: gen_key, "rows": len(rows)}])
+        self._sound_samples.add(gen_key)
 
     def load_scores(self, score_key: str) -> dict | None:
         return self._load(self._path("scores", score_key, ".json"), score_key, parse_scores)
