@@ -30,7 +30,8 @@ from marked_regions import write_regions  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS_ENV = "LINES_CHECKED_JSON"
 CHECKING_TESTS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_hostile_*.py")) + [
-    "tests/test_resume_after_kill.py"]
+    "tests/test_resume_after_kill.py", "tests/test_machine_faults.py", "tests/test_damaged_cache.py",
+    "tests/test_run_lock.py", "tests/test_signals.py"]
 MUTATION_RESULTS = ROOT / "benchmarks" / "mutation_results.json"
 
 # What each category's inputs are, as the docs' reader needs it.
@@ -75,6 +76,17 @@ def fault_rows(faults: dict[str, dict[str, int]]) -> list[str]:
         items.append((stage, [cut + first, cut, first]))
     return _count_table(["stage killed with SIGKILL at seeded moments", "kills",
                          "cut short, then resumed to the uninterrupted results", "finished before the kill"], items)
+
+
+def machine_fault_rows(faults: dict[str, dict[str, int]]) -> list[str]:
+    """Markdown table rows (header first) for the machine's faults: a full disk, damaged cache entries, a second
+    job, signals — per kind and stage, and their outcome."""
+    items = []
+    for name, c in faults.items():
+        cut, first = c.get("cut", 0), c.get("finished first", 0)
+        items.append((name, [cut + first, cut, first]))
+    return _count_table(["fault of the machine: stage", "injected", "ended in one line, then the re-run reached the "
+                         "uninterrupted results", "finished before the fault"], items)
 
 
 def mutation_rows(results: dict) -> list[str]:
@@ -126,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = json.loads(Path(args.counts).read_text()) if args.counts else measure_counts()
     tables = {"hostile-inputs": hostile_input_rows(counts["hostile_inputs"]),
               "faults-injected": fault_rows(counts.get("faults_injected", {})),
+              "machine-faults": machine_fault_rows(counts.get("machine_faults", {})),
               "mutation-score": mutation_rows(json.loads(MUTATION_RESULTS.read_text()))}
     if args.write:
         try:

@@ -14,7 +14,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .atomic import write_text
-from .errors import LinesError, UserError, report_user_error
+from .errors import (Interrupted, LinesError, UserError, exit_process, report_interrupted, report_user_error,
+                     stop_on_signals)
 from .merge import merge
 from .mergekit_export import export_mergekit, to_yaml
 from .ranks import LaunchRanks
@@ -85,13 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
     except UserError as exc:
         return report_user_error(exc)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except (Interrupted, KeyboardInterrupt) as exc:
+        return report_interrupted(exc)
+
+
+def run() -> None:
+    """The `lines` command: main(), then the process ends with its status (lines.errors.exit_process)."""
+    exit_process(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from .atomic import output_directory_beside, replace_directory
+from .atomic import mapped_write_errors, output_directory_beside, replace_directory
 from .checkpoint import Checkpoint
 from .engine import ResolvedLines, TensorMerger
 from .errors import LinesError
@@ -79,6 +79,10 @@ def merge(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, for
             lambda: str(output_directory_beside(out_dir)) if ranks.is_main else None, "creating the output directory")))
 
         def write_my_shards() -> None:
+            with mapped_write_errors(tmp):  # the side files; the shards name their own file
+                write_shards_and_side_files()
+
+        def write_shards_and_side_files() -> None:
             only = ranks.shards_of_mine(len(plan_shards(planned, recipe.max_shard_bytes))) if ranks.world > 1 else None
             writer = StreamingSafetensorsWriter(tmp, planned, recipe.max_shard_bytes, only_shards=only)
             write = BackgroundCalls(writer.write)  # writes overlap the next blocks' compute

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import mapped_write_errors
 from .checkpoint import DTYPE_TO_SAFETENSORS, INDEX_FILE, SINGLE_FILE
 from .errors import LinesError
 
@@ -109,10 +110,11 @@ class StreamingSafetensorsWriter:
         if name != expected.name or data.dtype != expected.dtype:
             raise LinesError(f"internal: expected tensor {expected.name!r} ({expected.dtype}), got {name!r} "
                              f"({data.dtype})")
-        if shard_index != self._file_index:
-            self._open_shard(shard_index)
         raw = data.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-        self._file.write(memoryview(raw))
+        with mapped_write_errors(self.out_dir / self.file_names[shard_index], self.remaining_bytes()):
+            if shard_index != self._file_index:
+                self._open_shard(shard_index)
+            self._file.write(memoryview(raw))
         self._written += raw.nbytes
         if self._written > expected.nbytes:
             raise LinesError(f"internal: too many bytes written for tensor {name!r}")
@@ -127,13 +129,18 @@ class StreamingSafetensorsWriter:
         self._file = open(self.out_dir / self.file_names[shard_index], "wb")
         self._file.write(_header_bytes(self.shards[shard_index], self.metadata))
 
+    def remaining_bytes(self) -> int:
+        """Bytes of tensor data this writer has still to write (headers aside)."""
+        return sum(t.nbytes for _, t in self._queue[self._position:]) - self._written
+
     def tensor_names(self) -> set[str]:
         """The tensors this writer expects (all of them, or those of its shards)."""
         return {t.name for _, t in self._queue}
 
     def close(self, write_index: bool = True) -> None:
         if self._file is not None:
-            self._file.close()
+            with mapped_write_errors(self._file.name):  # the last buffered bytes are written here
+                self._file.close()
             self._file = None
         if self._position != len(self._queue):
             missing = self._queue[self._position][1].name
@@ -142,4 +149,5 @@ class StreamingSafetensorsWriter:
             weight_map = {t.name: self.file_names[i] for i, shard in enumerate(self.shards) for t in shard}
             total = sum(t.nbytes for shard in self.shards for t in shard)
             index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-            (self.out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+            with mapped_write_errors(self.out_dir / INDEX_FILE):
+                (self.out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")

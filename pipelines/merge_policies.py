@@ -21,12 +21,15 @@ from pathlib import Path
 # Run as a script (`accelerate launch pipelines/merge_policies.py`): make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lines.errors import UserError, report_user_error  # noqa: E402
+from lines.atomic import mapped_write_errors  # noqa: E402
+from lines.errors import (Interrupted, UserError, exit_process, report_interrupted, report_user_error,  # noqa: E402
+                          stop_on_signals)
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.check import check_and_plan  # noqa: E402
 from pipelines.config.checks import check_machine  # noqa: E402
 from pipelines.config.load import load_run_config  # noqa: E402
 from pipelines.job import run, study  # noqa: E402
+from pipelines.run_lock import hold_run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +60,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
-        if cfg.seeds:
-            study(cfg, progress=not args.quiet)
-        else:
-            run(cfg, progress=not args.quiet)
+        # One job per run; a refused write is one line; SIGINT/SIGTERM stop the job, keeping what is finished.
+        with stop_on_signals(), hold_run(cfg.run_dir), mapped_write_errors(cfg.run_dir):
+            if cfg.seeds:
+                study(cfg, progress=not args.quiet)
+            else:
+                run(cfg, progress=not args.quiet)
     except UserError as exc:
         code = report_user_error(exc)
+        leave_process_group(wait=False)
+        return code
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = report_interrupted(exc)
         leave_process_group(wait=False)
         return code
     leave_process_group(wait=True)
@@ -70,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

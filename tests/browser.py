@@ -50,10 +50,13 @@ def console_errors(driver) -> list[dict]:
 
 
 def samples(run_dir: Path, gen_key: str) -> dict[str, str]:
-    """prompt id -> the first cached response of that point (what the explorer shows)."""
+    """prompt id -> the first cached response of that point (what the explorer shows), read here on its own (the
+    file's last line names its key and row count, and is no sample)."""
     out: dict[str, str] = {}
-    for line in (run_dir / "sweep" / "samples" / f"{gen_key}.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    *rows, end = [json.loads(line) for line in (run_dir / "sweep" / "samples" / f"{gen_key}.jsonl").read_text()
+                  .splitlines() if line]
+    assert end == {"end_of_samples": gen_key, "rows": len(rows)}
+    for row in rows:
         out.setdefault(row["prompt_id"], row["response"])
     return out
 

@@ -18,6 +18,8 @@ def pytest_terminal_summary(terminalreporter):
     benchmarks/what_is_checked.py)."""
     modules = {key: sys.modules.get(name) for key, name in (("hostile_inputs", "hostile"), ("faults_injected", "faults"))}
     lines = [m.summary_line() for m in modules.values() if m is not None]
+    if modules["faults_injected"] is not None:
+        lines.append(modules["faults_injected"].machine_summary_line())
     lines = [line for line in lines if line]
     if not lines:
         return
@@ -33,5 +35,6 @@ def pytest_terminal_summary(terminalreporter):
             counts["hostile_inputs"] = {c: dict(v) for c, v in sorted(modules["hostile_inputs"].COUNTS.items())}
         if modules["faults_injected"] is not None:
             counts["faults_injected"] = {c: dict(v) for c, v in sorted(modules["faults_injected"].FAULTS.items())}
+            counts["machine_faults"] = {c: dict(v) for c, v in sorted(modules["faults_injected"].MACHINE.items())}
         write_json(Path(target), counts)
         terminalreporter.write_line(f"counts written to {target}")

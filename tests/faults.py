@@ -27,3 +27,22 @@ def summary_line() -> str | None:
     parts = ", ".join(f"{stage} {v[CUT]}" for stage, v in sorted(FAULTS.items()))
     return (f"faults injected: {cut} kills (SIGKILL) cut a stage short ({parts}), each re-run reached the "
             f"uninterrupted results; {first} attempts finished before their kill moment")
+
+
+# Other faults of the machine (a full disk, damaged cache files, a second job, signals): kind → outcome counts.
+MACHINE: dict[str, dict[str, int]] = defaultdict(lambda: {CUT: 0, FINISHED_FIRST: 0})
+
+
+def record_faults(stage: str, kind: str, cut: list[bool]) -> None:
+    """Faults of `kind` injected into `stage` (True: the fault cut it short), after its re-run's results were
+    checked against an uninterrupted run's."""
+    MACHINE[f"{kind}: {stage}"][CUT] += sum(cut)
+    MACHINE[f"{kind}: {stage}"][FINISHED_FIRST] += len(cut) - sum(cut)
+
+
+def machine_summary_line() -> str | None:
+    if not MACHINE:
+        return None
+    parts = ", ".join(f"{name} {v[CUT]}" for name, v in sorted(MACHINE.items()))
+    return f"machine faults injected: {sum(v[CUT] for v in MACHINE.values())} cut a job short ({parts}), each ended " \
+           f"in one line and its re-run reached the uninterrupted results"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.sweep.cache import SweepCache
+
 REWARDS, METRICS = ["positive", "long"], ["kl"]
 PROMPTS = [f"test-{i:04d}" for i in range(6)]
 WEIGHTS = [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
@@ -44,11 +46,11 @@ def write_tiny_run(root: Path, seed: int = 0, name: str = "tiny") -> Path:
                                                 "lines": lines},
                   "front": front, "lines_applied": applied, "prompt_ids": PROMPTS, "objectives": objectives,
                   "response_tokens_mean": 8.0}
-        (sweep / "points" / f"{key}.json").write_text(json.dumps(record))
+        SweepCache(sweep).save_point(key, record)
         rows = [{"prompt_id": pid, "prompt": f"Prompt {i} about <soup>", "sample_index": 0,
                  "response": HOSTILE if i == 1 else f"{front} at {weights[0]:g}: response {i}",
                  "prompt_tokens": 4, "response_tokens": 8} for i, pid in enumerate(PROMPTS)]
-        (sweep / "samples" / f"{gen_key}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        SweepCache(sweep).save_samples(gen_key, rows)  # the cache's own format (end line with key and row count)
         keys.append(key)
 
     point("base", "base", "", [0.0, 0.0])

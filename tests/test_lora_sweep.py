@@ -6,6 +6,7 @@ import pytest
 import sweep_fixtures as sf
 import tiny
 from pipelines.merge_policies import main
+from pipelines.sweep.cache import SweepCache
 from test_lora import make_adapter
 
 
@@ -37,7 +38,7 @@ def run(tmp_path, paths, route):
     samples = {}
     for p in points:
         record = json.loads((sweep / "points" / f"{p['key']}.json").read_text())
-        rows = [json.loads(line) for line in (sweep / "samples" / f"{record['gen_key']}.jsonl").open()]
+        rows = SweepCache(sweep).load_samples(record["gen_key"])
         samples[(p["front"], tuple(p["weights"]))] = [r["response"] for r in rows]
     return points, samples, sweep
 
@@ -120,6 +121,6 @@ def test_equal_points_in_one_batch_are_generated_once(lora_inputs, tmp_path):
     keys = {p["front"]: json.loads((sweep / "points" / f"{p['key']}.json").read_text())["gen_key"] for p in points}
     same = keys["policy[positive]"]
     assert keys["forget_lines[positive:gamma=1]"] == same and keys["forget_uniform[positive:gamma=1]"] == same
-    rows = [json.loads(line) for line in (sweep / "samples" / f"{same}.jsonl").open()]
+    rows = SweepCache(sweep).load_samples(same)
     assert len(rows) == 8  # 8 evaluation prompts × n = 1: not doubled by the duplicate points
     assert len(list((sweep / "samples").iterdir())) == len(set(keys.values()))

@@ -17,7 +17,7 @@ from marked_regions import region  # noqa: E402
 from what_is_checked import MUTATION_RESULTS, fault_rows, hostile_input_rows, mutation_rows  # noqa: E402
 
 RESULTS_PAGE = ROOT / "docs" / "results.md"
-REGIONS = ("hostile-inputs", "faults-injected", "mutation-score")
+REGIONS = ("hostile-inputs", "faults-injected", "machine-faults", "mutation-score")
 
 
 def test_rows_add_up_per_category_and_in_total():

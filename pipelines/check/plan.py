@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lines.atomic import free_bytes
 from lines.recipe import canonical_merge
 
 from ..config.checks import policies_are_adapters, policy_lora_ranks
@@ -98,16 +99,54 @@ def build_plan(cfg: RunConfig, launch: Launch, set_aside: list[str]) -> Plan:
             plan.add(f"{spec.name}: {spec.type}")
     if cfg.training is not None:
         _training(cfg, launch, base_shape, on_gpu, plan)
-    _sweep(cfg, launch, models, base_shape, on_gpu, plan)
+    generations = _sweep(cfg, launch, models, base_shape, on_gpu, plan)
     if cfg.seeds:
         plan.add(f"stage 3, report: each seed's in {cfg.run_dir}/seed-<s>/report; then the study over the seeds")
         plan.add(f"replicated over seeds {', '.join(map(str, cfg.seeds))}: every stage above runs {len(cfg.seeds)} "
                  f"times, into {cfg.run_dir}/seed-<s>/; the pooled report: {cfg.run_dir / 'study'}")
     else:
         plan.add(f"stage 3, report: {cfg.run_dir / 'report'}")
+    _disk(cfg, base, base_shape, generations, plan)
     if set_aside:
         plan.add("not checked here (no CUDA device visible; check again on the GPU machine): " + ", ".join(set_aside))
     return plan
+
+
+SAMPLE_BYTES = 400  # a generation's record in the sweep's cache besides its tokens: prompt, ids, counts
+TOKEN_BYTES = 12  # a generated token in that record: its text (a few characters) and its id
+CHECKPOINT = 4  # bytes per parameter of a saved trained checkpoint (saved as trained: fp32)
+
+
+def _disk(cfg: RunConfig, base: str | None, shape: ModelShape | None, generations: int, plan: Plan) -> None:
+    """What the run will write under its directory (estimated: trained checkpoints, the sweep's cache), against the
+    free space there now; a warning when it does not fit."""
+    written, unknown = generations * (SAMPLE_BYTES + TOKEN_BYTES * cfg.generation.max_new_tokens), []
+    if cfg.training is not None:
+        train = cfg.train_config
+        if base is None:  # θ0 built here by the SFT stage
+            written += shape.parameters * CHECKPOINT if shape else 0
+            unknown += [] if shape else ["θ0"]
+        for entry, settings in policy_settings(train):
+            if settings is None:
+                continue
+            name = getattr(entry, "reward", None) or entry.name
+            if shape is None:
+                unknown.append(name)
+            elif settings.lora is not None:
+                written += shape.lora_parameters(settings.lora.r, settings.lora.target_modules) * CHECKPOINT
+                written += shape.parameters * CHECKPOINT if settings.lora.save_merged else 0
+            else:
+                written += shape.parameters * CHECKPOINT
+    written *= max(len(cfg.seeds or []), 1)
+    free = free_bytes(cfg.run_dir)
+    where = f"{gigabytes(free)} free there now" if free is not None else "free space there unknown"
+    missing = f" + the size of {', '.join(unknown)} (no config.json here)" if unknown else ""
+    plan.add(f"disk: the run writes about {gigabytes(written)}{missing} under {cfg.run_dir} (trained checkpoints, the "
+             f"sweep's cache, the report); {where}")
+    if free is not None and free < written:
+        plan.warnings.append(f"disk: the run writes about {gigabytes(written)} under {cfg.run_dir} but only "
+                             f"{gigabytes(free)} is free there; free space on that file system or set output_dir "
+                             "to a place with room")
 
 
 def _base_path(cfg: RunConfig) -> str | None:
@@ -188,7 +227,8 @@ def _training_memory(settings, launch: Launch, shape: ModelShape | None, on_gpu:
 
 
 def _sweep(cfg: RunConfig, launch: Launch, models: Models, shape: ModelShape | None, on_gpu: bool,
-           plan: Plan) -> None:
+           plan: Plan) -> int:
+    """The sweep's lines of the plan; returns how many generations it makes."""
     prompts = cfg.prompts
     n_validation = prompts.n_validation
     n_eval = prompts.n_eval if prompts.n_eval is not None else _remaining_prompts(cfg)
@@ -218,6 +258,7 @@ def _sweep(cfg: RunConfig, launch: Launch, models: Models, shape: ModelShape | N
              f"{plural(launch.processes, 'process', 'processes')}", 1)
     plan.add(_route(cfg), 1)
     plan.add(f"memory per process: {_sweep_memory(cfg, launch, models, shape, on_gpu, plan)}", 1)
+    return total
 
 
 def _remaining_prompts(cfg: RunConfig) -> int:

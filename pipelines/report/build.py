@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import base64
 import csv
-import json
+import io
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
 
-from .data import RunData, hypervolume_analysis, load_run, policy_tradeoff, verdict
+from lines.atomic import mapped_write_errors, write_text
+
+from .data import RunData, hypervolume_analysis, load_run, load_samples, policy_tradeoff, verdict
 from .explore import STYLE, fronts_html, page_scripts, plotly_script
 from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
@@ -72,10 +74,10 @@ def sample_section(data: RunData, k: int) -> list[str]:
         chosen.append((f"{name} at {'/'.join(f'{w:g}' for w in pts[len(pts) // 2]['weights'])}", pts[len(pts) // 2]))
     out = ["## Sample generations", ""]
     for label, point in chosen:
-        path = data.run_dir / "sweep" / "samples" / f"{point['gen_key']}.jsonl"
-        if not path.exists():
+        rows = load_samples(data, point["gen_key"])
+        if rows is None:
             continue
-        rows = [json.loads(line) for line in path.read_text().splitlines()[:k]]
+        rows = rows[:k]
         out += [f"**{label}**", ""]
         out += [f"- *{r['prompt']}* → {r['response']!r}" for r in rows]
         out.append("")
@@ -100,22 +102,25 @@ def kl_note(data: RunData) -> list[str]:
 
 
 def build_report(run_dir: str | Path) -> Path:
-    """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory."""
+    """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory. A write
+    the machine refuses is one line (lines.atomic); the text files are written atomically."""
     data = load_run(run_dir)
     out = data.run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    header, rows = point_rows(data)
-    with open(out / "points.csv", "w", newline="") as f:
-        writer = csv.writer(f)
+    with mapped_write_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        header, rows = point_rows(data)
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
         writer.writerow(header)
         writer.writerows(rows)
-    pareto_figure(data, out / "pareto.png", out / "pareto.svg")
-    has_diag = diagnostics_figure(data, out / "diagnostics.png")
-    has_forgetting = forgetting_figure(data, out / "forgetting.png")
-    analysis = hypervolume_analysis(data)
-    md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
-    (out / "report.md").write_text(md)
-    (out / "report.html").write_text(report_page(data, md, out))
+        write_text(out / "points.csv", table.getvalue())
+        pareto_figure(data, out / "pareto.png", out / "pareto.svg")
+        has_diag = diagnostics_figure(data, out / "diagnostics.png")
+        has_forgetting = forgetting_figure(data, out / "forgetting.png")
+        analysis = hypervolume_analysis(data)
+        md = render_markdown(data, analysis, header, rows, has_diag, has_forgetting)
+        write_text(out / "report.md", md)
+        write_text(out / "report.html", report_page(data, md, out))
     return out
 
 

@@ -12,6 +12,7 @@ from lines.user_files import read_yaml_mapping
 from ..errors import PipelineError
 from ..pareto import Interval, bootstrap_hypervolumes, count_dominated, orient, pareto_front
 from ..summary import LEVEL, compare, direction
+from ..sweep.cache import Damaged, parse_point, parse_samples, read_json_text
 from ..sweep.selection import normalisation, reward_matrix
 from ..sweep.variants import BASE, FORGETTING, MATCHED, NOT_FRONTS, POLICY, REFERENCE, UNIFORM, matched_front
 
@@ -80,24 +81,50 @@ def _is_lines(points: list[dict]) -> bool:
     return any((p["merge"].get("lines") or {}).get("beta", 0) != 0 for p in points)
 
 
+def rerun_command(run_dir: Path) -> str:
+    """The command that recomputes what is missing or damaged in a run: the main job on the run's own config."""
+    return f"accelerate launch pipelines/merge_policies.py --config {run_dir / 'config.yaml'}"
+
+
+def damaged(path: Path, why: str, run_dir: Path) -> PipelineError:
+    return PipelineError(f"{path}: damaged ({why}); the main job recomputes it: {rerun_command(run_dir)}")
+
+
+def read_record(path: Path, run_dir: Path, parse=lambda text, _: read_json_text(text), key: str | None = None):
+    """A JSON record of the run, or the one line naming it and the command that recomputes it."""
+    try:
+        return parse(path.read_text(encoding="utf-8"), key)
+    except (Damaged, UnicodeDecodeError) as exc:
+        raise damaged(path, str(exc) if isinstance(exc, Damaged) else "not text", run_dir) from None
+
+
 def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     plan_path = run_dir / "sweep" / "plan.json"
     if not plan_path.exists():
         raise PipelineError(f"{run_dir}: no sweep/plan.json; run the sweep first "
                             f"(accelerate launch pipelines/merge_policies.py --config ...)")
-    plan = json.loads(plan_path.read_text())
+    plan = read_record(plan_path, run_dir)
+    if not isinstance(plan, dict) or any(f not in plan for f in ("rewards", "metrics", "evaluation_keys")):
+        raise damaged(plan_path, "not a sweep plan", run_dir)
     points = []
     for key in plan["evaluation_keys"]:
         path = run_dir / "sweep" / "points" / f"{key}.json"
         if not path.exists():
-            raise PipelineError(f"{path}: a point of the sweep is missing from the cache; re-run the sweep")
-        points.append(json.loads(path.read_text()))
+            raise PipelineError(f"{path}: a point of the sweep is missing from the cache; re-run the sweep: "
+                                f"{rerun_command(run_dir)}")
+        points.append(read_record(path, run_dir, parse_point, key))
     config_path = run_dir / "config.yaml"
     config = read_yaml_mapping(config_path, PipelineError) if config_path.exists() else {}
     diag_path = run_dir / "sweep" / "diagnostics.json"
-    diagnostics = json.loads(diag_path.read_text()) if diag_path.exists() else None
+    diagnostics = read_record(diag_path, run_dir) if diag_path.exists() else None
     return RunData(run_dir, config, plan, points, diagnostics)
+
+
+def load_samples(data: RunData, gen_key: str) -> list[dict] | None:
+    """A point's cached generations (None if not there), or the one line naming the damaged file."""
+    path = data.run_dir / "sweep" / "samples" / f"{gen_key}.jsonl"
+    return read_record(path, data.run_dir, parse_samples, gen_key) if path.exists() else None
 
 
 def shown_points(data: RunData) -> list[dict]:

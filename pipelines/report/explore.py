@@ -17,7 +17,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from ..sweep.variants import BASE
-from .data import RunData
+from .data import RunData, load_samples
 
 # Prompts shown side by side per weight in the generations explorer (the first ones of the evaluation set).
 EXPLORE_PROMPTS = 12
@@ -175,14 +175,12 @@ def generations(data: RunData, n_prompts: int = EXPLORE_PROMPTS) -> dict:
 
 
 def _cells(data: RunData, p: dict, n_prompts: int, prompts: dict) -> dict | None:
-    path = data.run_dir / "sweep" / "samples" / f"{p['gen_key']}.jsonl"
-    if not path.exists():
+    rows = load_samples(data, p["gen_key"])  # checked as the cache checks it; a damaged file is one line
+    if rows is None:
         return None
     first: dict[str, dict] = {}
-    for line in path.read_text().splitlines():
-        if line:
-            row = json.loads(line)
-            first.setdefault(row["prompt_id"], row)
+    for row in rows:
+        first.setdefault(row["prompt_id"], row)
     index = {pid: i for i, pid in enumerate(p.get("prompt_ids") or [])}
     out = {}
     for pid in list(first)[:n_prompts]:

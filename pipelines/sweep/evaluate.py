@@ -71,6 +71,10 @@ class PointEvaluator:
         score_keys = [self.score_keys(k) for k in gen_keys]
         keys = [point_key(k, s, p.describe()) for p, k, s in zip(points, gen_keys, score_keys)]
         results = [self.cache.load_point(k) for k in keys]
+        # A point is done when its record and its samples (which the report shows) are sound: a damaged or missing
+        # one is recomputed (equal merges share samples, so a samples file is checked once per call).
+        sound = {k: self.cache.has_samples(k) for k in set(gen_keys)}
+        results = [r if r is not None and sound[k] else None for r, k in zip(results, gen_keys)]
         todo = [i for i, r in enumerate(results) if r is None]
         routes = {i: self.router.route(points[i].merge_spec()) for i in todo}
 
@@ -78,7 +82,7 @@ class PointEvaluator:
             # One generation per distinct merge: equal merges asked for in different ways share their samples.
             first_of: dict[str, int] = {}
             for i in indices:
-                if self.cache.load_samples(gen_keys[i]) is None:
+                if not self.cache.has_samples(gen_keys[i]):
                     first_of.setdefault(gen_keys[i], i)
             self.generator.generate([(points[i], gen_keys[i], routes[i]) for i in first_of.values()], prompts)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def run_sweep(cfg: RunConfig, base_model_path: str, policy_paths: list[str],
         eval_results += reference_phase(sweep, references)
     finally:
         sweep.backend.close()
+        warning = sweep.cache.damage_warning()
+        if warning:
+            print(warning, file=sys.stderr)
     on_main(lambda: write_points(cfg, eval_results, selection, val_results), "writing points.jsonl")
     return {"selection": selection, "points": eval_results}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from lines.atomic import replace_directory, temporary_directory_beside, write_json, write_text
+from lines.atomic import mapped_write_errors, replace_directory, temporary_directory_beside, write_json, write_text
 from lines.fingerprints import fingerprint, run_memo, stable_hash
 from lines.models import load_causal_lm, load_policy_model
 from reward_models import Reward
@@ -163,7 +163,8 @@ def train_policy(config: TrainConfig, entry, settings: PolicyTraining, base: Bas
     seed = settings.seed if settings.seed is not None else config.seed
     job = PolicyJob(name, signal, settings, seed, where, base.path, train_prompts, work_dir, log_dir)
     trainer = {"dpo": train_dpo, "ppo": train_ppo}.get(settings.algorithm, train_online)
-    outcome = trainer(job, tmp_dir)
+    with mapped_write_errors(tmp_dir):  # the trainer's checkpoints and the policy's files
+        outcome = trainer(job, tmp_dir)
 
     kind = policy_kind(tmp_dir)
     if kind == "lora" and settings.lora is not None and settings.lora.save_merged:
