@@ -90,12 +90,27 @@ def mapped_write_errors(path: str | Path, needed_bytes: int | None = None) -> It
         raise failure from None
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (before any writing thread starts): os.umask can only be read by setting it.
+UMASK = _process_umask()
+# What open() and mkdir() give a new file or directory: a temporary file or directory from `tempfile` is private
+# (0600 / 0700), and once renamed into place it must read like any other file the user writes (a report, a merged
+# checkpoint on a shared machine).
+FILE_MODE, DIRECTORY_MODE = 0o666 & ~UMASK, 0o777 & ~UMASK
+
+
 def write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(tmp, path)
@@ -117,7 +132,9 @@ def write_jsonl(path: str | Path, rows: list) -> Path:
 
 def _make_directory_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    made = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    made.chmod(DIRECTORY_MODE)
+    return made
 
 
 def temporary_directory_beside(target: str | Path) -> Path:
