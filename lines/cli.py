@@ -14,8 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .atomic import write_text
-from .errors import (Interrupted, LinesError, UserError, exit_process, report_interrupted, report_user_error,
-                     stop_on_signals)
+from .errors import STOPS, LinesError, exit_process, report_stop, stop_on_signals
 from .merge import merge
 from .mergekit_export import export_mergekit, to_yaml
 from .ranks import LaunchRanks
@@ -88,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_on_signals():
             return args.func(args)
-    except UserError as exc:
-        return report_user_error(exc)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        return report_interrupted(exc)
+    except STOPS as exc:
+        return report_stop(exc)
 
 
 def run() -> None:

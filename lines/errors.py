@@ -87,6 +87,15 @@ def report_interrupted(exc: Interrupted | KeyboardInterrupt) -> int:
     return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 
+# What a command line stops on with one line rather than a traceback: bad input, or an interrupt.
+STOPS = (UserError, Interrupted, KeyboardInterrupt)
+
+
+def report_stop(exc: BaseException) -> int:
+    """The one line of a command stopped by one of `STOPS`, and the exit status it ends with."""
+    return report_user_error(exc) if isinstance(exc, UserError) else report_interrupted(exc)
+
+
 def exit_process(code: int) -> NoReturn:
     """End a command-line process with `code`. After an interrupt the job has already unwound (temporaries removed,
     finished records kept), but native threads (torch's, a tokenizer's) may still be running, and the interpreter's

@@ -99,6 +99,7 @@ class StreamingSafetensorsWriter:
                        if only_shards is None or si in only_shards]
         self._position = 0  # index into _queue of the tensor being written
         self._written = 0  # bytes of that tensor written so far
+        self._remaining = sum(t.nbytes for _, t in self._queue)  # bytes of tensor data still to write (headers aside)
         self._file = None
         self._file_index = -1
 
@@ -111,11 +112,12 @@ class StreamingSafetensorsWriter:
             raise LinesError(f"internal: expected tensor {expected.name!r} ({expected.dtype}), got {name!r} "
                              f"({data.dtype})")
         raw = data.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-        with mapped_write_errors(self.out_dir / self.file_names[shard_index], self.remaining_bytes()):
+        with mapped_write_errors(self.out_dir / self.file_names[shard_index], self._remaining):
             if shard_index != self._file_index:
                 self._open_shard(shard_index)
             self._file.write(memoryview(raw))
         self._written += raw.nbytes
+        self._remaining -= raw.nbytes
         if self._written > expected.nbytes:
             raise LinesError(f"internal: too many bytes written for tensor {name!r}")
         if self._written == expected.nbytes:
@@ -128,10 +130,6 @@ class StreamingSafetensorsWriter:
         self._file_index = shard_index
         self._file = open(self.out_dir / self.file_names[shard_index], "wb")
         self._file.write(_header_bytes(self.shards[shard_index], self.metadata))
-
-    def remaining_bytes(self) -> int:
-        """Bytes of tensor data this writer has still to write (headers aside)."""
-        return sum(t.nbytes for _, t in self._queue[self._position:]) - self._written
 
     def tensor_names(self) -> set[str]:
         """The tensors this writer expects (all of them, or those of its shards)."""

@@ -21,15 +21,13 @@ from pathlib import Path
 # Run as a script (`accelerate launch pipelines/merge_policies.py`): make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lines.atomic import mapped_write_errors  # noqa: E402
-from lines.errors import (Interrupted, UserError, exit_process, report_interrupted, report_user_error,  # noqa: E402
-                          stop_on_signals)
+from lines.errors import STOPS, exit_process, report_stop  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.check import check_and_plan  # noqa: E402
 from pipelines.config.checks import check_machine  # noqa: E402
 from pipelines.config.load import load_run_config  # noqa: E402
 from pipelines.job import run, study  # noqa: E402
-from pipelines.run_lock import hold_run  # noqa: E402
+from pipelines.run_lock import guarded_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,17 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_run_config(args.config, overrides)
         check_machine(cfg)
         # One job per run; a refused write is one line; SIGINT/SIGTERM stop the job, keeping what is finished.
-        with stop_on_signals(), hold_run(cfg.run_dir), mapped_write_errors(cfg.run_dir):
+        with guarded_job(cfg.run_dir):
             if cfg.seeds:
                 study(cfg, progress=not args.quiet)
             else:
                 run(cfg, progress=not args.quiet)
-    except UserError as exc:
-        code = report_user_error(exc)
-        leave_process_group(wait=False)
-        return code
-    except (Interrupted, KeyboardInterrupt) as exc:
-        code = report_interrupted(exc)
+    except STOPS as exc:
+        code = report_stop(exc)
         leave_process_group(wait=False)
         return code
     leave_process_group(wait=True)

@@ -20,6 +20,7 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from lines.atomic import mapped_write_errors, write_json
+from lines.errors import stop_on_signals
 
 from .distributed import is_main_process, on_main
 from .errors import PipelineError
@@ -78,3 +79,11 @@ def hold_run(run_dir: str | Path) -> Iterator[None]:
     finally:
         if took and is_main_process():
             release(run_dir)
+
+
+@contextmanager
+def guarded_job(run_dir: str | Path) -> Iterator[None]:
+    """An entry point's job: SIGINT and SIGTERM stop it (finished records kept), it holds the run's lock, and a write
+    the machine refuses under the run directory is one line."""
+    with stop_on_signals(), hold_run(run_dir), mapped_write_errors(run_dir):
+        yield

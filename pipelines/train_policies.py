@@ -21,14 +21,12 @@ if __package__ in (None, ""):  # run as a script (accelerate launch / python pat
 # workers) would make it warn and turn its parallelism off.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lines.atomic import mapped_write_errors  # noqa: E402
-from lines.errors import (Interrupted, UserError, exit_process, report_interrupted, report_user_error,  # noqa: E402
-                          stop_on_signals)
+from lines.errors import STOPS, exit_process, report_stop  # noqa: E402
 from lines.ranks import leave_process_group  # noqa: E402
 from pipelines.distributed import is_main_process  # noqa: E402
 from pipelines.config.checks import check_environment  # noqa: E402
 from pipelines.config.load import load_config  # noqa: E402
-from pipelines.run_lock import hold_run  # noqa: E402
+from pipelines.run_lock import guarded_job  # noqa: E402
 from pipelines.training import train_all  # noqa: E402
 
 
@@ -51,14 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config ok: {args.config}")
             return 0
         # One job per run; a refused write is one line; SIGINT/SIGTERM stop the stage, keeping what is finished.
-        with stop_on_signals(), hold_run(config.run_dir), mapped_write_errors(config.run_dir):
+        with guarded_job(config.run_dir):
             policies = train_all(config)
-    except UserError as err:
-        code = report_user_error(err)
-        leave_process_group(wait=False)
-        return code
-    except (Interrupted, KeyboardInterrupt) as exc:
-        code = report_interrupted(exc)
+    except STOPS as exc:
+        code = report_stop(exc)
         leave_process_group(wait=False)
         return code
     if is_main_process():
