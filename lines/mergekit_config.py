@@ -103,6 +103,17 @@ class _Reader:
     def error(self, key: str, message: str) -> LinesError:
         return LinesError(f"{self.source}: field '{key}': {message}")
 
+    def parameters(self, key: str, given: Any, method_name: str, params: dict) -> dict:
+        """A `parameters` mapping (of a model, a slice or the whole merge) whose every name the method has."""
+        given = given or {}
+        if not isinstance(given, dict):
+            raise self.error(key, "a mapping of parameter names to values")
+        for name in given:
+            if name not in params:
+                raise self.error(f"{key}.{name}", f"mergekit's {method_name} has no parameter '{name}' (it has "
+                                                  f"{', '.join(params)}); remove it or check its spelling")
+        return given
+
     # -- values ------------------------------------------------------------------------------------------------
     def scalar(self, key: str, value: Any, kind: type) -> Any:
         """One value validated as mergekit validates it (pydantic, lax: '1e-3' is a number, as YAML leaves it)."""
@@ -212,14 +223,8 @@ def recipe_from_mergekit(data: dict, source: str = "config") -> MergekitRecipe:
         ref = _model_ref(reader, f"{where}.model", entry["model"])
         if ref in refs:
             raise reader.error(f"{where}.model", f"'{ref}' is listed twice; mergekit merges each input once")
-        given = entry.get("parameters") or {}
-        if not isinstance(given, dict):
-            raise reader.error(f"{where}.parameters", "a mapping of parameter names to values")
+        given = reader.parameters(f"{where}.parameters", entry.get("parameters"), method_name, params)
         for name in given:
-            if name not in params:
-                raise reader.error(f"{where}.parameters.{name}",
-                                   f"mergekit's {method_name} has no parameter '{name}' "
-                                   f"(it has {', '.join(params)}); remove it or check its spelling")
             if params[name].scope == SHARED:
                 raise reader.error(f"{where}.parameters.{name}",
                                    f"'{name}' is a setting of the whole merge, which mergekit reads from the top-level "
@@ -227,13 +232,7 @@ def recipe_from_mergekit(data: dict, source: str = "config") -> MergekitRecipe:
         refs.append(ref)
         model_params.append(given)
         wheres.append(where)
-    shared = data.get("parameters") or {}
-    if not isinstance(shared, dict):
-        raise reader.error("parameters", "a mapping of parameter names to values")
-    for name in shared:
-        if name not in params:
-            raise reader.error(f"parameters.{name}", f"mergekit's {method_name} has no parameter '{name}' (it has "
-                                                     f"{', '.join(params)}); remove it or check its spelling")
+    shared = reader.parameters("parameters", data.get("parameters"), method_name, params)
     # A slice's own parameters come between its sources' and the top-level ones (mergekit's precedence).
     levels = ([slice_params] if slice_params is not None else []) + [("parameters", shared)]
 
@@ -384,15 +383,8 @@ def plain_slices(reader: _Reader, data: dict, base: str | None) -> tuple[list[tu
     entries = [(f"slices.0.sources.{j}", {"model": src["model"], **({"parameters": src["parameters"]}
                                                                     if "parameters" in src else {})})
                for j, src in enumerate(first["sources"])]
-    slice_params = first.get("parameters") or {}
-    if not isinstance(slice_params, dict):
-        raise reader.error("slices.0.parameters", "a mapping of parameter names to values")
-    params = METHODS[data["merge_method"]][1]
-    for name in slice_params:
-        if name not in params:
-            raise reader.error(f"slices.0.parameters.{name}",
-                               f"mergekit's {data['merge_method']} has no parameter '{name}' (it has "
-                               f"{', '.join(params)}); remove it or check its spelling")
+    slice_params = reader.parameters("slices.0.parameters", first.get("parameters"), data["merge_method"],
+                                     METHODS[data["merge_method"]][1])
     return entries, ("slices.0.parameters", slice_params)
 
 
