@@ -6,12 +6,22 @@ main thread computes: a streaming merge then runs close to the speed of its I/O.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 _DONE = object()
+
+
+def unwinding_an_interrupt() -> bool:
+    """Whether an interrupt (Ctrl-C, or SIGTERM as lines.errors.Interrupted: a BaseException that is no Exception) is
+    unwinding this thread. Raised by a signal handler at any bytecode, it can leave a queue's lock held (a signal
+    inside Queue.get), so nothing may then wait on a queue or on its thread: the threads here are daemons, and the
+    interrupted process is ending."""
+    exc = sys.exc_info()[1]
+    return exc is not None and not isinstance(exc, (Exception, GeneratorExit))
 
 
 def prefetched(items: Iterable[T], load: Callable[[T], R], depth: int = 8) -> Iterator[tuple[T, R]]:
@@ -43,7 +53,7 @@ def prefetched(items: Iterable[T], load: Callable[[T], R], depth: int = 8) -> It
             yield item, result
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
+        while thread.is_alive() and not unwinding_an_interrupt():  # unblock a worker waiting on a full queue
             try:
                 q.get_nowait()
             except queue.Empty:
@@ -77,7 +87,10 @@ class BackgroundCalls:
         self._q.put(args)
 
     def close(self) -> None:
-        """Wait for every pending call; re-raise the first error."""
+        """Wait for every pending call; re-raise the first error. While an interrupt unwinds, nothing is waited for
+        (see `unwinding_an_interrupt`)."""
+        if unwinding_an_interrupt():
+            return
         self._q.put(_DONE)
         self._thread.join()
         if self._error is not None:
