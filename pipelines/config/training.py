@@ -164,10 +164,12 @@ class RLSpec(StrictModel):
 
 
 class PPOSpec(StrictModel):
-    """PPO's own settings (trl's PPOConfig names). One response per prompt is sampled at `rl.temperature`, up to
-    `rl.max_new_tokens`; the KL penalty to θ0 is `beta` (fixed, per token). A training step is one rollout batch of
-    per_device_batch_size × gradient_accumulation_steps prompts per process, then `num_ppo_epochs` passes over it in
-    `num_mini_batches` minibatches."""
+    """PPO's own settings (pipelines/training/ppo_config.py). One response per prompt is sampled at
+    `rl.temperature`, up to `rl.max_new_tokens`; the KL penalty to θ0 is `beta` per token, fixed, or adapted toward
+    `kl_target` (Ziegler et al. 2019: β ← β·(1 + clip(KL/kl_target − 1, ±0.2)·responses/kl_horizon) after each
+    rollout, KL the mean per response). A training step is one rollout batch of per_device_batch_size ×
+    gradient_accumulation_steps prompts per process, then `num_ppo_epochs` passes over it in `num_mini_batches`
+    minibatches."""
 
     num_ppo_epochs: int = Field(4, ge=1)
     num_mini_batches: int = Field(1, ge=1)
@@ -178,10 +180,19 @@ class PPOSpec(StrictModel):
     lam: float = Field(0.95, ge=0, le=1)          # GAE λ
     whiten_rewards: bool = False
     kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_target: float | None = Field(None, gt=0)   # KL per response the adaptive β aims at; null: β fixed
+    kl_horizon: float | None = Field(None, gt=0)  # responses over which β moves by at most ±20%; null: β fixed
     missing_eos_penalty: float | None = Field(None, ge=0)  # subtracted from the reward of a response without EOS
     # The value model: a sequence-classification checkpoint sharing θ0's tokenizer (e.g. a reward model trained on
     # θ0), or None for θ0's own weights with a new scalar head.
     value_model: str | None = None
+
+    @model_validator(mode="after")
+    def _controller(self):
+        if (self.kl_target is None) != (self.kl_horizon is None):
+            raise ValueError("ppo.kl_target and ppo.kl_horizon go together: set both (β adapts toward kl_target) "
+                             "or neither (β fixed)")
+        return self
 
 
 class PolicyTraining(Optimisation):
@@ -194,10 +205,9 @@ class PolicyTraining(Optimisation):
 
     @model_validator(mode="after")
     def _ppo_batches(self):
-        """trl's PPO splits each process's rollout batch (per_device_batch_size × gradient_accumulation_steps) into
-        `num_mini_batches` minibatches of micro-batches and accumulates gradients over gradient_accumulation_steps
-        micro-batches: minibatches must be whole micro-batches, or split one micro-batch without accumulation. It
-        samples without top-p."""
+        """PPO splits each process's rollout batch (per_device_batch_size × gradient_accumulation_steps) into
+        `num_mini_batches` minibatches, each one optimiser step over whole micro-batches (or a share of one
+        micro-batch without accumulation). It samples without top-p; an adaptive β needs a start above 0."""
         if self.algorithm != "ppo":
             return self
         batch, accumulation, ppo = self.per_device_batch_size, self.gradient_accumulation_steps, self.ppo
@@ -205,11 +215,14 @@ class PolicyTraining(Optimisation):
         if accumulation % ppo.num_mini_batches and (accumulation > 1 or batch % ppo.num_mini_batches):
             raise ValueError(f"ppo.num_mini_batches {ppo.num_mini_batches} does not split the rollout batch "
                              f"(per_device_batch_size {batch} × gradient_accumulation_steps {accumulation}) into "
-                             "minibatches trl's PPO can accumulate; use a divisor of gradient_accumulation_steps, or "
+                             "minibatches of whole micro-batches; use a divisor of gradient_accumulation_steps, or "
                              "with gradient_accumulation_steps 1 a divisor of per_device_batch_size")
         if ppo.whiten_rewards and rollout // ppo.num_mini_batches < 8:
             raise ValueError(f"ppo.whiten_rewards needs minibatches of at least 8 responses per process, got "
                              f"{rollout // ppo.num_mini_batches}; raise the batch size or set whiten_rewards: false")
+        if ppo.kl_target is not None and self.beta == 0:
+            raise ValueError("ppo.kl_target is set but beta is 0, and the adaptive controller scales β, so it would "
+                             "stay 0; give beta > 0 as its initial value")
         if self.rl.top_p != 1.0:
             raise ValueError(f"rl.top_p is {self.rl.top_p} but PPO samples from the full distribution (its "
                              "ratios and KL are those of the policy itself); set rl.top_p: 1.0")

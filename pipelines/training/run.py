@@ -38,7 +38,7 @@ from .loaded import resolve_loaded, validate_against_base
 from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
                        read_manifest, retrain_reason)
 from .online_rl import train_online
-from .ppo import train_ppo
+from .ppo import IMPLEMENTATION as PPO_IMPLEMENTATION, train_ppo
 from .prompt_sources import training_prompts
 from .rewards import WeightedSum, build_reward_table, check_trainable
 
@@ -109,6 +109,8 @@ def policy_hash_inputs(config: TrainConfig, name: str, signal: dict, settings: P
               "rewards": config.reward_identities(), "base": base.fingerprint, "seed": config.seed}
     if settings.global_batch_size is None:
         inputs["processes"] = process_state().num_processes
+    if settings.algorithm == "ppo":  # policies of another PPO implementation are not reused
+        inputs["implementation"] = PPO_IMPLEMENTATION
     return inputs
 
 

@@ -50,12 +50,11 @@ def stage_fields(stage: str, block: PolicyTraining | SFTSpec) -> dict:
     rl = block.rl
     if stage == "ppo":
         ppo = block.ppo
-        return dict(kl_coef=block.beta, response_length=rl.max_new_tokens, temperature=rl.temperature,
-                    kl_estimator=ppo.kl_estimator, num_ppo_epochs=ppo.num_ppo_epochs,
+        return dict(kl_coef=block.beta, kl_target=ppo.kl_target, kl_horizon=ppo.kl_horizon,
+                    response_length=rl.max_new_tokens, temperature=rl.temperature, kl_estimator=ppo.kl_estimator, num_ppo_epochs=ppo.num_ppo_epochs,
                     num_mini_batches=ppo.num_mini_batches, cliprange=ppo.cliprange,
                     cliprange_value=ppo.cliprange_value, vf_coef=ppo.vf_coef, gamma=ppo.gamma, lam=ppo.lam,
-                    whiten_rewards=ppo.whiten_rewards, missing_eos_penalty=ppo.missing_eos_penalty,
-                    stop_token="eos")  # responses end at EOS, as generation's do
+                    whiten_rewards=ppo.whiten_rewards, missing_eos_penalty=ppo.missing_eos_penalty)
     return dict(beta=block.beta, num_generations=rl.num_generations, max_completion_length=rl.max_new_tokens,
                 temperature=rl.temperature, top_p=rl.top_p, num_iterations=rl.num_iterations)
 

@@ -4,8 +4,8 @@
       learning_rate: 5.0e-6                       # the project's settings
       trainer: {report_to: tensorboard, adam_beta2: 0.95, lr_scheduler_kwargs: {min_lr: 1.0e-7}}
 
-`trainer:` holds fields of the trl config class the stage builds (SFTConfig for θ0's SFT, DPOConfig, RLOOConfig,
-GRPOConfig, PPOConfig), checked against that class before anything runs: the name (with the closest field suggested),
+`trainer:` holds fields of the config class the stage builds (trl's SFTConfig for θ0's SFT, DPOConfig, RLOOConfig,
+GRPOConfig; the project's own PPOConfig, pipelines/training/ppo_config.py), checked against that class before anything runs: the name (with the closest field suggested),
 the value against the field's type, then the whole class built once with them.
 
 Precedence: trl's defaults < the stage's defaults (DEFAULTS: what a `trainer:` value replaces) < `trainer:` < the
@@ -53,14 +53,12 @@ STAGE_SETTINGS = {
              "temperature": "rl.temperature", "top_p": "rl.top_p", "num_iterations": "rl.num_iterations",
              "model_init_kwargs": "precision"},
     "ppo": {"kl_coef": "beta", "response_length": "rl.max_new_tokens", "temperature": "rl.temperature",
-            "total_episodes": "max_steps",
-            **{field: f"ppo.{field}" for field in ("kl_estimator", "num_ppo_epochs", "num_mini_batches", "cliprange",
-                                                   "cliprange_value", "vf_coef", "gamma", "lam", "whiten_rewards",
-                                                   "missing_eos_penalty")}},
+            **{field: f"ppo.{field}" for field in ("kl_target", "kl_horizon", "kl_estimator", "num_ppo_epochs",
+                                                   "num_mini_batches", "cliprange", "cliprange_value", "vf_coef",
+                                                   "gamma", "lam", "whiten_rewards", "missing_eos_penalty")}},
 }
 STAGE_SETTINGS["grpo"] = STAGE_SETTINGS["rloo"]
-STAGE_FIXED = {"sft": {"dataset_text_field": "the stage builds the dataset with a 'text' column"},
-               "ppo": {"stop_token": "responses end at EOS, as generation's do"}}
+STAGE_FIXED = {"sft": {"dataset_text_field": "the stage builds the dataset with a 'text' column"}}
 # The stage's defaults where trl's do not suit it: a `trainer:` value replaces them.
 DEFAULTS_COMMON = {"report_to": [], "dataloader_num_workers": 0}
 DEFAULTS = {"sft": {"packing": False}, "rloo": {"log_completions": False}, "grpo": {"log_completions": False}}
@@ -68,9 +66,9 @@ CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "rloo": "RLOOConfig", "grpo":
 
 
 def config_class(stage: str):
-    """trl's config class for a stage ('sft' or an algorithm); PPO's is trl 1.12's, kept in ppo_trainer.py."""
+    """The config class of a stage ('sft' or an algorithm): trl's, except PPO's, the project's own (ppo_config.py)."""
     if stage == "ppo":
-        from .ppo_trainer import PPOConfig  # heavy: ppo_trainer.py loads transformers and trl
+        from .ppo_config import PPOConfig  # heavy: transformers
 
         return PPOConfig
     with warnings.catch_warnings():
@@ -105,7 +103,8 @@ def check_trainer_fields(stage: str, fields: dict, where: str, owned: dict | Non
     cls = config_class(stage)
     import trl  # heavy: only when `trainer:` fields are given
 
-    version = "trl 1.12, kept in pipelines/training/ppo_trainer.py" if stage == "ppo" else f"trl {trl.__version__}"
+    version = "pipelines/training/ppo_config.py" if stage == "ppo" else f"trl {trl.__version__}"
+    owner = "the project's" if stage == "ppo" else "trl's"
     types = _field_types(cls)
     refused = owned_fields(stage)
     converted = {}
@@ -115,13 +114,13 @@ def check_trainer_fields(stage: str, fields: dict, where: str, owned: dict | Non
             raise TrainingError(f"{where}: {field}: the stage sets {key} {refused[key]}")
         if key not in types:
             close = difflib.get_close_matches(key, types, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"see trl's {cls.__name__} for its fields"
-            raise TrainingError(f"{where}: {field} is not a field of trl's {cls.__name__} ({version}); {hint}")
+            hint = f"did you mean {close[0]}?" if close else f"see {owner} {cls.__name__} for its fields"
+            raise TrainingError(f"{where}: {field} is not a field of {owner} {cls.__name__} ({version}); {hint}")
         try:
             converted[key] = TypeAdapter(types[key]).validate_python(value)
         except ValidationError as exc:
             message = exc.errors()[0]["msg"]
-            raise TrainingError(f"{where}: {field}: {message} (trl's {cls.__name__} declares "
+            raise TrainingError(f"{where}: {field}: {message} ({owner} {cls.__name__} declares "
                                 f"{_type_name(types[key])}); fix that value") from None
         except Exception:  # a type pydantic cannot check (a callable, a class): the class itself checks below
             converted[key] = value
@@ -131,7 +130,7 @@ def check_trainer_fields(stage: str, fields: dict, where: str, owned: dict | Non
             cls(**{"output_dir": "trainer-check", "use_cpu": True, "bf16": False, "fp16": False,
                    **stage_defaults(stage), **converted, **(owned or {})})
     except Exception as exc:  # trl and transformers raise ValueError, TypeError, ...: one line for the user
-        raise TrainingError(f"{where}: field 'trainer': trl's {cls.__name__} refuses these values: "
+        raise TrainingError(f"{where}: field 'trainer': {owner} {cls.__name__} refuses these values: "
                             f"{first_line(exc)}") from None
     return converted
 
