@@ -1,5 +1,5 @@
-"""PPO (trl's PPOTrainer) on a tiny local θ0: the reward it is given is the reward it improves, in the direction
-given; every reward type reaches it; the policy is saved without the value model."""
+"""The project's PPO on a tiny local θ0: the reward it is given is the reward it improves, in the direction given;
+every reward type reaches it; β adapts by its rule; the policy is saved without the value model."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,11 @@ from pipelines.config.load import parse_config
 from pipelines.training import TrainingError, train_all
 from pipelines.training.checkpoints import load_tokenizer
 from pipelines.config.checks import check_environment
-from pipelines.training.ppo import RewardModelView
+from pipelines.training.ppo_config import PPOConfig
+from pipelines.training.ppo_rollout import collect
 from pipelines.training.rewards import build_reward_table
-from reward_models.text_format import policy_prompt_ids, response_ids
+from lines.models import load_causal_lm
+from reward_models.text_format import policy_prompt_ids
 from tiny import tiny_reward_model_dir
 from train_helpers import one_torch_thread, state_dict_of, tiny_base, tiny_config  # noqa: F401
 
@@ -104,7 +106,7 @@ def test_ppo_lora_on_a_reward_model_with_its_own_tokenizer(tiny_base, tmp_path):
     assert checkpoint_fingerprint(tiny_base) == before == info.base_fingerprint
 
 
-# -- every reward type through the reward-model interface trl reads ------------------------------------------------
+# -- every reward type through the rollout -----------------------------------------------------------------------
 
 REWARD_SPECS = [
     {"name": "vader", "type": "vader"},
@@ -115,35 +117,52 @@ REWARD_SPECS = [
     {"name": "keywords", "type": "keywords", "keywords": ["food", "staff"], "mode": "count"},
     UP,
     {"name": "rm", "type": "hf", "device": "cpu"},  # path filled in below
-    {"name": "rm_lower", "type": "hf", "device": "cpu", "higher_is_better": False},  # trl is given −score
+    {"name": "rm_lower", "type": "hf", "device": "cpu", "higher_is_better": False},  # PPO is given −score
 ]
 
 
 @pytest.mark.parametrize("spec", REWARD_SPECS, ids=[s["name"] for s in REWARD_SPECS])
-def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, tmp_path):
-    from pipelines.training.ppo_trainer import get_reward, truncate_response
-
+def test_a_rollout_scores_every_reward_type_as_the_project_scores_the_decoded_responses(spec, tiny_base, tmp_path):
     if spec["type"] == "hf":
         spec = {**spec, "path": str(tiny_reward_model_dir(tmp_path / "rm", seed=1))}
     reward = next(iter(build_reward_table([spec]).values()))
-    tokenizer = load_tokenizer(tiny_base, padding_side="left")
-    prompts = ["The food was", "Our waiter", "We came back for the dessert and"]
-    responses = [" great, the staff were friendly and the food was hot.", " forgot us.", ""]
-    prompt_ids = [policy_prompt_ids(tokenizer, p) for p in prompts]
-    width = max(len(ids) for ids in prompt_ids)
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    # As trl lays out a rollout: prompts left-padded to one width, responses ended by EOS then right-padded, and
-    # tokens sampled after EOS cut off by trl's own truncation.
-    rows = [[pad] * (width - len(p)) + p + response_ids(tokenizer, r) + [eos] + [7, 8] for p, r in
-            zip(prompt_ids, responses)]
-    length = max(len(row) for row in rows)
-    query_responses = torch.tensor([row + [pad] * (length - len(row)) for row in rows])
-    query_responses = torch.cat([query_responses[:, :width],
-                                 truncate_response(eos, pad, query_responses[:, width:])], dim=1)
-    view = RewardModelView(reward, tokenizer, width, {tuple(ids): p for ids, p in zip(prompt_ids, prompts)})
-    _, scores, _ = get_reward(view, query_responses, pad, width)
-    expected = reward.score(prompts, responses) * (1.0 if reward.higher_is_better else -1.0)
-    torch.testing.assert_close(scores, torch.as_tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-5)
+    tokenizer = load_tokenizer(tiny_base)
+    policy = load_causal_lm(tiny_base)
+    prompts = ["The food was", "Our waiter", "We came back for the dessert and", "Staff"]
+    ids = [policy_prompt_ids(tokenizer, p) for p in prompts]
+    settings = PPOConfig(output_dir=str(tmp_path), use_cpu=True, response_length=10, local_rollout_forward_batch_size=3,
+                         missing_eos_penalty=0.25)
+    torch.manual_seed(0)
+    rollout = collect(policy, lambda ids, mask, positions: torch.zeros(ids.shape), policy, prompts, ids, tokenizer,
+                      reward, settings)
+    # The responses as a reader of the token ids sees them: up to the first EOS, special tokens dropped.
+    texts, ended = [], []
+    for row in rollout.input_ids[:, rollout.prompt_width:].tolist():
+        cut = row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
+        texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True))
+        ended.append(cut < len(row))
+    assert rollout.responses == texts
+    sign = 1.0 if reward.higher_is_better else -1.0
+    expected = [sign * s - (0.0 if e else 0.25) for s, e in zip(reward.score(prompts, texts), ended)]
+    torch.testing.assert_close(rollout.scores, torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-5)
+    # The reference here is the policy itself: its log-probabilities from a full forward pass equal generation's.
+    torch.testing.assert_close(rollout.ref_logprobs, rollout.logprobs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow  # a PPO training run
+def test_adaptive_kl_coefficient_follows_its_rule_over_a_training_run(tiny_base, tmp_path):
+    target, horizon = 0.5, 200.0
+    training = ppo_training(max_steps=4, ppo={"num_ppo_epochs": 2, "kl_target": target, "kl_horizon": horizon})
+    info = train_all(parse_config(tiny_config(tmp_path, tiny_base, training=training,
+                                              prompts={"source": "demo", "n_train": 16, "n_eval": 4}),
+                                  "adaptive.yaml"))["long"]
+    curve = info.manifest["training_curve"]
+    beta = 0.02
+    for row in curve:
+        assert row["objective/kl_coef"] == pytest.approx(beta, rel=1e-9)
+        beta *= 1 + min(max(row["objective/kl"] / target - 1, -0.2), 0.2) * 8 / horizon
+    assert info.manifest["training_details"]["kl_coef_final"] == pytest.approx(beta, rel=1e-9)
+    assert curve[-1]["objective/kl_coef"] != 0.02
 
 
 # -- bad settings: one line before any work ------------------------------------------------------------------------
@@ -151,12 +170,16 @@ def test_trl_reads_every_reward_type_as_the_project_scores_it(spec, tiny_base, t
 @pytest.mark.parametrize("training, message", [
     ({"per_device_batch_size": 4, "gradient_accumulation_steps": 2, "ppo": {"num_mini_batches": 4}},
      r"ppo.num_mini_batches 4 does not split the rollout batch \(per_device_batch_size 4 × "
-     r"gradient_accumulation_steps 2\) into minibatches trl's PPO can accumulate"),
+     r"gradient_accumulation_steps 2\) into minibatches of whole micro-batches"),
     ({"per_device_batch_size": 6, "ppo": {"num_mini_batches": 4}}, "use a divisor of gradient_accumulation_steps"),
     ({"per_device_batch_size": 4, "ppo": {"whiten_rewards": True}}, "whiten_rewards needs minibatches of at least 8"),
     ({"rl": {"top_p": 0.9}}, "rl.top_p is 0.9 but PPO samples from the full distribution"),
+    ({"ppo": {"kl_target": 6.0}}, "ppo.kl_target and ppo.kl_horizon go together"),
+    ({"ppo": {"kl_horizon": 10000}}, "ppo.kl_target and ppo.kl_horizon go together"),
+    ({"ppo": {"kl_target": -1, "kl_horizon": 10}}, "kl_target"),
+    ({"beta": 0, "ppo": {"kl_target": 6.0, "kl_horizon": 10000}}, "ppo.kl_target is set but beta is 0"),
 ])
-def test_ppo_settings_that_trl_would_refuse_mid_start_are_config_errors(training, message, tmp_path):
+def test_ppo_settings_that_would_fail_mid_run_are_config_errors(training, message, tmp_path):
     data = tiny_config(tmp_path, tmp_path, training={"algorithm": "ppo", **training})
     with pytest.raises(TrainingError, match=message):
         parse_config(data, "cfg.yaml")
@@ -178,18 +201,14 @@ def test_fewer_training_prompts_than_one_rollout_batch_is_refused(tmp_path):
 
 @pytest.mark.slow  # two PPO training runs
 def test_the_same_config_trains_the_same_ppo_policy_whatever_ran_before(tiny_base, tmp_path):
-    """trl's PPOTrainer does not seed as transformers' Trainer does; the stage seeds it, so the value head and the
-    samples do not depend on what the process did earlier."""
+    """The stage seeds PPO, so the value head and the samples do not depend on what the process did earlier."""
     training = ppo_training(max_steps=2)
     first = train_all(parse_config(tiny_config(tmp_path / "a", tiny_base, training=training), "a.yaml"))["long"]
     torch.rand(1000), torch.nn.Linear(64, 64)  # the process's random state moves on
     second = train_all(parse_config(tiny_config(tmp_path / "b", tiny_base, training=training), "b.yaml"))["long"]
     a, b = state_dict_of(first.path), state_dict_of(second.path)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    def curve(info):  # without trl's episodes per second, a timing
-        return [{k: v for k, v in row.items() if k != "eps"} for row in info.manifest["training_curve"]]
-
-    assert curve(first) == curve(second)
+    assert first.manifest["training_curve"] == second.manifest["training_curve"]
 
 
 def test_ppo_trainer_fields_pass_through_except_the_ones_the_stage_sets(tmp_path):
@@ -200,8 +219,9 @@ def test_ppo_trainer_fields_pass_through_except_the_ones_the_stage_sets(tmp_path
     with pytest.raises(TrainingError, match=r"field 'trainer.num_ppo_epochs': the stage sets num_ppo_epochs from the "
                                             r"setting `ppo.num_ppo_epochs`; set that instead"):
         parse_config(config({"num_ppo_epochs": 2}), "cfg.yaml")
-    with pytest.raises(TrainingError, match=r"field 'trainer.stop_token': the stage sets stop_token itself"):
-        parse_config(config({"stop_token": "eos"}), "cfg.yaml")
-    with pytest.raises(TrainingError, match=r"'trainer.num_ppo_epoch' is not a field of trl's PPOConfig \(trl 1.12, kept "
-                                            r"in pipelines/training/ppo_trainer.py\); did you mean num_ppo_epochs"):
+    with pytest.raises(TrainingError, match=r"field 'trainer.kl_target': the stage sets kl_target from the setting "
+                                            r"`ppo.kl_target`"):
+        parse_config(config({"kl_target": 1.0}), "cfg.yaml")
+    with pytest.raises(TrainingError, match=r"'trainer.num_ppo_epoch' is not a field of the project's PPOConfig "
+                                            r"\(pipelines/training/ppo_config.py\); did you mean num_ppo_epochs"):
         parse_config(config({"num_ppo_epoch": 2}), "cfg.yaml")
