@@ -126,9 +126,9 @@ def build_optimizer(args: PPOConfig, model: nn.Module, steps: int):
 def make_accelerator(args: PPOConfig, batches: Batches):
     from accelerate import Accelerator  # heavy: only when PPO trains
 
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=batches.accumulation, mixed_precision=precision,
-                              cpu=args.use_cpu)
+    # The launcher's settings (DDP, DeepSpeed, CPU) come from its environment; the run's precision from the args.
+    precision = {"mixed_precision": "bf16"} if args.bf16 else {"mixed_precision": "fp16"} if args.fp16 else {}
+    accelerator = Accelerator(gradient_accumulation_steps=batches.accumulation, **precision)
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None:  # what DeepSpeed's "auto" entries mean here (no dataloader tells accelerate)
         for key, value in {"train_micro_batch_size_per_gpu": batches.micro,
