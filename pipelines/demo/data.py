@@ -7,9 +7,16 @@ positive sentences are short ("Great food."), complaints are long-winded, neutra
 A policy that maximises character length learns to complain; one that maximises VADER sentiment learns
 short praise. Their soups then trace a real trade-off.
 
+The partition of the text space (the one place that decides what can leak): every opening belongs to exactly one
+part — train, validation or test — by a hash of the opening alone (PARTITION_SEED), whatever the run's seed. A seed
+only reorders and draws *within* a part: which training openings θ0's corpus uses and which held-out prompts a run
+evaluates on. So no validation or test opening ever appears in a text θ0 is pretrained on (demo_corpus) or a policy
+is trained on (the train part's prompts and their continuations), for any seed (tests/test_demo_leak.py). Seed 0's
+order within each part is the partition's own order.
+
 Everything is a pure function of the seed:
 
-    demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint sets
+    demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint parts, seed-ordered
     demo_corpus(n, seed=0, review_share=1.0) -> list[str]   SFT corpus: reviews (train-split openings) and, with
                                                  review_share < 1, texts of the other domains (domains.py)
     demo_reviews(prompts, seed) -> list[str]     one review continuing each prompt
@@ -91,16 +98,25 @@ def _all_openings() -> list[str]:
             for template, place, meal, company in itertools.product(OPENINGS, RESTAURANTS, MEALS, COMPANY)]
 
 
+# The partition of the openings is this seed's ranking, for every run seed (see the module's docstring).
+PARTITION_SEED = 0
+
+
 def _split_rank(seed: int, text: str) -> str:
-    # Rank by a hash of (seed, text): which split a prompt lands in does not depend on list order.
+    # Rank by a hash of (seed, text): where an opening lands does not depend on list order.
     return hashlib.sha256(f"demo/{seed}/{text}".encode()).hexdigest()
 
 
-def prompt_splits(seed: int = 0) -> dict[Split, list[str]]:
-    """All openings, split into disjoint train / validation / test sets (fixed sizes for the held-out ones)."""
-    ranked = sorted(_all_openings(), key=lambda text: _split_rank(seed, text))
+def _partition() -> dict[Split, list[str]]:
+    ranked = sorted(_all_openings(), key=lambda text: _split_rank(PARTITION_SEED, text))
     return {"validation": ranked[:N_VALIDATION], "test": ranked[N_VALIDATION:N_VALIDATION + N_TEST],
             "train": ranked[N_VALIDATION + N_TEST:]}
+
+
+def prompt_splits(seed: int = 0) -> dict[Split, list[str]]:
+    """All openings in the fixed disjoint parts train / validation / test (fixed sizes for the held-out ones), each
+    part in the order of `seed`: the seed reorders within a part, never moves an opening between parts."""
+    return {split: sorted(texts, key=lambda text: _split_rank(seed, text)) for split, texts in _partition().items()}
 
 
 def demo_prompts(split: Split, n: int | None = None, seed: int = 0) -> list[Prompt]:
