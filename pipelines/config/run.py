@@ -60,17 +60,23 @@ class VariantLines(StrictModel):
     beta_grid: list[float] | None = None
     head_depth: Literal["alpha", "last"] = "alpha"
     profile: Literal["increasing", "centered"] = "increasing"
+    reverse: bool = False  # a control: the same λ values in decreasing depth order
+    scope: Literal["depth", "head"] = "depth"  # a control: "head" scales only the final norm and the head, by λ(L−1)
+    # A control takes the β chosen on validation prompts for another variant (no β of its own, no validation points),
+    # so it differs from that variant in one thing only.
+    beta_from: str | None = None
 
     @model_validator(mode="after")
     def _one_beta(self):
-        if (self.beta is None) == (self.beta_grid is None):
-            raise ValueError("give either beta or beta_grid")
+        if sum(x is not None for x in (self.beta, self.beta_grid, self.beta_from)) != 1:
+            raise ValueError("give one of beta, beta_grid or beta_from")
         if self.beta_grid is not None and not self.beta_grid:
             raise ValueError("beta_grid is empty")
         return self
 
     def betas(self) -> list[float]:
-        return [self.beta] if self.beta is not None else list(self.beta_grid)
+        """The variant's own β candidates (none for a `beta_from` control)."""
+        return [self.beta] if self.beta is not None else list(self.beta_grid or [])
 
 
 class VariantConfig(StrictModel):
@@ -78,6 +84,7 @@ class VariantConfig(StrictModel):
     method: MethodName = "linear"  # a registered merge method; its parameters are checked by `check_run_config`
     parameters: dict = Field(default_factory=dict)
     lines: VariantLines | None = None
+    matched: bool = True  # with uniform_control.matched: this LiNeS variant gets its norm-matched control
 
 
 class UniformControl(StrictModel):

@@ -58,6 +58,12 @@ class RunData:
             out += [(front, matched_front(front))] if matched_front(front) in fronts else []
             if UNIFORM in fronts and _method(fronts[UNIFORM]) == method:
                 out.append((front, UNIFORM))
+        # A control that borrows another variant's β (lines.beta_from) against that variant: the one thing they
+        # differ in (the head's scale, the depth order, the blocks left at α).
+        for spec in (self.config.get("sweep") or {}).get("variants") or []:
+            source = (spec.get("lines") or {}).get("beta_from")
+            if source and spec["name"] in fronts and source in fronts:
+                out.append((spec["name"], source))
         return out
 
     def references(self) -> dict[str, dict]:
