@@ -207,7 +207,7 @@ def verdict(analysis: dict, a: str, b: str) -> str:
     ci = f"{d.estimate:+.4f} ({level}% CI {d.low:+.4f} … {d.high:+.4f})"
     sign = direction(d.low, d.high)
     if sign > 0:
-        return f"**{a} beat {b}**: hypervolume difference {ci}, larger than evaluation noise."
+        return f"**{a} beat {b}**: hypervolume difference {ci} on this draw; its interval excludes zero."
     if sign < 0:
-        return f"**{a} lost to {b}**: hypervolume difference {ci}, larger than evaluation noise."
-    return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} includes zero."
+        return f"**{a} lost to {b}**: hypervolume difference {ci} on this draw; its interval excludes zero."
+    return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} on this draw includes zero."
