@@ -37,9 +37,10 @@ install: $(VENV)/.installed
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml
 
-# The demo replicated over three seeds (θ0 and policies retrained per seed) with a pooled report: runs/demo/study/.
+# The demo replicated over ten seeds (θ0 and policies retrained per seed; seeds run in parallel worker processes,
+# one per core) with the study report: inference over seeds, a declared family (Holm): runs/demo/study/.
 study: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml --seeds 0,1,2
+	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo.yaml --seeds 0,1,2,3,4,5,6,7,8,9
 
 # The demo with its two policies trained by PPO (configs/demo_ppo.yaml extends demo.yaml): runs/demo_ppo/.
 .PHONY: demo-ppo

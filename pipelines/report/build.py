@@ -135,10 +135,23 @@ def report_page(data: RunData, md: str, out: Path) -> str:
                        tail=page_scripts(explorer=True))
 
 
+def one_draw_note(data: RunData) -> str:
+    """What one run can say: estimates on one draw of θ0, the policies and the samples, with prompt-level intervals;
+    a finding needs the replicated study (make study: seeds as the replicates, one family of comparisons)."""
+    samples = ((data.config.get("generation") or {}).get("n") or 1)
+    unit = ("one sample per prompt, so the bootstrap over prompts is a bootstrap over samples (the unit is a sample)"
+            if samples == 1 else f"{samples} samples per prompt, averaged per prompt (the unit is a prompt)")
+    return ("Each comparison below is an estimate on this draw (one seed: one θ0, one pair of policies, one set of "
+            f"samples), with an interval over evaluation prompts ({unit}). Seed-to-seed differences are larger than "
+            "that interval, so no line here is a finding: the study over seeds (`make study`, "
+            "runs/<name>/study/report.md) gives the verdicts, with a family of comparisons and an equivalence test.")
+
+
 def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool, has_forgetting: bool) -> str:
     fronts = list(data.fronts())
     level = int(round(analysis["level"] * 100))
-    lines = [f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", "", "## Verdict", ""]
+    lines = [f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", "", "## Verdict on this draw", "",
+             one_draw_note(data), ""]
     comparisons = data.comparisons()
     for lv, other in comparisons:
         lines.append(f"- {verdict(analysis, lv, other)}")
