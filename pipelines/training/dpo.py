@@ -52,8 +52,10 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
         else:
             sampler = (load_causal_lm(job.base_path, device()) if current is None
                        else load_policy_model(current, job.base_path, device()))
+            # θ0's samples are drawn once per run: every policy ranks the same ones by its own reward.
+            shared = (job.base_path, job.work_dir.parent / "theta0_samples") if current is None else None
             pairs, stats = sampled_pairs(sampler, tokenizer, job.train_prompts, spec, job.reward,
-                                         job.seed + round_index, round_dir, f"pairs{round_index}")
+                                         job.seed + round_index, round_dir, f"pairs{round_index}", shared)
             del sampler
         if is_main_process():
             round_dir.mkdir(parents=True, exist_ok=True)
