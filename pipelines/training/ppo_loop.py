@@ -9,6 +9,8 @@ controller toward `kl_target` (ppo_math.KLController), fed the mean KL per respo
 The policy and the value model are one module (`PolicyAndValue`) so that accelerate prepares them once: DDP on
 several processes, or one DeepSpeed engine (ZeRO-2 on CPU in the tests). Statistics are logged at every
 `logging_steps`-th step to `report_to` integrations and the progress bar, and kept in the state's log history.
+
+The module loads transformers and trl: the stage imports it only when a PPO policy trains (ppo.py).
 """
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import TrainerCallback
+from accelerate import Accelerator
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, get_scheduler, set_seed
+from transformers.integrations import get_reporting_integration_callbacks
+from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback, PrinterCallback, ProgressCallback
+from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
+from trl.trainer.utils import disable_dropout_in_model
 
 from reward_models import Reward
 
@@ -113,8 +120,6 @@ def advantages_of(rollout: Rollout, args: PPOConfig, kl_coef: float) -> Advantag
 
 
 def build_optimizer(args: PPOConfig, model: nn.Module, steps: int):
-    from transformers import Trainer, get_scheduler  # heavy: only when PPO trains
-
     optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = optimizer_cls([{"params": params, "weight_decay": args.weight_decay}], **kwargs)
@@ -124,8 +129,6 @@ def build_optimizer(args: PPOConfig, model: nn.Module, steps: int):
 
 
 def make_accelerator(args: PPOConfig, batches: Batches):
-    from accelerate import Accelerator  # heavy: only when PPO trains
-
     # The launcher's settings (DDP, DeepSpeed, CPU) come from its environment; the run's precision from the args.
     precision = {"mixed_precision": "bf16"} if args.bf16 else {"mixed_precision": "fp16"} if args.fp16 else {}
     accelerator = Accelerator(gradient_accumulation_steps=batches.accumulation, **precision)
@@ -166,13 +169,6 @@ def train(args: PPOConfig, policy: nn.Module, value_model: nn.Module, reference:
           prompts: list[str], prompt_ids: list[list[int]], reward: Reward) -> PPOResult:
     """PPO on `prompts` (texts and their token ids). `reference` None: the policy is a PEFT model whose base, with
     the adapter off, is the reference."""
-    from transformers import TrainerControl, TrainerState, set_seed  # heavy: only when PPO trains
-    from transformers.integrations import get_reporting_integration_callbacks
-    from transformers.trainer_callback import (CallbackHandler, DefaultFlowCallback, PrinterCallback,
-                                              ProgressCallback)
-    from trl.models.utils import prepare_deepspeed, unwrap_model_for_generation
-    from trl.trainer.utils import disable_dropout_in_model
-
     set_seed(args.seed)
     batches = batch_sizes(args)
     accelerator = make_accelerator(args, batches)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
+from trl.trainer.utils import selective_log_softmax
 
 from pipelines.generation.rows import decode_response
 from reward_models import Reward
@@ -63,8 +64,6 @@ def response_mask(response_ids: torch.Tensor, eos_ids: set[int]) -> tuple[torch.
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    from trl.trainer.utils import selective_log_softmax  # heavy (trl): only when PPO trains
-
     return selective_log_softmax(logits.float() / temperature, tokens)
 
 
