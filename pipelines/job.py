@@ -17,12 +17,13 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 from tqdm.auto import tqdm
 
-from lines.atomic import write_jsonl, write_text
+from lines.atomic import write_json, write_jsonl, write_text
 
 from .demo.data import control_texts, demo_corpus, heldout_reviews
 from .distributed import Ranks, on_main
@@ -32,6 +33,7 @@ from .report.study import build_study_report
 from .config.load import config_for_seed
 from .config.run import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
 from .sweep.plan import ReferencePolicy
+from .stage_times import reset, snapshot, timed
 from .sweep.runner import run_sweep
 from .training import train_all
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: RunConfig, progress: bool = True) -> None:
     """The job once: checkpoints, held-out texts and prompts resolved, the sweep, the report."""
+    start = time.time()
+    reset()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ranks = Ranks()
@@ -51,7 +55,10 @@ def run(cfg: RunConfig, progress: bool = True) -> None:
     prompts = resolve_prompts(cfg, ranks)
     run_sweep(cfg, base, policies, prompts, ranks, progress=progress, references=references)
     if ranks.is_main:
-        report = build_report(cfg.run_dir)
+        with timed("report"):
+            report = build_report(cfg.run_dir)
+        write_json(cfg.run_dir / "timings.json", {"stages": snapshot(), "job_seconds": round(time.time() - start, 1),
+                                                   "threads": cfg.threads, "processes": ranks.world})
         print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
 
 

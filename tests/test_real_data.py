@@ -16,6 +16,10 @@ def conversation(*turns):
 def chitchat_file(tmp_path):
     data = {f"c{i:03d}": conversation([f"What is your favourite thing number {i}?", "tell me"], ["I like it"])
             for i in range(60)}
+    for i in range(20):  # long enough to be held-out texts: 4 turns, 40 words
+        data[f"long{i:02d}"] = conversation([f"Tell me about your town number {i} please"],
+                                            ["It is small and quiet and green " * 3], ["Do you like it there?"],
+                                            ["Yes I do very much, the people are kind " * 2])
     data["short"] = conversation(["Hello?"], ["hi"])
     data["dup"] = conversation(["What is your  favourite thing number 7? tell me"], ["again"])
     path = tmp_path / "dataset.json"
@@ -31,7 +35,8 @@ def test_chitchat_rules(chitchat_file, tmp_path):
     out = tmp_path / "out"
     assert main(["prepare", "chitchat", "--out", str(out), "--source", str(chitchat_file), "--held-out", "10"]) == 0
     train, evaluation, held = (read(out / f"chitchat_{k}.jsonl") for k in ("train_prompts", "eval_prompts", "held_out"))
-    assert len(held) == 10 and all("\n" in r["text"] for r in held)        # whole conversations, a line per turn
+    assert len(held) == 10 and all(r["id"].startswith("long") for r in held)  # 4+ turns and 40+ words only
+    assert all(r["text"].count("\n") == 3 for r in held)                       # whole conversations, a line per turn
     prompts = [r["prompt"] for r in train + evaluation]
     assert len(prompts) == len(set(" ".join(p.split()) for p in prompts))  # no duplicate anywhere
     assert "Hello?" not in prompts                                            # a greeting alone is no prompt

@@ -3,6 +3,7 @@ openers prepared by `prepare chitchat`, two LoRA DPO policies of two steps each,
 the sweep, and the report — configs/demo_real.yaml with fewer prompts, steps and tokens. Also: the chat template is
 applied the same way where the policy is trained (trl's tokenisation of the pipeline's DPO rows), where it generates
 and where KL scores it (the token ids, shown)."""
+import copy
 import csv
 import json
 from pathlib import Path
@@ -41,7 +42,7 @@ def test_chat_template_same_ids_in_training_generation_and_scoring(smollm2_check
     # Training: trl tokenises the pipeline's DPO rows itself (a tiny model: only its tokenisation is looked at).
     tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
-    trainer = DPOTrainer(model=tiny, ref_model=None, processing_class=tokenizer,
+    trainer = DPOTrainer(model=tiny, ref_model=copy.deepcopy(tiny), processing_class=tokenizer,
                          args=DPOConfig(output_dir="/tmp/unused-dpo", report_to=[], max_steps=1, use_cpu=True),
                          train_dataset=dpo_dataset(tokenizer, [{"prompt": prompt, "chosen": response,
                                                                 "rejected": "No."}]))

@@ -7,8 +7,9 @@ messages of one sender). The rules:
   fewer than `min_words` words ("Hello?", "hi is anyone there") ask nothing a reply can differ on and are dropped,
   as are those over `max_chars` characters (they are replies pasted into a new conversation, not openers).
 - duplicates: openers equal up to whitespace; of equal ones the conversation first in id order is kept.
-- held-out texts (perplexity, in domain): `held_out` conversations chosen by sha256("<seed>:<id>"), as whole
-  conversations (one line per turn); their openers are in no prompt file.
+- held-out texts (perplexity, in domain): `held_out` conversations chosen by sha256("<seed>:<id>") among those of
+  at least `held_out_turns` turns and `held_out_words` words (a lone "hi" is no text to measure fluency on), as
+  whole conversations (one line per turn); their openers are in no prompt file.
 - evaluation prompts: of the other openers, `eval_share` of them, chosen by sha256("eval:<seed>:<id>"); the sweep
   splits them into validation and evaluation by id itself. Training prompts: the rest. No opener is in both.
 - ids: the conversation's UUID, stable across runs and file orders.
@@ -57,8 +58,13 @@ def eval_key(seed: int, cid: str) -> str:
     return hashlib.sha256(f"eval:{seed}:{cid}".encode()).hexdigest()
 
 
+def long_enough(row: dict, turns: int, words: int) -> bool:
+    return len(row["turns"]) >= turns and sum(len(t.split()) for t in row["turns"]) >= words
+
+
 def prepare_chitchat(held_out: int = 500, seed: int = 0, eval_share: float = 0.3, min_words: int = 4,
-                     max_chars: int = 200, source: str | None = None, cache_dir: str | None = None) -> Prepared:
+                     max_chars: int = 200, held_out_turns: int = 4, held_out_words: int = 40,
+                     source: str | None = None, cache_dir: str | None = None) -> Prepared:
     path = Path(source) if source else dataset_path()
     if not path.is_file():
         raise PipelineError(f"--source '{path}' is not a file; give the package's dataset.json or leave --source out")
@@ -66,8 +72,12 @@ def prepare_chitchat(held_out: int = 500, seed: int = 0, eval_share: float = 0.3
         rows = conversations(path)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
         raise PipelineError(f"{path}: not the chitchat dataset's JSON ({err}); reinstall {PACKAGE}") from None
-    require_rows(rows, "chitchat conversations", held_out + 2, "lower --held-out")
-    held, rest = take_by_hash(rows, held_out, seed)
+    candidates = [r for r in rows if long_enough(r, held_out_turns, held_out_words)]
+    require_rows(candidates, f"chitchat conversations of {held_out_turns}+ turns and {held_out_words}+ words",
+                 held_out, "lower --held-out")
+    held, _ = take_by_hash(candidates, held_out, seed)
+    held_ids = {r["id"] for r in held}
+    rest = [r for r in rows if r["id"] not in held_ids]
     for row in rest:
         row["prompt"] = row["turns"][0]
     kept = [r for r in rest if len(r["prompt"].split()) >= min_words and len(r["prompt"]) <= max_chars]
@@ -87,8 +97,9 @@ def prepare_chitchat(held_out: int = 500, seed: int = 0, eval_share: float = 0.3
         "rules": {
             "prompt": f"first turn of a conversation (its messages joined by a space); fewer than {min_words} words "
                       f"or over {max_chars} characters dropped",
-            "held_out": f"{held_out} conversations chosen by sha256('<seed>:<id>'); text = the whole conversation, "
-                        "one line per turn; their openers are in no prompt file",
+            "held_out": f"{held_out} conversations of {held_out_turns}+ turns and {held_out_words}+ words chosen by "
+                        "sha256('<seed>:<id>'); text = the whole conversation, one line per turn; their openers are "
+                        "in no prompt file",
             "eval_prompts": f"{eval_share:.0%} of the other openers, chosen by sha256('eval:<seed>:<id>')",
             "train_prompts": "the rest; duplicates (equal up to whitespace) dropped across every file",
         },

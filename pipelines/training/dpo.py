@@ -22,6 +22,7 @@ from .curves import training_curve
 from .environment import ModelDtypes, model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
+from ..stage_times import timed
 from .preference_pairs import file_pairs, sampled_pairs
 from .trainer_args import lora_config, trainer_config
 
@@ -72,7 +73,8 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
                              processing_class=tokenizer, peft_config=peft_config,
                              ref_model=_reference_model(job, current, dtypes))
         _check_lora_reference(trainer, job, current)
-        trainer.train()
+        with timed("DPO training steps"):
+            trainer.train()
         last = round_index == spec.rounds - 1
         target = out_dir if last else round_dir / "policy"
         trainer.save_model(str(target))  # every process calls it: ZeRO-3 gathers the shards here

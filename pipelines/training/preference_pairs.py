@@ -15,6 +15,7 @@ from reward_models.records import column, read_records
 from ..config.generation import GenerationConfig
 from ..config.training import DPOSpec
 from ..distributed import device, is_main_process
+from ..stage_times import timed
 from ..prompts import Prompt
 from .errors import TrainingError
 from .evaluation import sharded_sample_rows
@@ -59,12 +60,14 @@ def theta0_samples(model, tokenizer, prompts: Sequence[Prompt], generation: Gene
     an earlier policy of the run drew the same ones from θ0 (both policies rank one set of θ0's samples, each by
     its own reward), and written there otherwise."""
     if shared is None:
-        return sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
+        with timed("sampling DPO pairs"):
+            return sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
     base, cache = shared
     path = cache / f"{samples_key(base, prompts, generation)}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    rows = sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
+    with timed("sampling DPO pairs"):
+        rows = sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
     if is_main_process():
         write_json(path, rows, indent=None)
     return rows
