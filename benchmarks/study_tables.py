@@ -22,6 +22,8 @@ CLOSENESS_LABELS = {"kl": "KL of the responses", "ppl_reviews": "perplexity, rev
 
 
 def _signed(x: float, digits: int = 3) -> str:
+    if x is None or x != x:  # no value (a seed whose fronts share no matched point)
+        return "—"
     return f"{x:+.{digits}f}".replace("-", "−")
 
 
@@ -30,7 +32,7 @@ def _interval(row: dict, digits: int = 3) -> str:
 
 
 def _p(p) -> str:
-    return "—" if p is None else f"{p:.3f}"
+    return "—" if p is None or p != p else f"{p:.3f}"
 
 
 def _verdict(row: dict, margin: float) -> str:

@@ -14,6 +14,7 @@ import yaml
 from lines.atomic import mapped_write_errors, write_text
 
 from .data import RunData, hypervolume_analysis, load_run, load_samples, policy_tradeoff, verdict
+from .definitions import front_definitions
 from .explore import STYLE, fronts_html, page_scripts, plotly_script
 from .html import render_html
 from .plots import diagnostics_figure, forgetting_figure, pareto_figure
@@ -155,8 +156,8 @@ def one_draw_note(data: RunData) -> str:
     """What one run can say: estimates on one draw of θ0, the policies and the samples, with prompt-level intervals;
     a finding needs the replicated study (make study: seeds as the replicates, one family of comparisons)."""
     samples = ((data.config.get("generation") or {}).get("n") or 1)
-    unit = ("one sample per prompt, so the bootstrap over prompts is a bootstrap over samples (the unit is a sample)"
-            if samples == 1 else f"{samples} samples per prompt, averaged per prompt (the unit is a prompt)")
+    unit = ("one sample per prompt: the bootstrap over prompts is a bootstrap over samples, the unit is a sample"
+            if samples == 1 else f"{samples} samples per prompt, averaged per prompt: the unit is a prompt")
     return ("Each comparison below is an estimate on this draw (one seed: one θ0, one pair of policies, one set of "
             f"samples), with an interval over evaluation prompts ({unit}). Seed-to-seed differences are larger than "
             "that interval, so no line here is a finding: the study over seeds (`make study`, "
@@ -173,15 +174,14 @@ def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool,
         lines.append(f"- {verdict(analysis, lv, other)}")
     if not comparisons:
         lines.append("- No LiNeS variant in this run.")
-    lines += ["", "Controls: `uniform` scales the whole merged update by one λ chosen on validation prompts like "
-                  "LiNeS' β; `matched[v]` scales it, at every weight, by the λ that gives the merged update the L1 "
-                  "norm of LiNeS' update there — the same magnitude without the depth profile. LiNeS' α is "
-                  "‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ at each weight (1 for a linear soup); the α and λ(ℓ) applied are "
-                  "in points.csv."]
-    lines += ["", f"Hypervolume of each front over the rewards ({', '.join(data.rewards)}), as a fraction of the "
-                  f"box between the reference point (the worst observed value of each reward: "
-                  f"{', '.join(fmt(x) for x in analysis['reference'])}) and the best observed values. Intervals: "
-                  f"{level}% paired bootstrap over evaluation prompts (the same resampled prompts for every front).",
+    lines += ["", "The fronts and controls (the α and λ(ℓ) applied at every point are in points.csv):", ""]
+    lines += [f"- `{name}`: {text}" for name, text in front_definitions(data).items()]
+    lines += ["", f"Hypervolume of each front over the rewards ({', '.join(data.rewards)}), in units of the box of "
+                  f"θ0 and the single policies, fixed before the sweep: the reference point is the worst value of "
+                  f"each reward among them ({', '.join(fmt(x) for x in analysis['reference'])}), the scale their "
+                  "range (a front that goes past the policies can exceed 1; no front moves another comparison). "
+                  f"Intervals: {level}% paired bootstrap over evaluation prompts (the same resampled prompts for "
+                  "every front).",
               "", "| front | hypervolume | CI low | CI high | non-dominated points |", "|---|---|---|---|---|"]
     for name in fronts:
         hv = analysis["hv"][name]

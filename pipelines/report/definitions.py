@@ -10,6 +10,8 @@ PROFILES = {"increasing": "λ(ℓ) = α + β·ℓ/(L−1) (the paper's increasin
 
 
 def _grid(lines: dict) -> str:
+    if lines.get("beta_from"):
+        return f"β: the one chosen for `{lines['beta_from']}` on its validation prompts"
     return f"β = {lines['beta']}" if lines.get("beta") is not None else \
         f"β chosen on validation prompts from {lines.get('beta_grid')}"
 
@@ -24,14 +26,13 @@ def variant_definition(spec: dict) -> str:
     text = PROFILES.get(profile, f"profile `{profile}`")
     if lines.get("reverse"):
         text += ", reversed: the same λ values in decreasing depth order (deep blocks nearest θ0)"
-    scope = lines.get("scope", "depth")
-    if scope == "head":
-        text = ("head only: every block and the embeddings keep α; only the final norm and the output head get "
-                "λ(L−1) of " + text)
-    head = "the final norm and the output head at λ(L−1) (head_depth: last)" if lines.get("head_depth") == "last" \
-        else "embeddings, final norm and output head at α (head_depth: alpha)"
     alpha = "α = ‖Σ w̄_i τ_i‖₁ / ‖τ_merged‖₁ at each weight (1 for a linear soup)" if lines.get("alpha", "auto") == \
         "auto" else f"α = {lines['alpha']}"
+    if lines.get("scope", "depth") == "head":
+        return (f"head-only control on {base}: every block and the embeddings keep α of the merged update; only the "
+                f"final norm and the output head are scaled, by λ(L−1) of {text}; {alpha}; {_grid(lines)}.")
+    head = "the final norm and the output head at λ(L−1) (head_depth: last)" if lines.get("head_depth") == "last" \
+        else "embeddings, final norm and output head at α (head_depth: alpha)"
     return f"LiNeS on {base}: the merged update of block ℓ scaled by {text}; {head}; {alpha}; {_grid(lines)}."
 
 

@@ -145,6 +145,10 @@ def _json(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _s(x: float) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:+.4f}"
+
+
 def _p(p) -> str:
     return "—" if p is None or (isinstance(p, float) and math.isnan(p)) else f"{p:.4f}"
 
@@ -214,13 +218,15 @@ def render_study_markdown(first: RunData, runs: dict[int, RunData], analyses: di
                 "(rewards scaled by the anchors' range, every reward oriented so that higher is better); the "
                 "difference of two fronts is averaged over the soup points both reach. Positive: the first front "
                 "gets more reward for the same KL. Estimates over seeds, not part of the family.", "",
+                "A seed whose fronts share no matched point gives no value (—); the mean and interval use the "
+                "seeds that give one.", "",
                 "| comparison | " + " | ".join(f"seed {s}" for s in seeds)
                 + f" | mean | {pct}% t low | t high | sign-flip p | matched points per seed |",
                 "|---|" + "---|" * (n + 5)]
         for row in matched:
             out.append(f"| {row['a']} − {row['b']} | "
-                       + " | ".join(f"{row['per_seed'][s]:+.4f}" for s in seeds)
-                       + f" | {row['mean']:+.4f} | {row['low']:+.4f} | {row['high']:+.4f} | "
+                       + " | ".join(_s(row['per_seed'][s]) for s in seeds)
+                       + f" | {_s(row['mean'])} | {_s(row['low'])} | {_s(row['high'])} | "
                          f"{_p(row['sign_flip_p'])} | {', '.join(str(row['matched_points'][s]) for s in seeds)} |")
     else:
         out.append("Not defined for this study (it needs a KL metric, a plain linear soup and two rewards).")
