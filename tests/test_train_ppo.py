@@ -103,6 +103,9 @@ def test_ppo_lora_on_a_reward_model_with_its_own_tokenizer(tiny_base, tmp_path):
     adapter = load_file(str(info.path / "adapter_model.safetensors"))
     assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)  # the adapter alone: no value head
     assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
+    # The reference is θ0 (the adapter off), not the policy: once the adapter moved, the rollout's KL is not zero.
+    curve = info.manifest["training_curve"]
+    assert abs(curve[0]["objective/kl"]) < 1e-4 < abs(curve[-1]["objective/kl"])
     assert checkpoint_fingerprint(tiny_base) == before == info.base_fingerprint
 
 
