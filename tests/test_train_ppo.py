@@ -168,6 +168,18 @@ def test_adaptive_kl_coefficient_follows_its_rule_over_a_training_run(tiny_base,
     assert curve[-1]["objective/kl_coef"] != 0.02
 
 
+@pytest.mark.slow  # a PPO training run
+def test_ppo_statistics_reach_report_to_integrations(tiny_base, tmp_path):
+    pytest.importorskip("tensorboard")
+    training = ppo_training(max_steps=2, trainer={"report_to": ["tensorboard"]})
+    train_all(parse_config(tiny_config(tmp_path, tiny_base, training=training), "tb.yaml"))
+    events = list((tmp_path / "t" / "logs").rglob("events.out.tfevents*"))
+    written = b"".join(path.read_bytes() for path in events)
+    for tag in (b"objective/kl_coef", b"objective/scores", b"policy/entropy_avg", b"policy/clipfrac_avg",
+                b"loss/value_avg", b"val/explained_variance"):
+        assert tag in written, tag
+
+
 # -- bad settings: one line before any work ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("training, message", [
