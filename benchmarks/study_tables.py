@@ -4,7 +4,7 @@ runs/<name>/study/pooled.json), so that the numbers in docs/results.md are the r
     python benchmarks/study_tables.py runs/demo/study/pooled.json                           # prints the tables
     python benchmarks/study_tables.py runs/demo/study/pooled.json --write docs/results.md   # rewrites their regions
 
-With --write, the page's regions `study-hypervolume` and `study-closeness` (between `<!-- begin: NAME -->` and
+With --write, the page's regions `study-hypervolume`, `study-matched-kl` and `study-closeness` (between `<!-- begin: NAME -->` and
 `<!-- end: NAME -->`) are replaced and the rest of the page is left as it is.
 """
 import argparse
@@ -29,15 +29,30 @@ def _interval(row: dict, digits: int = 3) -> str:
     return f"{_signed(row['low'], digits)} … {_signed(row['high'], digits)}"
 
 
-def _verdict(row: dict) -> str:
-    """The study's own verdict (its `direction`, the project's one significance rule), in the docs' words."""
-    return {1: "LiNeS better", -1: "LiNeS worse", 0: "no clear difference"}[row["direction"]]
+def _p(p) -> str:
+    return "—" if p is None else f"{p:.3f}"
+
+
+def _verdict(row: dict, margin: float) -> str:
+    """The study's own verdict (Holm over the declared family, TOST for equivalence), in the docs' words."""
+    return {"a better": f"{row['a']} better", "b better": f"{row['b']} better",
+            "equivalent": f"equivalent (±{margin:g})", "not shown": "not shown"}.get(row.get("verdict"),
+                                                                                   "estimate only")
 
 
 def hypervolume_rows(pooled: dict) -> list[str]:
     seeds = [str(s) for s in pooled["seeds"]]
+    margin = pooled.get("margin", 0.02)
     return [f"| {r['a']} − {r['b']} | " + " | ".join(_signed(r["per_seed"][s]) for s in seeds)
-            + f" | {_signed(r['estimate'])} | {_interval(r)} | {_verdict(r)} |" for r in pooled["hypervolume"]]
+            + f" | {_signed(r['estimate'])} | {_interval(r)} | {_p(r.get('sign_flip_p'))} | {_p(r.get('holm_p'))} | "
+              f"{_verdict(r, margin)} |" for r in pooled["hypervolume"]]
+
+
+def matched_kl_rows(pooled: dict) -> list[str]:
+    seeds = [str(s) for s in pooled["seeds"]]
+    return [f"| {r['a']} − {r['b']} | " + " | ".join(_signed(r["per_seed"][s]) for s in seeds)
+            + f" | {_signed(r['mean'])} | {_interval(r)} | {_p(r.get('sign_flip_p'))} |"
+            for r in pooled.get("matched_kl", [])]
 
 
 def closeness_rows(pooled: dict, metrics=CLOSENESS) -> list[str]:
@@ -50,9 +65,16 @@ def closeness_rows(pooled: dict, metrics=CLOSENESS) -> list[str]:
 
 def hypervolume_table(pooled: dict) -> list[str]:
     """The hypervolume table, header first: one column per seed, the pooled estimate, its interval, the verdict."""
-    header = ["comparison", *(f"seed {s}" for s in pooled["seeds"]), "pooled", f"{pooled['level']:.0%} interval",
-              "verdict"]
+    header = ["comparison", *(f"seed {s}" for s in pooled["seeds"]), "mean",
+              f"{pooled['level']:.0%} t-interval", "sign-flip p", "Holm p", "verdict"]
     return _header(header) + hypervolume_rows(pooled)
+
+
+def matched_kl_table(pooled: dict) -> list[str]:
+    """Reward at matched KL, header first: one column per seed, the mean over seeds, its t-interval, its p-value."""
+    header = ["comparison", *(f"seed {s}" for s in pooled["seeds"]), "mean", f"{pooled['level']:.0%} t-interval",
+              "sign-flip p"]
+    return _header(header) + matched_kl_rows(pooled)
 
 
 def closeness_table(pooled: dict, metrics=CLOSENESS) -> list[str]:
@@ -72,6 +94,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     pooled = json.loads(args.pooled.read_text())
     tables = {"study-hypervolume": "\n".join(hypervolume_table(pooled)),
+              "study-matched-kl": "\n".join(matched_kl_table(pooled)),
               "study-closeness": "\n".join(closeness_table(pooled))}
     if args.write:
         try:

@@ -183,7 +183,8 @@ class TensorMerger:
         if cfg.gamma is not None:
             return ResolvedLines(LinesSchedule.single_task(cfg.gamma, num_layers, cfg.head_depth), False)
         alpha = self.auto_alpha(progress, profile) if cfg.alpha == "auto" else float(cfg.alpha)
-        return ResolvedLines(LinesSchedule(alpha, float(cfg.beta), num_layers, cfg.head_depth, cfg.profile),
+        return ResolvedLines(LinesSchedule(alpha, float(cfg.beta), num_layers, cfg.head_depth, cfg.profile,
+                                           cfg.reverse, cfg.scope),
                              cfg.alpha == "auto")
 
     def auto_alpha(self, progress: bool = True, profile: MergeProfile | None = None) -> float:

@@ -55,6 +55,8 @@ class LinesConfig(StrictModel):
     gamma: float | None = None
     head_depth: Literal["alpha", "last"] = "alpha"
     profile: Literal["increasing", "centered"] = "increasing"
+    reverse: bool = False  # the same λ values in decreasing depth order (a control of depth order)
+    scope: Literal["depth", "head"] = "depth"  # "head": only the final norm and the head scaled, by λ(L−1)
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -65,7 +67,7 @@ class LinesConfig(StrictModel):
                 raise ValueError("gamma must lie in [0, 1]")
         elif self.alpha is None or self.beta is None:
             raise ValueError("needs alpha (a number or 'auto') and beta, or gamma alone")
-        if self.gamma is not None and self.profile != "increasing":
+        if self.gamma is not None and (self.profile != "increasing" or self.reverse or self.scope != "depth"):
             raise ValueError("the single-task edit gamma has the increasing profile (the last block keeps its update)")
         return self
 
@@ -140,6 +142,8 @@ def canonical_merge(spec: MergeSpec) -> dict:
     parameters have their defaults and derived values (slerp's t) filled, the seed is kept only where it
     changes the result (DARE), and LiNeS with α = 1, β = 0 is no LiNeS."""
     lines = spec.lines.model_dump() if spec.lines is not None else None
+    if lines is not None:  # the controls' fields only when set, so that the keys of other merges never change
+        lines = {k: v for k, v in lines.items() if not (k == "reverse" and not v or k == "scope" and v == "depth")}
     if lines is not None and lines["alpha"] == 1 and lines["beta"] == 0 and lines["gamma"] is None:
         lines = None
     out = {**get_method(spec.method).canonical(spec.weights, spec.parameters, spec.seed), "lines": lines,

@@ -4,7 +4,8 @@
                  → resolve_metric_texts (the held-out texts of the demo's metrics) → resolve_prompts
                  → run_sweep (plan → every point merged, generated, scored → points.jsonl; sweep/runner.py)
                  → build_report
-    study(cfg)   run() once per seed (each under runs/<name>/seed-<s>/), then build_study_report
+    study(cfg)   run() once per seed (each under runs/<name>/seed-<s>/), seeds in parallel worker processes with one
+                 torch thread each (study.workers; one process per seed at a time), then build_study_report
 
 Every stage reads and writes plain artifacts under runs/<run_name>/, so a re-run or a resumed run redoes nothing that
 is done. Under `accelerate launch` every process runs the job: the main process writes shared files, the sweep's
@@ -14,10 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
+from tqdm.auto import tqdm
 
-from lines.atomic import write_jsonl, write_text
+from lines.atomic import write_json, write_jsonl, write_text
 
 from .demo.data import control_texts, demo_corpus, heldout_reviews
 from .distributed import Ranks, on_main
@@ -27,6 +33,7 @@ from .report.study import build_study_report
 from .config.load import config_for_seed
 from .config.run import DEMO_CONTROL, DEMO_HELD_OUT, RunConfig
 from .sweep.plan import ReferencePolicy
+from .stage_times import reset, snapshot, timed
 from .sweep.runner import run_sweep
 from .training import train_all
 
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: RunConfig, progress: bool = True) -> None:
     """The job once: checkpoints, held-out texts and prompts resolved, the sweep, the report."""
+    start = time.time()
+    reset()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ranks = Ranks()
@@ -46,23 +55,69 @@ def run(cfg: RunConfig, progress: bool = True) -> None:
     prompts = resolve_prompts(cfg, ranks)
     run_sweep(cfg, base, policies, prompts, ranks, progress=progress, references=references)
     if ranks.is_main:
-        report = build_report(cfg.run_dir)
+        with timed("report"):
+            report = build_report(cfg.run_dir)
+        write_json(cfg.run_dir / "timings.json", {"stages": snapshot(), "job_seconds": round(time.time() - start, 1),
+                                                   "threads": cfg.threads, "processes": ranks.world})
         print(f"report: {report / 'report.html'} (also report.md, points.csv, pareto.png)")
 
 
 def study(cfg: RunConfig, progress: bool = True) -> None:
-    """The whole job once per seed, then the pooled study report (every seed's verdicts and the pooled answer)."""
+    """The whole job once per seed, then the pooled study report (every seed's verdicts and the pooled answer).
+
+    Seeds are independent replicates: with one launched process and more than one worker (study.workers, default
+    the CPU count), they run in worker processes, one torch thread each, a seed per worker at a time; under a
+    multi-process launch the processes run each seed together, one seed after another."""
     ranks = Ranks()
     write_resolved_config(cfg)
-    seed_dirs = {}
-    for seed in cfg.seeds:
-        seed_cfg = config_for_seed(cfg, seed)
-        log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_cfg.run_dir)
-        run(seed_cfg, progress=progress)
-        seed_dirs[seed] = seed_cfg.run_dir
+    seed_dirs = {seed: config_for_seed(cfg, seed).run_dir for seed in cfg.seeds}
+    workers = min(len(cfg.seeds), study_workers(cfg))
+    if ranks.world == 1 and workers > 1:
+        run_seeds_in_workers(cfg, workers, progress)
+    else:
+        for seed in tqdm(cfg.seeds, desc="study: seeds", disable=not progress or not ranks.is_main):
+            log.info("study: seed %d of %s → %s", seed, cfg.seeds, seed_dirs[seed])
+            run(config_for_seed(cfg, seed), progress=progress)
     if ranks.is_main:
         report = build_study_report(cfg.run_dir / "study", seed_dirs)
         print(f"study report: {report / 'report.html'} (also report.md, pooled.json, forest.png)")
+
+
+def study_workers(cfg: RunConfig) -> int:
+    return cfg.study.workers or os.cpu_count() or 1
+
+
+def run_seeds_in_workers(cfg: RunConfig, workers: int, progress: bool) -> None:
+    """Every seed's run() in a pool of `workers` fresh processes (spawned: no state shared with this one), each
+    with one torch thread; progress is one bar over the seeds. The first seed that fails stops the study with its
+    error (the seeds already finished keep their records: a re-run redoes only what is missing)."""
+    context = multiprocessing.get_context("spawn")
+    data = cfg.model_dump(mode="json")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_seed_worker_init) as pool:
+        futures = {pool.submit(_run_seed, data, cfg.source, seed): seed for seed in cfg.seeds}
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"study: seeds ({workers} workers)",
+                               disable=not progress):
+                future.result()
+                log.info("study: seed %d finished", futures[future])
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _seed_worker_init() -> None:
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _run_seed(data: dict, source: str, seed: int) -> None:
+    from .config.load import parse_run_config  # (the worker's own parse: the config travels as plain data)
+
+    cfg = parse_run_config(data, source, check_paths=False)
+    seed_cfg = config_for_seed(cfg, seed)
+    run(seed_cfg.model_copy(update={"threads": 1}), progress=False)
 
 
 def write_resolved_config(cfg: RunConfig) -> None:

@@ -45,7 +45,9 @@ from .hf_reward_model import HFRewardModel
 from .policy_metrics import HeldOutKL, HeldOutPerplexity, KLToBase
 from .records import column, read_records
 from .rm_formats import DEFAULT_FORMAT, format_names, format_settings, known_model
-from .rules import CharLength, Conciseness, KeywordPresence, LexicalDiversity, Readability, VaderSentiment
+from .classifiers import ProfanityProbability
+from .rules import (CharLength, Conciseness, KeywordPresence, LexiconCount, LexicalDiversity, Readability,
+                    VaderSentiment)
 
 log = logging.getLogger(__name__)
 Label = Union[int, str]
@@ -166,6 +168,26 @@ class KeywordsSpec(RewardSpec):
 
     def build(self, base_model=None) -> Reward:
         return KeywordPresence(self.keywords, self.name, mode=self.mode, case_sensitive=self.case_sensitive)
+
+
+@reward_type
+class LexiconSpec(RewardSpec):
+    type: Literal["lexicon"]
+    min_valence: float = 1.0
+
+    def build(self, base_model=None) -> Reward:
+        return LexiconCount(self.name, min_valence=self.min_valence)
+
+
+@reward_type
+class ProfanitySpec(RewardSpec):
+    type: Literal["profanity"]
+
+    def check_available(self) -> None:
+        ProfanityProbability.check_available()
+
+    def build(self, base_model=None) -> Reward:
+        return ProfanityProbability(self.name)
 
 
 @reward_type

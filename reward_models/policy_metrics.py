@@ -70,15 +70,22 @@ def token_logprobs(model, sequences: list[list[int]], starts: list[int], pad_id:
 
 @torch.inference_mode()
 def token_kl(model, base_model, sequences: list[list[int]], starts: list[int], pad_id: int,
-             batch_size: int = 8) -> list[np.ndarray]:
+             batch_size: int = 8, base_cache: dict | None = None) -> list[np.ndarray]:
     """KL(p(·|x_<t) ‖ q(·|x_<t)) over the whole vocabulary for t in [start, len) of each sequence (p: `model`, q:
-    `base_model`), in float64. Exact at each position; no sampling of the next token."""
+    `base_model`), in float64. Exact at each position; no sampling of the next token. `base_cache` keeps θ0's
+    log-probabilities of each batch (keyed by its token ids) for texts scored again and again (held-out texts at
+    every sweep point): the same numbers, one θ0 forward pass per text instead of one per point."""
     device, base_device = _model_device(model), _model_device(base_model)
     out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
     for batch, ids, mask in right_padded_batches(sequences, pad_id, batch_size):
         p = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.double(), -1)
-        q = torch.log_softmax(base_model(input_ids=ids.to(base_device),
-                                         attention_mask=mask.to(base_device)).logits.double(), -1).to(p.device)
+        key = (ids.shape, ids.numpy().tobytes())
+        q = base_cache.get(key) if base_cache is not None else None
+        if q is None:
+            q = torch.log_softmax(base_model(input_ids=ids.to(base_device),
+                                             attention_mask=mask.to(base_device)).logits.double(), -1).to(p.device)
+            if base_cache is not None:
+                base_cache[key] = q
         kl = (p.exp() * (p - q)).sum(-1)[:, :-1].clamp_min(0.0).cpu().numpy()
         for i, values in _positions(kl, batch, sequences, starts).items():
             out[i] = values
@@ -213,11 +220,13 @@ class HeldOutKL(HeldOutTexts):
                  **kwargs):
         super().__init__(**kwargs)
         self.base_model = _load_base(base_model, base_path, self.name, device, dtype)
+        self._base_cache: dict = {}  # θ0's log-probabilities of the held-out texts: the same at every point
 
     def score_texts(self, policy: PolicyHandle) -> np.ndarray:
         _check_vocabularies(self.name, policy.model, self.base_model)
         tokenizer = policy.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         sequences = self.sequences(tokenizer, policy.model, self.base_model)
-        kls = token_kl(policy.model, self.base_model, sequences, [1] * len(sequences), pad, self.batch_size)
+        kls = token_kl(policy.model, self.base_model, sequences, [1] * len(sequences), pad, self.batch_size,
+                       base_cache=self._base_cache)
         return check_scores(self.name, [float(k.mean()) for k in kls], len(sequences))

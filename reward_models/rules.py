@@ -170,3 +170,23 @@ class KeywordPresence(Reward):
             else:
                 out.append(float(any(counts)))
         return out
+
+
+class LexiconCount(Reward):
+    """How many words of the response are in VADER's sentiment lexicon with a valence of at least `min_valence`
+    (positive words: "great", "love", "fun", ...), counted with repeats. A reward that wants more words, of a kind:
+    it grows with enthusiastic text, so it pulls against conciseness. Case-insensitive; empty text → 0."""
+
+    def __init__(self, name: str = "lexicon", min_valence: float = 1.0):
+        super().__init__(name)
+        self.min_valence = min_valence
+
+    @cached_property
+    def _lexicon(self) -> frozenset[str]:
+        # deferred: vaderSentiment is an optional dependency (the pipeline extra); its lexicon ships in the wheel
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        return frozenset(w for w, v in SentimentIntensityAnalyzer().lexicon.items() if v >= self.min_valence)
+
+    def _score(self, prompts, responses, policy):
+        return [float(sum(w.lower() in self._lexicon for w in words(r))) for r in responses]

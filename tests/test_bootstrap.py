@@ -11,7 +11,7 @@ import pytest
 from brute_force import union_volume
 from pipelines.pareto import Interval, bootstrap_hypervolumes
 from pipelines.report.data import verdict
-from pipelines.report.study import _pooled_verdict, metric_difference, pooled_interval
+from pipelines.report.study import metric_difference
 from pipelines.summary import compare, critical_value, direction, summarize
 
 
@@ -158,45 +158,7 @@ def test_interval_excludes_zero_only_strictly():
     assert not Interval(0.5, 0.0, 1.0).excludes_zero() and not Interval(-0.5, -1.0, 0.0).excludes_zero()
 
 
-# -- the study's pooling over seeds --------------------------------------------------------------------------------
-
-def replayed_pooled_interval(estimates, draws, n_boot, level, seed):
-    rng = np.random.default_rng(seed)
-    pooled = []
-    for _ in range(n_boot):
-        seeds = rng.integers(0, len(estimates), len(estimates))
-        replicate = rng.integers(0, len(draws[0]))  # one prompt resample shared by the drawn seeds
-        pooled.append(sum(draws[s][replicate] for s in seeds) / len(seeds))
-    tail = (1 - level) / 2 * 100
-    return sum(estimates) / len(estimates), percentile(pooled, tail), percentile(pooled, 100 - tail)
-
-
-@pytest.mark.parametrize("level,seed", [(0.95, 0), (0.9, 5)])
-def test_pooled_interval_equals_a_replayed_two_level_bootstrap(level, seed):
-    rng = np.random.default_rng(11)
-    estimates = [0.02, -0.01, 0.05]
-    draws = [rng.normal(e, 0.02, 30) for e in estimates]
-    got = pooled_interval(estimates, draws, n_boot=300, level=level, seed=seed)
-    assert got == pytest.approx(replayed_pooled_interval(estimates, draws, 300, level, seed), abs=1e-15)
-
-
-def test_pooled_interval_shares_the_prompt_resample_across_seeds():
-    # Seed 1's replicates mirror seed 0's: with one replicate shared, a draw of both seeds averages to exactly 0.
-    # Independent replicates per seed would mix +1 and −1 of different resamples and reach ±1 in mixed draws.
-    draws = [np.array([1.0, -1.0]), np.array([-1.0, 1.0])]
-    estimate, low, high = pooled_interval([0.0, 0.0], draws, n_boot=4000, level=0.4, seed=1)
-    # Exact distribution: P(0) = 1/2 (mixed seeds), P(+1) = P(−1) = 1/4, so the 30th and 70th percentiles are 0.
-    # (Independent replicates: P(0) = 1/4, P(±1) = 3/8 each, and the interval would be −1 … +1.)
-    assert (estimate, low, high) == (0.0, 0.0, 0.0)
-
-
-def test_pooled_interval_of_one_seed_is_its_own_percentile_interval_and_unequal_replicates_are_refused():
-    draws = [np.linspace(-1.0, 1.0, 201)]
-    estimate, low, high = pooled_interval([0.3], draws, n_boot=20000, level=0.9, seed=0)
-    assert estimate == 0.3 and low == pytest.approx(-0.9, abs=0.03) and high == pytest.approx(0.9, abs=0.03)
-    with pytest.raises(ValueError, match="^every seed needs the same number of bootstrap replicates$"):
-        pooled_interval([0.0, 0.0], [np.zeros(3), np.zeros(4)], n_boot=5, level=0.95, seed=0)
-
+# -- the study's per-seed closeness differences ------------------------------------------------------------------
 
 class FrontsOnly:
     """What metric_difference reads of a run: its fronts."""
@@ -208,20 +170,16 @@ class FrontsOnly:
         return self._fronts
 
 
-def front_point(weights, per_prompt):
-    return {"weights": list(weights), "objectives": {"kl": {"per_prompt": list(per_prompt)}}}
+def front_point(weights, mean):
+    return {"weights": list(weights), "objectives": {"kl": {"mean": mean}}}
 
 
-def test_metric_difference_pairs_the_shared_weights_and_resamples_units_together():
-    lines = [front_point((1.0, 0.0), [1.0, 2.0, 3.0]), front_point((0.5, 0.5), [2.0, 2.0, 5.0]),
-             front_point((0.0, 1.0), [9.0, 9.0, 9.0])]  # no partner on the soup front: left out
-    soup = [front_point((0.5, 0.5), [1.0, 1.0, 1.0]), front_point((1.0, 0.0), [0.0, 2.5, 2.0])]
-    estimate, draws = metric_difference(FrontsOnly({"lines": lines, "soup": soup}), "lines", "soup", "kl", 50, 2)
-    per_unit = [((1.0 - 0.0) + (2.0 - 1.0)) / 2, ((2.0 - 2.5) + (2.0 - 1.0)) / 2, ((3.0 - 2.0) + (5.0 - 1.0)) / 2]
-    assert estimate == pytest.approx(sum(per_unit) / 3, abs=1e-15)
-    rng = np.random.default_rng(2)
-    expected = [sum(per_unit[i] for i in rng.integers(0, 3, 3)) / 3 for _ in range(50)]
-    assert draws.tolist() == pytest.approx(expected, abs=1e-15)
+def test_metric_difference_pairs_the_shared_weights():
+    lines = [front_point((1.0, 0.0), 2.0), front_point((0.5, 0.5), 3.0),
+             front_point((0.0, 1.0), 9.0)]  # no partner on the soup front: left out
+    soup = [front_point((0.5, 0.5), 1.0), front_point((1.0, 0.0), 1.5)]
+    estimate = metric_difference(FrontsOnly({"lines": lines, "soup": soup}), "lines", "soup", "kl")
+    assert estimate == pytest.approx(((2.0 - 1.5) + (3.0 - 1.0)) / 2, abs=1e-15)
 
 
 # -- verdict words follow the interval ---------------------------------------------------------------------------
@@ -235,11 +193,3 @@ def test_run_verdict_follows_the_interval(low, high, word):
     text = verdict(analysis, "lines", "soup")
     assert text.startswith(word + ": hypervolume difference ")
     assert f"{(low + high) / 2:+.4f} (90% CI {low:+.4f} … {high:+.4f})" in text
-
-
-@pytest.mark.parametrize("sign,word", [(1, "**lines beat soup**"), (-1, "**soup beat lines**"),
-                                       (0, "**no clear difference between lines and soup**")])
-def test_pooled_verdict_names_the_winner(sign, word):
-    row = {"a": "lines", "b": "soup", "estimate": 0.012345, "low": -0.5, "high": 0.25, "direction": sign}
-    assert _pooled_verdict(row, 0.95, "hypervolume difference", "beat") == (
-        f"{word}: hypervolume difference +0.0123 (95% CI -0.5000 … +0.2500)")

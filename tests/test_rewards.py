@@ -416,8 +416,17 @@ def test_heldout_kl_is_the_mean_per_token_kl_along_each_text(policies, tmp_path)
         with torch.no_grad():
             p, q = [torch.log_softmax(m(ids).logits[0].double(), -1) for m in (policy, base)]
         expected.append(float((p.exp() * (p - q)).sum(-1)[:-1].mean()))
-    np.testing.assert_allclose(metric.score_texts(PolicyHandle(policy, tok)), expected, rtol=1e-6)
+    first = metric.score_texts(PolicyHandle(policy, tok))
+    np.testing.assert_allclose(first, expected, rtol=1e-6)
     np.testing.assert_allclose(metric.score_texts(PolicyHandle(base, tok)), 0.0, atol=1e-12)
+    # θ0's side is kept between calls (the same texts at every sweep point): the same numbers, θ0 not run again.
+    assert metric._base_cache
+    calls = []
+    hook = base.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        assert metric.score_texts(PolicyHandle(policy, tok)).tolist() == first.tolist() and not calls
+    finally:
+        hook.remove()
 
 
 # ---------------------------------------------------------------- config validation

@@ -108,3 +108,28 @@ def test_normalised_weights():
     with pytest.raises(LinesError, match="^lines.alpha: auto weighs the task vectors by w / Σw, and these weights sum "
                                          "to zero; give alpha as a number$"):
         normalised_weights([0.5, -0.5])
+
+
+def test_reversed_profile_is_the_same_values_in_decreasing_order():
+    from lines.schedule import LinesSchedule
+
+    for profile in ("increasing", "centered"):
+        forward = LinesSchedule(1.0, 0.8, 6, profile=profile)
+        backward = LinesSchedule(1.0, 0.8, 6, profile=profile, reverse=True)
+        assert backward.layer_scales() == pytest.approx(forward.layer_scales()[::-1], abs=1e-15)
+        assert backward.layer_scales()[0] > backward.layer_scales()[-1]
+    # by hand, L = 3, α = 1, β = 1, centered: forward 0.5, 1, 1.5; reversed 1.5, 1, 0.5
+    assert LinesSchedule(1.0, 1.0, 3, profile="centered", reverse=True).layer_scales() == [1.5, 1.0, 0.5]
+
+
+def test_head_only_scales_the_final_norm_and_head_alone():
+    from lines.layer_map import BLOCK, EMBEDDING, FINAL, HEAD, ParamRole
+    from lines.schedule import LinesSchedule
+
+    head = LinesSchedule(1.0, 2.0, 4, head_depth="last", profile="centered", scope="head")
+    full = LinesSchedule(1.0, 2.0, 4, head_depth="last", profile="centered")
+    assert head.layer_scales() == [1.0] * 4
+    for kind in (FINAL, HEAD):
+        assert head.scale(ParamRole(kind)) == full.scale(ParamRole(kind)) == 2.0  # α + β/2, as head_depth: last
+    assert head.scale(ParamRole(EMBEDDING)) == 1.0 and head.scale(ParamRole(BLOCK, 3)) == 1.0
+    assert full.scale(ParamRole(BLOCK, 0)) == 0.0

@@ -26,7 +26,22 @@ def test_corpus_opens_only_with_training_prompts():
         opening = review.split(".")[0] + "."
         assert opening in train
     assert demo_corpus(5, seed=3) == demo_corpus(5, seed=3)
-    assert all(r.startswith(p) for r, p in zip(demo_reviews(["A.", "B."]), ["A.", "B."]))
+    openings = [p.prompt for p in demo_prompts("train", 50)]
+    reviews = demo_reviews(openings)
+    assert all(r.startswith(p) for r, p in zip(reviews, openings))
+
+
+def test_a_continuation_is_about_the_dish_its_prompt_names():
+    from pipelines.demo.data import DISHES, dish_of
+
+    for prompt in (p.prompt for p in demo_prompts("test", 40)):
+        dish = dish_of(prompt)
+        rest = demo_reviews([prompt])[0][len(prompt):]
+        named = {d for d in DISHES if f" {d} " in f" {rest.replace('.', ' ')} "}
+        assert named <= {dish}  # other dishes never appear: the prompt decides what the text is about
+    with_dish = [r for r in demo_reviews([p.prompt for p in demo_prompts("test", 100)])
+                 if dish_of(r.split(".")[0] + ".") in r.split(".", 1)[1]]
+    assert len(with_dish) > 50
 
 
 def test_positive_sentences_are_short_and_complaints_long():

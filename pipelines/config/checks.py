@@ -132,11 +132,24 @@ def _check_validation_prompts(cfg: RunConfig) -> None:
 def _check_variants(cfg: RunConfig) -> None:
     """Every variant's method and parameters, for this number of rewards, as the merge will see them."""
     n = len(cfg.rewards)
+    by_name = {v.name: v for v in cfg.sweep.variants}
     for index, variant in enumerate(cfg.sweep.variants):
         lines = None
         if variant.lines is not None:
-            lines = {"alpha": variant.lines.alpha, "beta": variant.lines.betas()[0],
-                     "head_depth": variant.lines.head_depth}
+            source = variant.lines.beta_from
+            if source is not None:
+                other = by_name.get(source)
+                if other is None or other.lines is None or other.lines.beta_from is not None or other is variant:
+                    raise PipelineError(f"{cfg.source}: sweep.variants[{index}] ({variant.name}): lines.beta_from "
+                                        f"'{source}' must name another LiNeS variant with its own beta or beta_grid; "
+                                        f"use one of {[v.name for v in cfg.sweep.variants if v.lines and v.lines.betas()]}")
+                if other.method != variant.method or other.parameters != variant.parameters:
+                    raise PipelineError(f"{cfg.source}: sweep.variants[{index}] ({variant.name}): lines.beta_from "
+                                        f"'{source}' has another merge method or parameters; a control differs from "
+                                        "its variant in the LiNeS edit only")
+            lines = {"alpha": variant.lines.alpha, "beta": (variant.lines.betas() or [1.0])[0],
+                     "head_depth": variant.lines.head_depth, "reverse": variant.lines.reverse,
+                     "scope": variant.lines.scope}
         try:
             MergeSpec(method=variant.method, weights=[1.0 / n] * n, parameters=variant.parameters, lines=lines)
         except ValidationError as exc:

@@ -18,6 +18,7 @@
       uniform_control: {tuned: true, lambda_grid: null, matched: true}   # the controls (see UniformControl)
     forgetting: {gamma_grid: [0.0, 0.25, 0.5, 0.75, 1.0]}   # or null
     bootstrap: {samples: 1000, level: 0.95, seed: 0}
+    study: {workers: 2, family: [[lines, soup]], alpha: 0.05, equivalence_margin: 0.02}   # with seeds: (StudyConfig)
 
 A file may start from another with `extends: other.yaml` and state only what differs (overrides.py).
 `load.load_run_config` validates the schema (every section typed: rewards and metrics against their reward type,
@@ -59,17 +60,23 @@ class VariantLines(StrictModel):
     beta_grid: list[float] | None = None
     head_depth: Literal["alpha", "last"] = "alpha"
     profile: Literal["increasing", "centered"] = "increasing"
+    reverse: bool = False  # a control: the same λ values in decreasing depth order
+    scope: Literal["depth", "head"] = "depth"  # a control: "head" scales only the final norm and the head, by λ(L−1)
+    # A control takes the β chosen on validation prompts for another variant (no β of its own, no validation points),
+    # so it differs from that variant in one thing only.
+    beta_from: str | None = None
 
     @model_validator(mode="after")
     def _one_beta(self):
-        if (self.beta is None) == (self.beta_grid is None):
-            raise ValueError("give either beta or beta_grid")
+        if sum(x is not None for x in (self.beta, self.beta_grid, self.beta_from)) != 1:
+            raise ValueError("give one of beta, beta_grid or beta_from")
         if self.beta_grid is not None and not self.beta_grid:
             raise ValueError("beta_grid is empty")
         return self
 
     def betas(self) -> list[float]:
-        return [self.beta] if self.beta is not None else list(self.beta_grid)
+        """The variant's own β candidates (none for a `beta_from` control)."""
+        return [self.beta] if self.beta is not None else list(self.beta_grid or [])
 
 
 class VariantConfig(StrictModel):
@@ -77,6 +84,7 @@ class VariantConfig(StrictModel):
     method: MethodName = "linear"  # a registered merge method; its parameters are checked by `check_run_config`
     parameters: dict = Field(default_factory=dict)
     lines: VariantLines | None = None
+    matched: bool = True  # with uniform_control.matched: this LiNeS variant gets its norm-matched control
 
 
 class UniformControl(StrictModel):
@@ -130,6 +138,25 @@ class ReportConfig(StrictModel):
     samples_shown: int = Field(3, ge=0)
 
 
+class StudyConfig(StrictModel):
+    """How a study over seeds (`seeds:`) runs and what its verdict rests on (pipelines/seed_inference.py).
+
+    workers: seeds run at once, each in its own process with one torch thread (null: the machine's CPU count).
+    family: the comparisons that make the verdict, each [front, other front] as the report names them
+        (e.g. [lines_centered, soup], [lines, "matched[lines]"]); their sign-flip p-values are Holm-adjusted
+        together. null: every comparison of the run.
+    alpha: the family-wise error rate of the verdicts.
+    equivalence_margin: hypervolume difference (in units of the reference box) within which two fronts count as
+        equivalent when TOST shows it; otherwise "not shown", never "no different".
+    power: the power the report's minimum detectable effect is stated at."""
+
+    workers: int | None = Field(None, ge=1)
+    family: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = None
+    alpha: float = Field(0.05, gt=0, lt=1)
+    equivalence_margin: float = Field(0.02, gt=0)
+    power: float = Field(0.8, gt=0, lt=1)
+
+
 class RunConfig(StrictModel):
     run_name: DirName
     output_dir: str = "runs"
@@ -151,6 +178,7 @@ class RunConfig(StrictModel):
     forgetting: ForgettingConfig | None = Field(default_factory=ForgettingConfig)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
     # Where the config came from, for error messages; not part of the schema's data.
     source: str = Field("config", exclude=True)

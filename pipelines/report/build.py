@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -101,6 +102,21 @@ def kl_note(data: RunData) -> list[str]:
             f"token, on {sampled}; {meaning}.", ""]
 
 
+def base_model_line(data: RunData) -> list[str]:
+    """θ0 named: a checkpoint prepared by `python -m pipelines.data prepare smollm2` carries a manifest saying which
+    released model it is and how it was made; any other θ0 is named by its path."""
+    base = ((data.config.get("training") or {}).get("base") or {}).get("path")
+    candidates = [Path(base)] if base else []
+    candidates.append(data.run_dir / "base")
+    for directory in candidates:
+        manifest = directory / "smollm2_manifest.json"
+        if manifest.is_file():
+            m = json.loads(manifest.read_text())
+            return [f"θ0: **{m['model']}** ({m['decoder_blocks']} decoder blocks, {m['parameters']:,} parameters), from "
+                    f"the `{m['package']}` {m['package_version']} package's `{m['file']}`: {m['weights']}.", ""]
+    return [f"θ0: `{base}`.", ""] if base else []
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Regenerate the report from the cached sweep (nothing is recomputed); returns the report directory. A write
     the machine refuses is one line (lines.atomic); the text files are written atomically."""
@@ -135,10 +151,23 @@ def report_page(data: RunData, md: str, out: Path) -> str:
                        tail=page_scripts(explorer=True))
 
 
+def one_draw_note(data: RunData) -> str:
+    """What one run can say: estimates on one draw of θ0, the policies and the samples, with prompt-level intervals;
+    a finding needs the replicated study (make study: seeds as the replicates, one family of comparisons)."""
+    samples = ((data.config.get("generation") or {}).get("n") or 1)
+    unit = ("one sample per prompt, so the bootstrap over prompts is a bootstrap over samples (the unit is a sample)"
+            if samples == 1 else f"{samples} samples per prompt, averaged per prompt (the unit is a prompt)")
+    return ("Each comparison below is an estimate on this draw (one seed: one θ0, one pair of policies, one set of "
+            f"samples), with an interval over evaluation prompts ({unit}). Seed-to-seed differences are larger than "
+            "that interval, so no line here is a finding: the study over seeds (`make study`, "
+            "runs/<name>/study/report.md) gives the verdicts, with a family of comparisons and an equivalence test.")
+
+
 def render_markdown(data: RunData, analysis: dict, header, rows, has_diag: bool, has_forgetting: bool) -> str:
     fronts = list(data.fronts())
     level = int(round(analysis["level"] * 100))
-    lines = [f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", "", "## Verdict", ""]
+    lines = ([f"# Rewarded soups with LiNeS: run `{data.run_dir.name}`", ""] + base_model_line(data)
+             + ["## Verdict on this draw", "", one_draw_note(data), ""])
     comparisons = data.comparisons()
     for lv, other in comparisons:
         lines.append(f"- {verdict(analysis, lv, other)}")

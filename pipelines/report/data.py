@@ -58,6 +58,12 @@ class RunData:
             out += [(front, matched_front(front))] if matched_front(front) in fronts else []
             if UNIFORM in fronts and _method(fronts[UNIFORM]) == method:
                 out.append((front, UNIFORM))
+        # A control that borrows another variant's β (lines.beta_from) against that variant: the one thing they
+        # differ in (the head's scale, the depth order, the blocks left at α).
+        for spec in (self.config.get("sweep") or {}).get("variants") or []:
+            source = (spec.get("lines") or {}).get("beta_from")
+            if source and spec["name"] in fronts and source in fronts:
+                out.append((spec["name"], source))
         return out
 
     def references(self) -> dict[str, dict]:
@@ -128,18 +134,35 @@ def load_samples(data: RunData, gen_key: str) -> list[dict] | None:
 
 
 def shown_points(data: RunData) -> list[dict]:
-    """The evaluation points the fronts' box is drawn around: fronts, θ0, the policies and references."""
+    """The evaluation points a report shows: fronts, θ0, the policies and references."""
     return [p for p in data.points if p["variant"] not in FORGETTING]
+
+
+def anchor_points(data: RunData) -> list[dict]:
+    """The points hypervolume's reference point and scale come from: θ0 and the single policies, nothing else.
+
+    The rule: per reward, the reference is the worst value among θ0 and the single policies, the scale the range
+    between their worst and best. Why these: they exist before the sweep (its inputs, measured on the same
+    evaluation prompts), every front runs between them, and none of them is a front being compared; so adding or
+    dropping a variant or a control never moves another comparison's numbers (tests/test_reference_point.py), and a
+    front that extrapolates past the policies gains no room from its own points. A study pools every seed's anchors
+    into one box (each seed's θ0 and policies), the same for every front and every seed."""
+    anchors = [p for p in data.points if p["variant"] in (BASE, POLICY)]
+    if len(anchors) < 2:
+        raise PipelineError(f"{data.run_dir}: the sweep has no θ0 and single-policy points to fix hypervolume's "
+                            f"reference point; re-run the sweep: {rerun_command(data.run_dir)}")
+    return anchors
 
 
 def hypervolume_analysis(data: RunData, box: tuple | None = None) -> dict:
     """Every front's hypervolume with a paired bootstrap interval, differences, and dominance counts.
 
-    Reference point: the worst observed value of each reward over all evaluation points shown (fronts, θ0 and
-    the single policies); each reward is scaled by its observed range, so a hypervolume is a fraction of the
-    unit box. `box` (reference, scale, directions) replaces that box, e.g. one shared by the seeds of a study."""
+    Reference point and scale: fixed by θ0 and the single policies only (anchor_points: the worst value of each
+    reward among them, and their range), so a hypervolume is in units of the anchors' box and no front moves
+    another comparison. `box` (reference, scale, directions) replaces that box, e.g. one shared by the seeds of a
+    study."""
     rewards = data.rewards
-    reference, scale, dirs = box if box is not None else normalisation(shown_points(data), rewards)
+    reference, scale, dirs = box if box is not None else normalisation(anchor_points(data), rewards)
     fronts = data.fronts()
     per_prompt = {}
     for name, pts in fronts.items():
@@ -184,7 +207,7 @@ def verdict(analysis: dict, a: str, b: str) -> str:
     ci = f"{d.estimate:+.4f} ({level}% CI {d.low:+.4f} … {d.high:+.4f})"
     sign = direction(d.low, d.high)
     if sign > 0:
-        return f"**{a} beat {b}**: hypervolume difference {ci}, larger than evaluation noise."
+        return f"**{a} beat {b}**: hypervolume difference {ci} on this draw; its interval excludes zero."
     if sign < 0:
-        return f"**{a} lost to {b}**: hypervolume difference {ci}, larger than evaluation noise."
-    return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} includes zero."
+        return f"**{a} lost to {b}**: hypervolume difference {ci} on this draw; its interval excludes zero."
+    return f"**no clear difference between {a} and {b}**: hypervolume difference {ci} on this draw includes zero."

@@ -16,6 +16,7 @@ from reward_models import fit_normalizers
 
 from ..generation.protocol import GenerationBackend
 from .cache import SweepCache, generation_key, point_key, score_key
+from ..stage_times import timed
 from .generate import PointGenerator
 from .objectives import Objective
 from .plan import Point
@@ -87,7 +88,8 @@ class PointEvaluator:
             self.generator.generate([(points[i], gen_keys[i], routes[i]) for i in first_of.values()], prompts)
 
         def score(i: int) -> None:
-            objectives = self.scorer.score(points[i], gen_keys[i], routes[i], score_keys[i], prompts)
+            with timed("sweep: scoring"):
+                objectives = self.scorer.score(points[i], gen_keys[i], routes[i], score_keys[i], prompts)
             results[i] = {"key": keys[i], "gen_key": gen_keys[i], **points[i].describe(), "lines_applied": applied[i],
                           "prompt_ids": [p.prompt_id for p in prompts], "objectives": objectives,
                           "response_tokens_mean": mean_response_tokens(self.cache.load_samples(gen_keys[i]))}

@@ -15,6 +15,7 @@ from lines.lora_soup import write_adapter_soup
 from lines.recipe import MergeSpec
 
 from ..generation.protocol import AdapterRef, GenerationBackend, MergeRequest
+from ..stage_times import timed
 from .cache import SweepCache, merge_key
 from .plan import Point
 from .routing import ADAPTER
@@ -56,14 +57,21 @@ class PointGenerator:
         dense = [(p, k) for p, k, route in work if route != ADAPTER]
         adapters = [(p, k) for p, k, route in work if route == ADAPTER]
         for point, key in dense:
-            self.backend.load_merge(self.request(point.merge_spec()))
-            self.cache.save_samples(key, [row.to_dict() for row in self.backend.generate(prompts)])
+            with timed("sweep: merges"):
+                self.backend.load_merge(self.request(point.merge_spec()))
+            with timed("sweep: generation"):
+                rows = self.backend.generate(prompts)
+            self.cache.save_samples(key, [row.to_dict() for row in rows])
         if not adapters:
             return
-        self.backend.load_merge(self.base_request())  # soups are served on θ0
+        with timed("sweep: merges"):
+            self.backend.load_merge(self.base_request())  # soups are served on θ0
         step = self.backend.capabilities.max_points_per_call or len(adapters)
         for start in range(0, len(adapters), step):
             chunk = adapters[start:start + step]
-            refs = [self.adapter(point) for point, _ in chunk]
-            for (point, key), rows in zip(chunk, self.backend.generate_adapters(prompts, refs)):
+            with timed("sweep: merges"):
+                refs = [self.adapter(point) for point, _ in chunk]
+            with timed("sweep: generation"):
+                generated = list(self.backend.generate_adapters(prompts, refs))
+            for (point, key), rows in zip(chunk, generated):
                 self.cache.save_samples(key, [row.to_dict() for row in rows])

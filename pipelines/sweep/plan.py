@@ -56,15 +56,33 @@ def candidates(cfg: RunConfig) -> dict[str, list[tuple[str, dict | None]]]:
         if v.lines is None:
             out[v.name] = [("", None)]
             continue
+        if v.lines.beta_from is not None:  # β known once its source variant's is chosen (evaluation_points)
+            out[v.name] = [("", None)]
+            continue
         betas = v.lines.betas()
-        out[v.name] = [(f"beta={b:g}" if len(betas) > 1 else "",
-                        {"alpha": v.lines.alpha, "beta": b, "head_depth": v.lines.head_depth,
-                         "profile": v.lines.profile}) for b in betas]
+        out[v.name] = [(f"beta={b:g}" if len(betas) > 1 else "", lines_of(v, b)) for b in betas]
     lambdas = uniform_lambdas(cfg)
     if lambdas:
         out[UNIFORM] = [(f"lambda={lam:g}" if len(lambdas) > 1 else "", {"alpha": lam, "beta": 0.0})
                         for lam in lambdas]
     return out
+
+
+def lines_of(v, beta: float) -> dict:
+    """The LiNeS config of a variant's point at β (the controls' fields only when set: merge keys stay as they
+    were for every other variant)."""
+    lines = {"alpha": v.lines.alpha, "beta": beta, "head_depth": v.lines.head_depth, "profile": v.lines.profile}
+    if v.lines.reverse:
+        lines["reverse"] = True
+    if v.lines.scope != "depth":
+        lines["scope"] = v.lines.scope
+    return lines
+
+
+def borrowed_beta(cfg: RunConfig, source: str, chosen: dict[str, str]) -> tuple[str, float]:
+    """(label, β) of the candidate chosen for `source` (its only β when it has one)."""
+    label, lines = next(c for c in candidates(cfg)[source] if c[0] == chosen.get(source, candidates(cfg)[source][0][0]))
+    return label, lines["beta"]
 
 
 def uniform_lambdas(cfg: RunConfig) -> list[float]:
@@ -139,8 +157,13 @@ def evaluation_points(cfg: RunConfig, chosen: dict[str, str]) -> list[Point]:
     """The chosen candidate of every variant, the references and the forgetting study, on evaluation prompts."""
     n = len(cfg.rewards)
     points = []
+    specs = {v.name: v for v in cfg.sweep.variants}
     for variant, cands in candidates(cfg).items():
         label, lines = next(c for c in cands if c[0] == chosen.get(variant, cands[0][0]))
+        spec = specs.get(variant)
+        if spec is not None and spec.lines is not None and spec.lines.beta_from is not None:
+            label, beta = borrowed_beta(cfg, spec.lines.beta_from, chosen)
+            label, lines = (f"{spec.lines.beta_from}:{label}" if label else ""), lines_of(spec, beta)
         points += front_points(cfg, variant, label, lines, EVALUATION)
     zero = tuple(0.0 for _ in range(n))
     points.append(Point(BASE, "", EVALUATION, zero,

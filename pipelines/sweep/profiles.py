@@ -43,7 +43,9 @@ class ProfileCache:
         if spec.lines.alpha == "auto":
             spec = spec.model_copy(update={"lines": spec.lines.model_copy(update={"alpha": schedule.alpha})})
         applied = {"alpha": schedule.alpha, "beta": schedule.beta, "profile": schedule.profile,
-                   "head_depth": schedule.head_depth, "block_scales": schedule.layer_scales()}
+                   "head_depth": schedule.head_depth, "block_scales": schedule.layer_scales(),
+                   **({"reverse": True} if schedule.reverse else {}),
+                   **({"scope": schedule.scope} if schedule.scope != "depth" else {})}
         return spec, applied
 
     def matched_lambda(self, spec: MergeSpec) -> float:

@@ -159,7 +159,8 @@ def matched_phase(sweep: Sweep, evaluator: PointEvaluator, planned: list[Point])
     if not sweep.cfg.sweep.uniform_control.matched:
         return []
     ranks = sweep.ranks
-    lines_points = [p for p in planned if needs_matching(p)]
+    unmatched = {v.name for v in sweep.cfg.sweep.variants if not v.matched}
+    lines_points = [p for p in planned if needs_matching(p) and p.variant not in unmatched]
     ranks.together(lambda: [evaluator.profiles.matched_lambda(point.merge_spec())  # each rank its share
                             for point in ranks.share(lines_points)], "matching the uniform controls")
     lambdas = [evaluator.profiles.matched_lambda(p.merge_spec()) for p in lines_points]

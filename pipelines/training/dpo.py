@@ -22,6 +22,7 @@ from .curves import training_curve
 from .environment import ModelDtypes, model_dtypes
 from .errors import TrainingError
 from .jobs import PolicyJob, TrainOutcome, trl_completion, trl_prompt
+from ..stage_times import timed
 from .preference_pairs import file_pairs, sampled_pairs
 from .trainer_args import lora_config, trainer_config
 
@@ -52,8 +53,10 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
         else:
             sampler = (load_causal_lm(job.base_path, device()) if current is None
                        else load_policy_model(current, job.base_path, device()))
+            # θ0's samples are drawn once per run: every policy ranks the same ones by its own reward.
+            shared = (job.base_path, job.work_dir.parent / "theta0_samples") if current is None else None
             pairs, stats = sampled_pairs(sampler, tokenizer, job.train_prompts, spec, job.reward,
-                                         job.seed + round_index, round_dir, f"pairs{round_index}")
+                                         job.seed + round_index, round_dir, f"pairs{round_index}", shared)
             del sampler
         if is_main_process():
             round_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,8 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
                              processing_class=tokenizer, peft_config=peft_config,
                              ref_model=_reference_model(job, current, dtypes))
         _check_lora_reference(trainer, job, current)
-        trainer.train()
+        with timed("DPO training steps"):
+            trainer.train()
         last = round_index == spec.rounds - 1
         target = out_dir if last else round_dir / "policy"
         trainer.save_model(str(target))  # every process calls it: ZeRO-3 gathers the shards here

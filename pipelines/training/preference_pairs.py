@@ -1,17 +1,21 @@
 """DPO's preference pairs: reward-labelled samples (best vs worst of k) or rows of a local file."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from lines.atomic import write_json
 from reward_models import Reward
 from reward_models.records import column, read_records
 
 from ..config.generation import GenerationConfig
 from ..config.training import DPOSpec
-from ..distributed import device
+from ..distributed import device, is_main_process
+from ..stage_times import timed
 from ..prompts import Prompt
 from .errors import TrainingError
 from .evaluation import sharded_sample_rows
@@ -41,13 +45,44 @@ def best_worst_pairs(rows: list[dict], reward_name: str, min_margin: float, high
     return pairs
 
 
+def samples_key(base: Path, prompts: Sequence[Prompt], generation: GenerationConfig) -> str:
+    """What θ0's samples depend on: θ0's files (name, size, modification time), the prompts, the sampling settings
+    and the seed (every sample is seeded by its own index, so equal keys mean equal samples)."""
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(base).iterdir() if p.is_file())
+    identity = {"base": str(Path(base).resolve()), "files": files, "prompts": [(p.prompt_id, p.prompt) for p in prompts],
+                "generation": generation.model_dump(mode="json", exclude={"device", "batch_size"})}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def theta0_samples(model, tokenizer, prompts: Sequence[Prompt], generation: GenerationConfig, workdir: Path,
+                   tag: str, shared: tuple[Path, Path] | None) -> list[dict]:
+    """The samples, unscored. With `shared` = (θ0's directory, a cache directory) they are read from the cache when
+    an earlier policy of the run drew the same ones from θ0 (both policies rank one set of θ0's samples, each by
+    its own reward), and written there otherwise."""
+    if shared is None:
+        with timed("sampling DPO pairs"):
+            return sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
+    base, cache = shared
+    path = cache / f"{samples_key(base, prompts, generation)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    with timed("sampling DPO pairs"):
+        rows = sharded_sample_rows(model, tokenizer, prompts, generation, {}, workdir, tag)
+    if is_main_process():
+        write_json(path, rows, indent=None)
+    return rows
+
+
 def sampled_pairs(model, tokenizer, prompts: Sequence[Prompt], spec: DPOSpec, reward: Reward, seed: int,
-                  workdir: Path, tag: str) -> tuple[list[dict], dict]:
-    """k samples per prompt from `model`, ranked by `reward`; returns (pairs, statistics)."""
+                  workdir: Path, tag: str, shared: tuple[Path, Path] | None = None) -> tuple[list[dict], dict]:
+    """k samples per prompt from `model`, ranked by `reward`; returns (pairs, statistics). `shared`: see
+    `theta0_samples` (only for samples drawn from θ0)."""
     generation = GenerationConfig(backend="transformers", temperature=spec.temperature, top_p=spec.top_p,
                                   max_new_tokens=spec.max_new_tokens, n=spec.samples_per_prompt, seed=seed,
                                   batch_size=64, device=str(device()))
-    rows = sharded_sample_rows(model, tokenizer, prompts, generation, {reward.name: reward}, workdir, tag)
+    rows = theta0_samples(model, tokenizer, prompts, generation, workdir, tag, shared)
+    values = reward.score([row["prompt"] for row in rows], [row["response"] for row in rows])
+    rows = [{**row, "scores": {reward.name: float(v)}} for row, v in zip(rows, values)]
     pairs = best_worst_pairs(rows, reward.name, spec.min_margin, reward.higher_is_better)
     if not pairs:
         raise TrainingError(f"reward '{reward.name}': all {len(prompts)} prompts gave samples with equal rewards, so "

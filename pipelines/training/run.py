@@ -32,7 +32,9 @@ from .base_model import BaseInfo, prepare_base
 from .batching import for_processes
 from .checkpoints import load_tokenizer
 from .dpo import train_dpo
-from .evaluation import compare_summaries, evaluate_model
+from ..stage_times import timed
+from .evaluation import compare_summaries
+from .evaluation import evaluate_model as _evaluate_model
 from .jobs import PolicyJob
 from .loaded import resolve_loaded, validate_against_base
 from .manifest import (FORMAT_VERSION, MANIFEST, PolicyInfo, info_from_manifest, is_complete, policy_kind,
@@ -44,6 +46,12 @@ from .rewards import WeightedSum, build_reward_table, check_trainable
 
 log = logging.getLogger(__name__)
 BASE_EVAL = "base_eval.json"
+
+
+def evaluate_model(*args, **kwargs) -> dict:
+    """θ0 and each policy on the held-out prompts (timed as one stage)."""
+    with timed("training stage: evaluation of θ0 and the policies"):
+        return _evaluate_model(*args, **kwargs)
 
 
 def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
