@@ -12,7 +12,10 @@ virtual environment, created once (torch first, from the CPU wheel; then trl 1.1
 Then, from the repository root with the project's environment:
 
     HF_HUB_OFFLINE=1 PYTHONPATH=$PWD .venv/bin/python benchmarks/ppo_peer.py \\
-        --peer-python /work/ppo-peer-venv/bin/python --seeds 0,1,2,3,4,5 --out /tmp/ppo_peer
+        --peer-python /work/ppo-peer-venv/bin/python --seeds 0,1,2,3,4,5,6,7 --out /tmp/ppo_peer --write-results
+
+`--write-results` keeps the figures in benchmarks/ppo_peer.json and writes them as part 7 of benchmarks/RESULTS.md
+(benchmarks/run_all.py renders that part from the same file when it rewrites RESULTS.md).
 
 The driver builds θ0 (a small random Llama with a BPE tokenizer trained on the demo corpus: both sides read the same
 files), the prompts (the demo's, token ids written once so both sides start from the same ids) and runs each side as
@@ -199,6 +202,65 @@ def welch(a: list[float], b: list[float]) -> dict:
             "sd_peer": math.sqrt(vb), "mean_ours": statistics.mean(a), "mean_peer": statistics.mean(b)}
 
 
+def machine_load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+RESULTS_JSON = Path(__file__).resolve().parent / "ppo_peer.json"
+
+
+def section(summary: dict) -> list[str]:
+    """Part 7 of benchmarks/RESULTS.md from the benchmark's summary."""
+    gain, kl, secs = summary["gain"], summary["kl"], summary["train_seconds"]
+    ours = [r for r in summary["rows"] if r["side"] == "ours"]
+    peer = [r for r in summary["rows"] if r["side"] == "peer"]
+
+    def row(name, s, fmt):
+        return (f"| {name} | {s['mean_ours']:{fmt}} (sd {s['sd_ours']:{fmt}}) | {s['mean_peer']:{fmt}} "
+                f"(sd {s['sd_peer']:{fmt}}) | {s['difference']:+{fmt}} | {s['low']:+{fmt}} … {s['high']:+{fmt}} |")
+
+    settings = summary["settings"]
+    return [
+        "## 7. PPO: the project's own vs trl 1.12's PPOTrainer (`ppo_peer.py`)", "",
+        f"Measured {summary['date']}; load (1/5/15 min) {summary['load_start']} at the start, {summary['load_end']} at "
+        "the end (other jobs shared the 2 cores). Command: `HF_HUB_OFFLINE=1 PYTHONPATH=$PWD .venv/bin/python "
+        f"benchmarks/ppo_peer.py --seeds {','.join(str(r['seed']) for r in ours)} --write-results` (the peer in its "
+        f"own virtual environment: trl {summary['peer_versions']}; the script says how to create it).", "",
+        f"Same θ0 (a random 2-block Llama, hidden 64, BPE of {summary['vocab']} tokens), the same 64 training prompts "
+        f"and token ids, the same reward (share of a response's letters in a–m) and settings: {settings['steps']} "
+        f"rollouts of {settings['batch']} responses of up to {settings['response_length']} tokens, "
+        f"{settings['num_ppo_epochs']} PPO epochs, β {settings['kl_coef']} fixed, learning rate "
+        f"{settings['learning_rate']:g}, linear schedule; {len(ours)} seeds each, one process and one torch thread "
+        "per run, the two sides interleaved seed by seed. Each policy is evaluated alike by the project's evaluation "
+        "on 64 held-out prompts × 4 samples at temperature 1 (the same sampling seeds): reward gain over θ0 "
+        f"(θ0: {summary['theta0']['letters']:.4f}) and KL(π ‖ π0) in nats per response (exact per-token sum along "
+        "the samples). Difference: ours − peer, with a 95% Welch t-interval over seeds; sd: the spread across seeds.",
+        "",
+        "| measure | ours: mean over seeds | trl 1.12: mean over seeds | difference | 95% interval |",
+        "|---|---|---|---|---|",
+        row("held-out reward gain", gain, ".4f"),
+        row("KL(π ‖ π0), nats per response", kl, ".3f"),
+        row("training time, s", secs, ".1f"),
+        "",
+        "Per seed (gain, KL): ours " + "; ".join(f"{r['seed']}: {r['gain']:+.4f}, {r['kl']:.2f}" for r in ours)
+        + "; trl " + "; ".join(f"{r['seed']}: {r['gain']:+.4f}, {r['kl']:.2f}" for r in peer) + ".", ""]
+
+
+def write_results(summary: dict) -> None:
+    RESULTS_JSON.write_text(json.dumps(summary, indent=1))
+    results = RESULTS_JSON.parent / "RESULTS.md"
+    text = results.read_text()
+    start = text.find("## 7. ")
+    block = "\n".join(section(summary))
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + block + ("\n" + text[end + 1:] if end >= 0 else "")
+    results.write_text(text)
+    print(f"wrote {results} (part 7) and {RESULTS_JSON}")
+
+
 def drive(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +269,7 @@ def drive(args) -> None:
     here = Path(__file__).resolve()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here.parent)]),
            "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1", "OMP_NUM_THREADS": "1"}
+    load_start = machine_load()
     theta0 = evaluate(base, base, out / "eval-base")
     rows = []
     for seed in args.seeds:
@@ -219,12 +282,21 @@ def drive(args) -> None:
             rows.append({"side": side, "seed": seed, "gain": scores["letters"] - theta0["letters"],
                          "kl": scores["kl_to_base"], "train_seconds": seconds})
             print(json.dumps(rows[-1]), flush=True)
-    summary = {"theta0": theta0, "rows": rows, "settings": {"steps": STEPS, "batch": BATCH, **SHARED}}
+    from pipelines.training.checkpoints import load_tokenizer
+
+    versions = subprocess.run([args.peer_python, "-c", "import trl, transformers, torch; "
+                               "print(f'{trl.__version__}, transformers {transformers.__version__}, "
+                               "torch {torch.__version__}')"], capture_output=True, text=True, env=env).stdout.strip()
+    summary = {"theta0": theta0, "rows": rows, "settings": {"steps": STEPS, "batch": BATCH, **SHARED},
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_start": load_start,
+               "load_end": machine_load(), "peer_versions": versions, "vocab": len(load_tokenizer(base))}
     for metric in ("gain", "kl", "train_seconds"):
         summary[metric] = welch([r[metric] for r in rows if r["side"] == "ours"],
                                 [r[metric] for r in rows if r["side"] == "peer"])
     (out / "ppo_peer.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: summary[k] for k in ("theta0", "gain", "kl", "train_seconds")}, indent=1))
+    if args.write_results:
+        write_results(summary)
 
 
 def main(argv=None) -> None:
@@ -235,9 +307,15 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", default="/tmp/ppo_peer")
     parser.add_argument("--peer-python", default="/work/ppo-peer-venv/bin/python")
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2, 3, 4, 5, 6, 7])
+    parser.add_argument("--write-results", action="store_true",
+                        help="keep the figures in benchmarks/ppo_peer.json and RESULTS.md's part 7")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite RESULTS.md's part 7 from benchmarks/ppo_peer.json")
     args = parser.parse_args(argv)
-    if args.side is None:
+    if args.render:
+        write_results(json.loads(RESULTS_JSON.read_text()))
+    elif args.side is None:
         drive(args)
     else:
         (run_peer if args.side == "peer" else run_ours)(Path(args.base), Path(args.prompts), args.seed, Path(args.out))

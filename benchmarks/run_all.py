@@ -503,6 +503,10 @@ def render(results: dict) -> None:
         lines += vllm_section(results["vllm"])
     if "gpu" in results:
         lines += gpu_section(results["gpu"])
+    if (HERE / "ppo_peer.json").exists():  # part 7: measured by ppo_peer.py in its own environment, kept
+        import ppo_peer  # benchmarks/ on the path, as this script's directory
+
+        lines += ppo_peer.section(json.loads((HERE / "ppo_peer.json").read_text()))
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {HERE / 'RESULTS.md'}")

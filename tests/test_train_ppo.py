@@ -103,6 +103,9 @@ def test_ppo_lora_on_a_reward_model_with_its_own_tokenizer(tiny_base, tmp_path):
     adapter = load_file(str(info.path / "adapter_model.safetensors"))
     assert adapter and all("lora_A" in k or "lora_B" in k for k in adapter)  # the adapter alone: no value head
     assert any(adapter[k].abs().max() > 0 for k in adapter if "lora_B" in k)
+    # The reference is θ0 (the adapter off), not the policy: once the adapter moved, the rollout's KL is not zero.
+    curve = info.manifest["training_curve"]
+    assert abs(curve[0]["objective/kl"]) < 1e-4 < abs(curve[-1]["objective/kl"])
     assert checkpoint_fingerprint(tiny_base) == before == info.base_fingerprint
 
 
@@ -163,6 +166,18 @@ def test_adaptive_kl_coefficient_follows_its_rule_over_a_training_run(tiny_base,
         beta *= 1 + min(max(row["objective/kl"] / target - 1, -0.2), 0.2) * 8 / horizon
     assert info.manifest["training_details"]["kl_coef_final"] == pytest.approx(beta, rel=1e-9)
     assert curve[-1]["objective/kl_coef"] != 0.02
+
+
+@pytest.mark.slow  # a PPO training run
+def test_ppo_statistics_reach_report_to_integrations(tiny_base, tmp_path):
+    pytest.importorskip("tensorboard")
+    training = ppo_training(max_steps=2, trainer={"report_to": ["tensorboard"]})
+    train_all(parse_config(tiny_config(tmp_path, tiny_base, training=training), "tb.yaml"))
+    events = list((tmp_path / "t" / "logs").rglob("events.out.tfevents*"))
+    written = b"".join(path.read_bytes() for path in events)
+    for tag in (b"objective/kl_coef", b"objective/scores", b"policy/entropy_avg", b"policy/clipfrac_avg",
+                b"loss/value_avg", b"val/explained_variance"):
+        assert tag in written, tag
 
 
 # -- bad settings: one line before any work ------------------------------------------------------------------------

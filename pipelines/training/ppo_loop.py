@@ -29,6 +29,7 @@ from trl.trainer.utils import disable_dropout_in_model
 
 from reward_models import Reward
 
+from ..stage_times import timed
 from . import ppo_math
 from .ppo_config import PPOConfig
 from .ppo_rollout import Rollout, collect, response_logits, token_logprobs
@@ -202,14 +203,15 @@ def train(args: PPOConfig, policy: nn.Module, value_model: nn.Module, reference:
     model.train()
     for step in range(1, args.max_steps + 1):
         indices = next(stream)
-        with unwrap_model_for_generation(model, accelerator,
-                                         gather_deepspeed3_params=args.ds3_gather_for_generation) as unwrapped:
+        with timed("PPO rollouts"), unwrap_model_for_generation(
+                model, accelerator, gather_deepspeed3_params=args.ds3_gather_for_generation) as unwrapped:
             rollout = collect(unwrapped.policy, unwrapped.values, reference, [prompts[i] for i in indices],
                               [prompt_ids[i] for i in indices], tokenizer, reward, args)
         beta = controller.value
-        with torch.no_grad():
-            adv = advantages_of(rollout, args, beta)
-        stats = update(model, accelerator, optimizer, rollout, adv, args, batches, shuffle)
+        with timed("PPO updates"):
+            with torch.no_grad():
+                adv = advantages_of(rollout, args, beta)
+            stats = update(model, accelerator, optimizer, rollout, adv, args, batches, shuffle)
         scheduler.step()
 
         # Every process contributes its rollout to the statistics and to the controller's KL (one gather).
