@@ -3,7 +3,8 @@ the job: pipelines/stage_times.py) and the policies' manifests (training steps, 
 
     python benchmarks/real_stage_timings.py [--run runs/demo_real]
 
-Prints a Markdown table (benchmarks/RESULTS.md, part 9). Each stage's own seconds: a stage timed inside another is
+Prints two Markdown tables (benchmarks/RESULTS.md, part 9): the single policies against each other on the training
+stage's held-out prompts, and the stages' times. Each stage's own seconds: a stage timed inside another is
 not counted twice; "other" is the job's wall time minus every timed stage (loading models and data, the sweep's
 bookkeeping, writing the cache).
 """
@@ -36,10 +37,33 @@ def table(run: Path) -> str:
     return "\n".join(lines)
 
 
+def policy_tradeoff(run: Path, a: str = "concise", b: str = "lexicon") -> str:
+    """The two single policies on the training stage's held-out prompts (the same prompts and sampling seeds for
+    both): per-prompt differences a − b, their mean with a normal 95% interval, and θ0 beside them."""
+    import numpy as np
+
+    ea, eb = (json.loads((run / "policies" / p / "manifest.json").read_text())["evaluation"] for p in (a, b))
+    lines = [f"{ea['n_prompts']} held-out prompts, {ea['samples_per_prompt']} sample each:", "",
+             f"| score | θ0 | {a} policy | {b} policy | {a} − {b} (95% CI) |", "|---|---|---|---|---|"]
+    for name in ea["policy"]:
+        pa, pb = (np.array(e["policy"][name]["per_prompt"]) for e in (ea, eb))
+        d = pa - pb
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+        base = ea["base"].get(name)
+        theta0 = f"{base['mean']:.3f}" if base else "—"
+        lines.append(f"| {name} | {theta0} | {pa.mean():.3f} ± {ea['policy'][name]['stderr']:.3f} | "
+                     f"{pb.mean():.3f} ± {eb['policy'][name]['stderr']:.3f} | {d.mean():+.3f} "
+                     f"({d.mean() - half:+.3f} … {d.mean() + half:+.3f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/demo_real")
-    print(table(Path(parser.parse_args(argv).run)))
+    run = Path(parser.parse_args(argv).run)
+    print(policy_tradeoff(run), "\n")
+    if (run / "timings.json").is_file():
+        print(table(run))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_main_job_configs_validate_with_their_files(name, real_workdir, monkeypa
 
 
 def test_every_shipped_config_is_tested():
-    tested = {"demo.yaml", "demo_ppo.yaml", "real_llama3_8b.yaml", "train_demo.yaml"}
+    tested = {"demo.yaml", "demo_ppo.yaml", "demo_real.yaml", "real_llama3_8b.yaml", "train_demo.yaml"}
     assert {p.name for p in CONFIGS.glob("*.yaml")} == tested
 
 
@@ -42,3 +42,22 @@ def test_bad_main_config_is_one_line(tmp_path):
     with pytest.raises(PipelineError, match="expected KEY=VALUE"):
         load_run_config(CONFIGS / "demo.yaml", ["sweep.points"])
     assert load_run_config(CONFIGS / "demo.yaml", ["sweep.points=5"]).sweep.points == 5
+
+
+def test_real_config_validates_with_its_files(tmp_path, monkeypatch):
+    """configs/demo_real.yaml with the files `make demo-real` prepares: the data made by `prepare chitchat` and
+    `prepare fortunes` (from a small fortune directory here), θ0 a tiny stand-in at the path `prepare smollm2` fills."""
+    import tiny
+    from pipelines.data.__main__ import main
+
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    for name in ("fortunes", "literature", "riddles"):
+        (fortunes / name).write_text(f"{name}: a saying of some length\n%\n{name}: another one\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare", "chitchat", "--out", "data/real", "--held-out", "8"]) == 0
+    assert main(["prepare", "fortunes", "--out", "data/real", "--source", str(fortunes)]) == 0
+    tiny.save(tiny.tiny_model("llama"), tmp_path / "runs" / "models" / "smollm2")
+    cfg = load_run_config(CONFIGS / "demo_real.yaml")
+    assert [p.reward for p in cfg.train_config.policies] == cfg.reward_names == ["concise", "lexicon"]
+    assert {m.name for m in cfg.metrics} == {"kl", "profanity", "ppl_chitchat", "ppl_control"}

@@ -55,8 +55,9 @@ def load_gguf(path: Path):
     import torch  # heavy: only the conversion needs it
     from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: only the conversion needs it
 
-    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32,
+                                                 trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
     return model.eval(), tokenizer
 
 
