@@ -164,14 +164,14 @@ class RoundRecorder:
         self.samplers, self.previous, self.datasets, self.scratch = [], [], [], scratch
         original_pairs, recorder = dpo_module.sampled_pairs, self
 
-        def recording_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag):
+        def recording_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag, shared=None):
             round_index = int(round_dir.name.removeprefix("round"))
             recorder.samplers.append({k: v.detach().clone() for k, v in sampler.state_dict().items()})
             if round_index > 0:
                 copy = scratch / f"policy{round_index - 1}"
                 shutil.copytree(round_dir.parent / f"round{round_index - 1}" / "policy", copy)
                 recorder.previous.append(copy)
-            return original_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag)
+            return original_pairs(sampler, tokenizer, prompts, spec, reward, seed, round_dir, tag, shared)
 
         class RecordingDPOTrainer(trl.DPOTrainer):
             def __init__(self, *args, **kwargs):
@@ -184,11 +184,12 @@ class RoundRecorder:
         monkeypatch.setattr(trl, "DPOTrainer", RecordingDPOTrainer)
 
 
-def sequence_logprobs(model, rows, pad_id) -> np.ndarray:
-    """log π(y | x) of every recorded pair's chosen and rejected response, computed here (fp64 sums)."""
+def sequence_logprobs(model, rows, pad_id, max_length: int) -> np.ndarray:
+    """log π(y | x) of every recorded pair's chosen and rejected response, computed here (fp64 sums), over the
+    tokens trl trains on: prompt + response cut to the trainer's max_length from the end (its `keep_start`)."""
     from reward_models import token_logprobs
 
-    sequences = [r["prompt_ids"] + r[k] for r in rows for k in ("chosen_ids", "rejected_ids")]
+    sequences = [(r["prompt_ids"] + r[k])[:max_length] for r in rows for k in ("chosen_ids", "rejected_ids")]
     starts = [len(r["prompt_ids"]) for r in rows for _ in range(2)]
     return np.array([lp.sum() for lp in token_logprobs(model, sequences, starts, pad_id)])
 
@@ -240,10 +241,12 @@ def test_iterated_dpo_samples_from_and_is_anchored_to_the_previous_round(tiny_ba
     pad_id = load_tokenizer(tiny_base).pad_token_id
     for rows, reference in zip(recorder.datasets, (theta0, previous)):
         used = np.array([r[k] for r in rows for k in ("ref_chosen_logps", "ref_rejected_logps")])
-        np.testing.assert_allclose(used, sequence_logprobs(reference, rows, pad_id), rtol=0, atol=1e-4)
+        expected = sequence_logprobs(reference, rows, pad_id, training["max_length"])
+        np.testing.assert_allclose(used, expected, rtol=0, atol=1e-4)
     second = recorder.datasets[1]
     used = np.array([r[k] for r in second for k in ("ref_chosen_logps", "ref_rejected_logps")])
-    assert np.abs(used - sequence_logprobs(theta0, second, pad_id)).max() > 1e-2  # the rounds' anchors differ
+    # The rounds' anchors differ.
+    assert np.abs(used - sequence_logprobs(theta0, second, pad_id, training["max_length"])).max() > 1e-2
 
 
 def test_a_lora_round_without_a_frozen_previous_adapter_is_refused(tiny_base, tmp_path):
