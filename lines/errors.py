@@ -99,8 +99,14 @@ def report_stop(exc: BaseException) -> int:
 def exit_process(code: int) -> NoReturn:
     """End a command-line process with `code`. After an interrupt the job has already unwound (temporaries removed,
     finished records kept), but native threads (torch's, a tokenizer's) may still be running, and the interpreter's
-    finalisation can then abort ("terminate called without an active exception"): such a process ends at once."""
-    if code >= 128:
+    finalisation can then abort ("terminate called without an active exception"): such a process ends at once.
+    So does every process of a launch (accelerate/torchrun set WORLD_SIZE > 1) once its work is written and it has
+    left the process group: a launched process was seen aborting that way, rarely, after its training stage had
+    finished and written everything, which turned a finished job into a failed launch."""
+    if code >= 128 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import logging
+
+        logging.shutdown()  # what the interpreter's exit would have flushed
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
