@@ -76,9 +76,6 @@ EQUIVALENT: dict[str, str] = {
         "The mean of no values is NaN in numpy too (with a RuntimeWarning), which is what the guarded branch returns."),
     "pipelines.summary.x_summarize__mutmut_59": (
         "With one prompt the spread is already NaN and NaN / 1 is NaN; with none the guard still holds (0 < 1)."),
-    # -- pipelines/report/study.py
-    "pipelines.report.study.x_pooled_interval__mutmut_25": (
-        "rng.integers(high) is rng.integers(0, high): the same range and the same draws from the generator."),
     # -- pipelines/sweep/weights.py
     "pipelines.sweep.weights.x_simplex_grid__mutmut_33": (
         "`divisions × step − 1` is exactly 1e-9 in magnitude for no step a user can write; `>` and `>=` differ only "

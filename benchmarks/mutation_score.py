@@ -33,16 +33,15 @@ REPORT = REPO / "benchmarks" / "MUTATION.md"
 
 # module key -> (file to mutate, the fast test files that exercise it, the functions mutated: None for all). Only
 # unit tests on tiny arrays/tensors: mutmut runs, for each mutant, the tests that called the mutated function, so
-# these take seconds. study.py is mutated in its maths (the pooled bootstrap and the metric differences, the verdict
-# words); its report assembly (files, figures, Markdown prose) is covered end to end by tests/test_sweep.py.
+# these take seconds. The study's inference over seeds (t-interval, sign-flip p-value, Holm, TOST, verdicts) is
+# pipelines/seed_inference.py; the study report's assembly is covered end to end by tests/test_study*.py.
 MODULES: dict[str, tuple[str, list[str], list[str] | None]] = {
     "merge_methods": ("lines/merge_methods.py", ["tests/test_merge_methods.py"], None),
     "schedule": ("lines/schedule.py", ["tests/test_schedule.py"], None),
     "update_norms": ("lines/update_norms.py", ["tests/test_schedule.py", "tests/test_lines_alpha.py"], None),
     "pareto": ("pipelines/pareto.py", ["tests/test_pareto.py", "tests/test_bootstrap.py"], None),
     "summary": ("pipelines/summary.py", ["tests/test_bootstrap.py"], None),
-    "study": ("pipelines/report/study.py", ["tests/test_bootstrap.py"],
-              ["x_pooled_interval", "x_metric_difference", "x__pooled_verdict", "x__ci"]),
+    "seed_inference": ("pipelines/seed_inference.py", ["tests/test_seed_inference.py"], None),
     "selection": ("pipelines/sweep/selection.py", ["tests/test_selection.py"], None),
     "weights": ("pipelines/sweep/weights.py", ["tests/test_selection.py"], None),
 }

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -480,6 +481,25 @@ def gpu_section(gpu: dict) -> list[str]:
     return out
 
 
+SECTION = re.compile(r"^## (\d+)\. ", re.MULTILINE)
+
+
+def section_numbers(text: str) -> list[int]:
+    return [int(m.group(1)) for m in SECTION.finditer(text)]
+
+
+def kept_sections(previous: str, rendered: set[int]) -> list[str]:
+    """The parts of the previous RESULTS.md that this script does not render (measured by other scripts and written
+    by hand from their output, e.g. the study's and the real model's stage timings), kept verbatim in their order."""
+    starts = list(SECTION.finditer(previous))
+    kept = []
+    for match, following in zip(starts, starts[1:] + [None]):
+        if int(match.group(1)) not in rendered:
+            body = previous[match.start(): following.start() if following else len(previous)]
+            kept += body.rstrip("\n").split("\n") + [""]
+    return kept
+
+
 def render(results: dict) -> None:
     """RESULTS.md and results.json from the results of every part measured so far."""
     dates = []
@@ -507,6 +527,8 @@ def render(results: dict) -> None:
         import ppo_peer  # benchmarks/ on the path, as this script's directory
 
         lines += ppo_peer.section(json.loads((HERE / "ppo_peer.json").read_text()))
+    previous = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
+    lines += kept_sections(previous, rendered=set(section_numbers("\n".join(lines))))
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {HERE / 'RESULTS.md'}")
