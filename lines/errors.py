@@ -11,6 +11,7 @@ kept); the entry point prints one line (`report_interrupted`) and exits 130 or 1
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -104,8 +105,6 @@ def exit_process(code: int) -> NoReturn:
     left the process group: a launched process was seen aborting that way, rarely, after its training stage had
     finished and written everything, which turned a finished job into a failed launch."""
     if code >= 128 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import logging
-
         logging.shutdown()  # what the interpreter's exit would have flushed
         sys.stdout.flush()
         sys.stderr.flush()
