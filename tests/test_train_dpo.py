@@ -186,7 +186,7 @@ class RoundRecorder:
 
 def sequence_logprobs(model, rows, pad_id, max_length: int) -> np.ndarray:
     """log π(y | x) of every recorded pair's chosen and rejected response, computed here (fp64 sums), over the
-    tokens trl trains on: prompt + response cut to the trainer's max_length from the end (its `keep_start`)."""
+    tokens trl trains on: the first max_length tokens of prompt + response (trl's `keep_start` truncation)."""
     from reward_models import token_logprobs
 
     sequences = [(r["prompt_ids"] + r[k])[:max_length] for r in rows for k in ("chosen_ids", "rejected_ids")]

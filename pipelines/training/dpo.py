@@ -35,10 +35,6 @@ def dpo_dataset(tokenizer, pairs: list[dict]):
                                "rejected": trl_completion(tokenizer, p["rejected"])} for p in pairs])
 
 
-# Where θ0's DPO samples are cached for the run's other policies (under the run's work directory).
-THETA0_SAMPLES = "theta0_samples"
-
-
 def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
     from trl import DPOConfig, DPOTrainer  # heavy: only when DPO trains
 
@@ -58,7 +54,7 @@ def train_dpo(job: PolicyJob, out_dir: Path) -> TrainOutcome:
             sampler = (load_causal_lm(job.base_path, device()) if current is None
                        else load_policy_model(current, job.base_path, device()))
             # θ0's samples are drawn once per run: every policy ranks the same ones by its own reward.
-            shared = (job.base_path, job.work_dir.parent / THETA0_SAMPLES) if current is None else None
+            shared = (job.base_path, job.work_dir.parent / "theta0_samples") if current is None else None
             pairs, stats = sampled_pairs(sampler, tokenizer, job.train_prompts, spec, job.reward,
                                          job.seed + round_index, round_dir, f"pairs{round_index}", shared)
             del sampler

@@ -31,7 +31,7 @@ from ..summary import summarize
 from .base_model import BaseInfo, prepare_base
 from .batching import for_processes
 from .checkpoints import load_tokenizer
-from .dpo import THETA0_SAMPLES, train_dpo
+from .dpo import train_dpo
 from ..stage_times import timed
 from .evaluation import compare_summaries
 from .evaluation import evaluate_model as _evaluate_model
@@ -83,8 +83,9 @@ def train_all(config: TrainConfig) -> dict[str, PolicyInfo]:
         else:
             info = train_policy(config, entry, settings, base, tokenizer, rewards, train_prompts, held_out, base_eval)
         results[info.name] = info
-    # θ0's shared DPO samples are scratch of this run's training (dpo.py): gone once every policy is finished.
-    on_main(lambda: shutil.rmtree(run_dir / "work" / THETA0_SAMPLES, ignore_errors=True), "removing θ0's samples")
+    # runs/<name>/work/ is the training stage's scratch (θ0's SFT, each policy's, θ0's DPO samples shared by the
+    # policies): kept while the stage may be resumed, gone once every policy is finished.
+    on_main(lambda: shutil.rmtree(run_dir / "work", ignore_errors=True), "removing the training stage's scratch")
     return results
 
 
